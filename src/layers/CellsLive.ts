@@ -1,0 +1,115 @@
+import { Effect, Layer, Option, Schema } from "effect"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Conflict, Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
+import { CellId } from "../rpc/Ids.js"
+import { Cell } from "../rpc/Models.js"
+import type { CreateCellRequest } from "../services/Cells.js"
+import { cellNameProblem, Cells } from "../services/Cells.js"
+import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { JobSupervisor } from "../services/JobSupervisor.js"
+import { StateRepository } from "../services/StateRepository.js"
+import { stateToInternal } from "./ErrorMapping.js"
+
+const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
+
+const isInside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
+
+export const make = Effect.gen(function*() {
+  const config = yield* DaemonConfig
+  const repo = yield* StateRepository
+  const supervisor = yield* JobSupervisor
+  const paths = statePaths(config.stateDir)
+  const stateReal = fs.realpathSync(config.stateDir)
+  const socketDir = path.dirname(path.resolve(config.socketPath))
+
+  /**
+   * A granted path must exist and must not expose what the sandbox hides:
+   * the state dir (database, cells, logs) or the daemon's socket.
+   */
+  const checkReadPath = (raw: string): string | InvalidRequest => {
+    if (!path.isAbsolute(raw)) return new InvalidRequest({ message: `--read ${raw}: give an absolute path` })
+    let real: string
+    try {
+      real = fs.realpathSync(raw)
+    } catch {
+      return new InvalidRequest({ message: `--read ${raw}: no such file or directory` })
+    }
+    if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real)) {
+      return new InvalidRequest({
+        message: `--read ${raw} would expose the daemon's state dir or socket to jobs: grant a narrower path`
+      })
+    }
+    return real
+  }
+
+  const create = Effect.fn("Cells.create")(function*(request: CreateCellRequest) {
+    const problem = cellNameProblem(request.name)
+    if (problem !== undefined) return yield* new InvalidRequest({ message: problem })
+    const readPaths: Array<string> = []
+    for (const raw of request.read_paths) {
+      const checked = checkReadPath(raw)
+      if (checked instanceof InvalidRequest) return yield* checked
+      readPaths.push(checked)
+    }
+    if (Option.isSome(yield* stateToInternal(repo.findCellByName(request.name)))) {
+      return yield* new Conflict({ message: `a cell named ${request.name} already exists: pick another name or remove it first` })
+    }
+    const id = newCellId()
+    const dir = path.join(paths.cells, id)
+    const cell = new Cell({
+      id,
+      name: request.name,
+      env: request.env,
+      read_paths: readPaths,
+      network: request.network,
+      dir,
+      created_at_ms: Date.now()
+    })
+    yield* Effect.try({
+      try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
+      catch: (error) => new Internal({ message: `cannot create the cell dir ${dir}: ${String(error)}` })
+    })
+    yield* stateToInternal(repo.insertCell(cell)).pipe(
+      Effect.tapError(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+    )
+    return cell
+  })
+
+  const resolve = Effect.fn("Cells.resolve")(function*(idOrName: string) {
+    const found = idOrName.startsWith("cell-")
+      ? yield* Schema.decodeUnknown(CellId)(idOrName).pipe(
+        Effect.mapError(() =>
+          new InvalidRequest({
+            message: `invalid cell id ${JSON.stringify(idOrName.slice(0, 80))}: a cell id looks like cell-<letters and digits>, as printed by \`planter cell ls\``
+          })
+        ),
+        Effect.flatMap((id) => stateToInternal(repo.getCell(id)))
+      )
+      : cellNameProblem(idOrName) === undefined
+      ? yield* stateToInternal(repo.findCellByName(idOrName))
+      : yield* new InvalidRequest({
+        message: `invalid cell ${JSON.stringify(idOrName.slice(0, 80))}: give a cell id (cell-…) or name, as printed by \`planter cell ls\``
+      })
+    if (Option.isNone(found)) {
+      return yield* new NotFound({ message: `no cell ${idOrName}: list cells with \`planter cell ls\`` })
+    }
+    return found.value
+  })
+
+  const remove = Effect.fn("Cells.remove")(function*(idOrName: string, options: { readonly force: boolean }) {
+    const cell = yield* resolve(idOrName)
+    yield* supervisor.stopCell(cell.id, options)
+    yield* stateToInternal(repo.deleteCell(cell.id))
+    // The record is gone; a leftover directory is only disk space, never an error for the caller.
+    yield* Effect.sync(() => fs.rmSync(cell.dir, { recursive: true, force: true })).pipe(
+      Effect.catchAllDefect((defect) => Effect.logWarning(`cannot delete ${cell.dir}`, defect))
+    )
+    return cell
+  })
+
+  return Cells.of({ create, list: stateToInternal(repo.listCells), resolve, remove })
+})
+
+export const layer = Layer.effect(Cells, make)

@@ -1,0 +1,170 @@
+import { Effect, Layer } from "effect"
+import type { ChildProcess } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
+import { JobSandbox } from "../rpc/Models.js"
+import type { SystemPath } from "../services/BubblewrapArgs.js"
+import { bubblewrapArgs, LINUX_SYSTEM_PATHS } from "../services/BubblewrapArgs.js"
+import { DaemonConfig } from "../services/DaemonConfig.js"
+import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
+import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
+
+const isExecutableFile = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.X_OK)
+    return fs.statSync(file).isFile()
+  } catch {
+    return false
+  }
+}
+
+/** Finds `command` as execvp would, on the PATH the job will run with. */
+export const resolveExecutable = (command: string, env: Readonly<Record<string, string>>, cwd: string) => {
+  if (command.includes("/")) {
+    const file = path.resolve(cwd, command)
+    return isExecutableFile(file) ? file : undefined
+  }
+  for (const dir of (env.PATH ?? "").split(":")) {
+    if (dir.length === 0) continue
+    const file = path.join(dir, command)
+    if (isExecutableFile(file)) return file
+  }
+  return undefined
+}
+
+/** A backend that wraps a command into the command line that runs it sandboxed. */
+interface Backend {
+  readonly name: SandboxBackend
+  readonly wrap: (request: SandboxRequest) => { readonly file: string; readonly args: Array<string> }
+}
+
+const findBubblewrap = (): { file: string } | { reason: string } => {
+  const configured = process.env.PLANTER_BWRAP
+  if (configured !== undefined && configured.length > 0) {
+    return isExecutableFile(configured)
+      ? { file: configured }
+      : { reason: `PLANTER_BWRAP=${configured} is not an executable file` }
+  }
+  const found = resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
+  return found
+    ? { file: found }
+    : { reason: "bubblewrap (bwrap) is not installed: install it with `apt-get install bubblewrap` (Debian, Ubuntu) or `dnf install bubblewrap` (Fedora), or point PLANTER_BWRAP at it" }
+}
+
+const linuxSystemPaths = (): Array<SystemPath> =>
+  LINUX_SYSTEM_PATHS.flatMap((dir): Array<SystemPath> => {
+    try {
+      const stat = fs.lstatSync(dir)
+      if (stat.isSymbolicLink()) return [{ path: dir, symlinkTarget: fs.readlinkSync(dir) }]
+      return stat.isDirectory() ? [{ path: dir, symlinkTarget: null }] : []
+    } catch {
+      return []
+    }
+  })
+
+/**
+ * Chooses the backend for this platform once, at daemon start, and checks
+ * that it can really start a sandbox (bwrap can be installed yet refused
+ * user namespaces), so jobs learn the cause up front.
+ */
+const detectBackend = (): { backend: Backend } | { name: SandboxBackend; reason: string } => {
+  if (process.platform === "linux") {
+    const found = findBubblewrap()
+    if ("reason" in found) return { name: "bubblewrap", reason: found.reason }
+    const systemPaths = linuxSystemPaths()
+    const probe = spawnSync(found.file, [
+      "--unshare-pid",
+      ...systemPaths.flatMap((p) => p.symlinkTarget !== null ? ["--symlink", p.symlinkTarget, p.path] : ["--ro-bind", p.path, p.path]),
+      "--proc", "/proc", "--dev", "/dev", "--", "true"
+    ], { encoding: "utf8", timeout: 10_000 })
+    if (probe.status !== 0) {
+      const detail = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()
+      return {
+        name: "bubblewrap",
+        reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)`
+      }
+    }
+    return {
+      backend: { name: "bubblewrap", wrap: (request) => ({ file: found.file, args: bubblewrapArgs(request, systemPaths) }) }
+    }
+  }
+  return { name: "none", reason: `no sandbox backend for platform ${process.platform}` }
+}
+
+const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
+  // Registered at spawn so an exit that happens before anyone awaits is not missed.
+  const exited = new Promise<ProcessExit>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve({ code: child.exitCode, signal: child.signalCode })
+    } else child.once("exit", (code, signal) => resolve({ code, signal }))
+  })
+  return Effect.promise(() => exited)
+}
+
+const spawnDetached = (file: string, args: ReadonlyArray<string>, request: SandboxRequest, cwd: string) =>
+  Effect.async<ChildProcess, SpawnError>((resume) => {
+    const child = spawn(file, args, {
+      cwd,
+      env: request.env,
+      // The job writes its logs itself through these descriptors: no pipe
+      // through the daemon, so a daemon crash loses no output.
+      stdio: ["ignore", request.stdoutFd, request.stderrFd],
+      // Its own process group (and session), so the whole tree can be signalled.
+      detached: true
+    })
+    if (child.pid !== undefined) return resume(Effect.succeed(child))
+    child.once("error", (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` }))))
+  })
+
+export const make = (mode: SandboxMode) => {
+  const detected = mode === "disabled" ? { name: "none" as const, reason: "sandbox mode is disabled" } : detectBackend()
+  const status: SandboxStatus = "backend" in detected
+    ? { mode, backend: detected.backend.name, available: true, unavailableReason: null }
+    : { mode, backend: detected.name, available: false, unavailableReason: mode === "disabled" ? null : detected.reason }
+
+  const start = Effect.fn("SandboxRunner.start")(function*(request: SandboxRequest) {
+    const executable = resolveExecutable(request.argv[0], request.env, request.cwd)
+    if (executable === undefined) {
+      return yield* new SpawnError({
+        message: `cannot start ${request.argv[0]}: not found${request.argv[0].includes("/") ? "" : " on the job's PATH"} or not executable`
+      })
+    }
+    if ("backend" in detected) {
+      const { file, args } = detected.backend.wrap(request)
+      const child = yield* spawnDetached(file, args, request, "/")
+      return started(child, new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }))
+    }
+    if (mode === "enforced") {
+      return yield* new SandboxStartError({ message: `the sandbox is unavailable and the daemon runs in enforced mode: ${detected.reason}` })
+    }
+    if (mode === "permissive") {
+      yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${detected.reason}`)
+    }
+    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd)
+    return started(
+      child,
+      new JobSandbox({
+        mode,
+        backend: "none",
+        network: request.network,
+        fallback_reason: mode === "permissive" ? detected.reason : null
+      })
+    )
+  })
+
+  return SandboxRunner.of({ status, start })
+}
+
+const started = (child: ChildProcess, sandbox: JobSandbox): StartedProcess => ({
+  child,
+  pid: child.pid!,
+  sandbox,
+  exit: onceExit(child)
+})
+
+export const layer = Layer.effect(
+  SandboxRunner,
+  Effect.map(DaemonConfig, (config) => make(config.sandboxMode))
+)

@@ -1,0 +1,205 @@
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { SqliteClient } from "@effect/sql-sqlite-node"
+import { Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { CellId, JobId } from "../rpc/Ids.js"
+import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
+import type { JobFinish, JournalEvent } from "../services/StateRepository.js"
+import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
+import { runMigrations } from "./Migrations.js"
+
+/** Rows as SQLite stores them; JSON columns decode through the same Schemas the protocol uses. */
+const CellRow = Schema.Struct({
+  id: CellId,
+  name: Schema.String,
+  env_json: Schema.parseJson(Env),
+  read_paths_json: Schema.parseJson(Schema.Array(Schema.String)),
+  network: NetworkPolicy,
+  dir: Schema.String,
+  created_at_ms: Schema.Number
+})
+
+const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
+  strict: true,
+  decode: (row) =>
+    new Cell({
+      id: row.id,
+      name: row.name,
+      env: row.env_json,
+      read_paths: row.read_paths_json,
+      network: row.network,
+      dir: row.dir,
+      created_at_ms: row.created_at_ms
+    }),
+  encode: (cell) => ({
+    id: cell.id,
+    name: cell.name,
+    env_json: cell.env,
+    read_paths_json: cell.read_paths,
+    network: cell.network,
+    dir: cell.dir,
+    created_at_ms: cell.created_at_ms
+  })
+})
+
+const JobRow = Schema.Struct({
+  id: JobId,
+  cell_id: CellId,
+  command_json: Schema.parseJson(JobCommand),
+  status: JobStatus,
+  exit_code: Schema.NullOr(Schema.Number),
+  signal: Schema.NullOr(Schema.String),
+  termination_reason: Schema.NullOr(TerminationReason),
+  pid: Schema.NullOr(Schema.Number),
+  pid_start_time: Schema.NullOr(Schema.String),
+  started_at_ms: Schema.Number,
+  finished_at_ms: Schema.NullOr(Schema.Number),
+  sandbox_json: Schema.parseJson(JobSandbox)
+})
+
+const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
+  strict: true,
+  decode: ({ command_json, sandbox_json, ...rest }) => new Job({ ...rest, command: command_json, sandbox: sandbox_json }),
+  encode: ({ command, sandbox, ...rest }) => ({ ...rest, command_json: command, sandbox_json: sandbox })
+})
+
+const stateError = (message: string) => (cause: SqlError | ParseResult.ParseError) =>
+  new StateError({ message: `${message}: ${cause.message}`, cause })
+
+export const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`PRAGMA foreign_keys = ON`
+  // WAL with NORMAL sync survives a daemon crash without losing a commit;
+  // only a power loss could drop the last transactions.
+  yield* sql`PRAGMA synchronous = NORMAL`
+  yield* sql`PRAGMA busy_timeout = 5000`
+
+  const decodeCells = Schema.decodeUnknown(Schema.Array(CellFromRow))
+  const decodeJobs = Schema.decodeUnknown(Schema.Array(JobFromRow))
+  const encodeCell = Schema.encode(CellFromRow)
+  const encodeJob = Schema.encode(JobFromRow)
+
+  const journal = (event: JournalEvent) =>
+    sql`INSERT INTO events ${
+      sql.insert({
+        at_ms: Date.now(),
+        kind: event.kind,
+        cell_id: event.cell_id,
+        job_id: event.job_id,
+        detail_json: JSON.stringify(event.detail)
+      })
+    }`
+
+  const selectJob = (id: JobId) =>
+    sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(Effect.flatMap(decodeJobs), Effect.map((jobs) => Option.fromNullable(jobs[0])))
+
+  return StateRepository.of({
+    insertCell: Effect.fn("StateRepository.insertCell")(function*(cell) {
+      const row = yield* encodeCell(cell)
+      yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`INSERT INTO cells ${sql.insert(row)}`,
+          journal({ kind: "cell_created", cell_id: cell.id, job_id: null, detail: { name: cell.name } })
+        )
+      )
+    }, Effect.mapError(stateError("cannot record the cell"))),
+
+    findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
+      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name}`.pipe(Effect.flatMap(decodeCells))
+      return Option.fromNullable(cells[0])
+    }, Effect.mapError(stateError("cannot read cells"))),
+
+    getCell: Effect.fn("StateRepository.getCell")(function*(id) {
+      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id}`.pipe(Effect.flatMap(decodeCells))
+      return Option.fromNullable(cells[0])
+    }, Effect.mapError(stateError("cannot read cells"))),
+
+    listCells: sql`SELECT * FROM cells ORDER BY created_at_ms, id`.pipe(
+      Effect.flatMap(decodeCells),
+      Effect.mapError(stateError("cannot read cells")),
+      Effect.withSpan("StateRepository.listCells")
+    ),
+
+    deleteCell: Effect.fn("StateRepository.deleteCell")(function*(id) {
+      yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`DELETE FROM cells WHERE id = ${id}`,
+          journal({ kind: "cell_removed", cell_id: id, job_id: null, detail: {} })
+        )
+      )
+    }, Effect.mapError(stateError("cannot remove the cell"))),
+
+    insertJob: Effect.fn("StateRepository.insertJob")(function*(job) {
+      const row = yield* encodeJob(job)
+      yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`INSERT INTO jobs ${sql.insert(row)}`,
+          journal({
+            kind: "job_started",
+            cell_id: job.cell_id,
+            job_id: job.id,
+            detail: { pid: job.pid, argv: job.command.argv, sandbox: job.sandbox }
+          })
+        )
+      )
+    }, Effect.mapError(stateError("cannot record the job"))),
+
+    finishJob: Effect.fn("StateRepository.finishJob")(function*(id, finish: JobFinish, event) {
+      return yield* sql.withTransaction(
+        Effect.gen(function*() {
+          // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
+          const updated = yield* sql`UPDATE jobs SET
+              status = 'exited',
+              exit_code = ${finish.exit_code},
+              signal = ${finish.signal},
+              termination_reason = ${finish.termination_reason},
+              finished_at_ms = ${finish.finished_at_ms}
+            WHERE id = ${id} AND status = 'running' RETURNING id`
+          if (updated.length > 0) yield* journal(event)
+          return yield* selectJob(id)
+        })
+      )
+    }, Effect.mapError(stateError("cannot record the job's end"))),
+
+    getJob: (id) =>
+      selectJob(id).pipe(Effect.mapError(stateError("cannot read jobs")), Effect.withSpan("StateRepository.getJob")),
+
+    listJobs: (cellId) =>
+      (cellId === null
+        ? sql`SELECT * FROM jobs ORDER BY started_at_ms, id`
+        : sql`SELECT * FROM jobs WHERE cell_id = ${cellId} ORDER BY started_at_ms, id`).pipe(
+          Effect.flatMap(decodeJobs),
+          Effect.mapError(stateError("cannot read jobs")),
+          Effect.withSpan("StateRepository.listJobs")
+        ),
+
+    listRunningJobs: sql`SELECT * FROM jobs WHERE status = 'running' ORDER BY started_at_ms, id`.pipe(
+      Effect.flatMap(decodeJobs),
+      Effect.mapError(stateError("cannot read jobs")),
+      Effect.withSpan("StateRepository.listRunningJobs")
+    ),
+
+    appendEvent: (event) =>
+      journal(event).pipe(
+        Effect.asVoid,
+        Effect.mapError(stateError("cannot append to the events journal")),
+        Effect.withSpan("StateRepository.appendEvent")
+      ),
+
+    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, detail_json AS detail FROM events ORDER BY id`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Array(StoredEvent))),
+      Effect.mapError(stateError("cannot read the events journal")),
+      Effect.withSpan("StateRepository.listEvents")
+    )
+  })
+})
+
+/** The repository over an already provided SqlClient, after applying pending migrations. */
+export const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrations, make)).pipe(
+  Layer.provide(NodeContext.layer)
+)
+
+/** The repository on `filename` (WAL); closing the layer closes the database. */
+export const layer = (filename: string) =>
+  layerFromClient.pipe(Layer.provide(SqliteClient.layer({ filename })))

@@ -1,0 +1,76 @@
+import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { packageRoot } from "../layers/PackageRoot.js"
+import { Cells } from "../services/Cells.js"
+import { DaemonConfig } from "../services/DaemonConfig.js"
+import { JobSupervisor } from "../services/JobSupervisor.js"
+import { LogReader } from "../services/LogReader.js"
+import { SandboxRunner } from "../services/SandboxRunner.js"
+import { InvalidRequest } from "./Errors.js"
+import { JobId } from "./Ids.js"
+import { HealthInfo, VersionInfo } from "./Models.js"
+import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+
+export const PLANTER_VERSION: string = JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).version
+
+/** Job ids are checked here, before they reach a path or a query. */
+const parseJobId = (raw: string) =>
+  Schema.decodeUnknown(JobId)(raw).pipe(
+    Effect.mapError(() =>
+      new InvalidRequest({
+        message: `invalid job id ${JSON.stringify(raw.slice(0, 80))}${raw.length > 80 ? "…" : ""}: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\``
+      })
+    )
+  )
+
+/** Thin handlers: validate, call the services, answer. */
+export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
+  const config = yield* DaemonConfig
+  const cells = yield* Cells
+  const supervisor = yield* JobSupervisor
+  const logs = yield* LogReader
+  const sandbox = yield* SandboxRunner
+  const startedAt = Date.now()
+
+  return {
+    Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
+    Health: () =>
+      Effect.map(supervisor.runningCount, (running) =>
+        new HealthInfo({
+          ok: true,
+          version: PLANTER_VERSION,
+          pid: process.pid,
+          uptime_ms: Date.now() - startedAt,
+          socket: config.socketPath,
+          state_dir: config.stateDir,
+          sandbox: {
+            mode: sandbox.status.mode,
+            backend: sandbox.status.backend,
+            available: sandbox.status.available,
+            unavailable_reason: sandbox.status.unavailableReason
+          },
+          running_jobs: running
+        })),
+    CellCreate: (request) => cells.create(request),
+    CellList: () => cells.list,
+    CellRemove: ({ cell_id, force }) => cells.remove(cell_id, { force }),
+    JobRun: ({ argv, cell_id, cwd, env, network }) =>
+      Effect.gen(function*() {
+        if (argv.length === 0) {
+          return yield* new InvalidRequest({ message: "nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi" })
+        }
+        const cell = yield* cells.resolve(cell_id)
+        return yield* supervisor.run(cell, { argv, env, cwd, network })
+      }),
+    JobStatus: ({ job_id }) => Effect.flatMap(parseJobId(job_id), supervisor.get),
+    JobList: ({ cell_id }) =>
+      cell_id === null
+        ? supervisor.list(null)
+        : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id)),
+    JobKill: ({ force, job_id }) => Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force })),
+    LogsRead: ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
+      Effect.flatMap(parseJobId(job_id), (jobId) =>
+        logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))
+  }
+}))

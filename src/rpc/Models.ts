@@ -1,0 +1,111 @@
+import { Schema } from "effect"
+import { CellId, JobId } from "./Ids.js"
+
+/** Environment variables as given by a user: names are validated, values are free text. */
+export const EnvName = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    message: () => "an environment variable name is letters, digits and underscores, not starting with a digit"
+  })
+)
+export const Env = Schema.Record({ key: EnvName, value: Schema.String })
+export type Env = typeof Env.Type
+
+export const NetworkPolicy = Schema.Literal("allow", "deny")
+export type NetworkPolicy = typeof NetworkPolicy.Type
+
+export const SandboxMode = Schema.Literal("disabled", "permissive", "enforced")
+export type SandboxMode = typeof SandboxMode.Type
+
+export const SandboxBackend = Schema.Literal("none", "bubblewrap", "sandbox-exec")
+export type SandboxBackend = typeof SandboxBackend.Type
+
+export class Cell extends Schema.Class<Cell>("Cell")({
+  id: CellId,
+  name: Schema.String,
+  env: Env,
+  read_paths: Schema.Array(Schema.String),
+  network: NetworkPolicy,
+  dir: Schema.String,
+  created_at_ms: Schema.Number
+}) {}
+
+export const ResourceLimits = Schema.NullOr(Schema.Struct({}))
+
+export class JobCommand extends Schema.Class<JobCommand>("JobCommand")({
+  argv: Schema.NonEmptyArray(Schema.String),
+  cwd: Schema.String,
+  env: Env,
+  limits: ResourceLimits
+}) {}
+
+export const JobStatus = Schema.Literal("running", "exited")
+export type JobStatus = typeof JobStatus.Type
+
+export const TerminationReason = Schema.Literal(
+  "exited",
+  "terminated_by_user",
+  "forced_kill",
+  "timeout",
+  "memory_limit",
+  "log_quota",
+  "daemon_shutdown",
+  "lost"
+)
+export type TerminationReason = typeof TerminationReason.Type
+
+export class JobSandbox extends Schema.Class<JobSandbox>("JobSandbox")({
+  mode: SandboxMode,
+  backend: SandboxBackend,
+  network: NetworkPolicy,
+  fallback_reason: Schema.NullOr(Schema.String)
+}) {}
+
+export class Job extends Schema.Class<Job>("Job")({
+  id: JobId,
+  cell_id: CellId,
+  command: JobCommand,
+  status: JobStatus,
+  exit_code: Schema.NullOr(Schema.Number),
+  signal: Schema.NullOr(Schema.String),
+  termination_reason: Schema.NullOr(TerminationReason),
+  pid: Schema.NullOr(Schema.Number),
+  /** Kernel start time of the job's leader, so a reused pid is never mistaken for the job. */
+  pid_start_time: Schema.NullOr(Schema.String),
+  started_at_ms: Schema.Number,
+  finished_at_ms: Schema.NullOr(Schema.Number),
+  sandbox: JobSandbox
+}) {}
+
+export const LogStream = Schema.Literal("stdout", "stderr")
+export type LogStream = typeof LogStream.Type
+
+export class LogChunk extends Schema.Class<LogChunk>("LogChunk")({
+  data: Schema.Uint8ArrayFromSelf,
+  /** Offset of the next byte to read. */
+  offset: Schema.Number,
+  /** No more bytes are on disk right now past `offset`. */
+  eof: Schema.Boolean,
+  /** The job has finished and everything it wrote has been read: nothing more will come. */
+  complete: Schema.Boolean
+}) {}
+
+export class VersionInfo extends Schema.Class<VersionInfo>("VersionInfo")({
+  version: Schema.String,
+  protocol_version: Schema.Number
+}) {}
+
+export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
+  ok: Schema.Boolean,
+  version: Schema.String,
+  pid: Schema.Number,
+  uptime_ms: Schema.Number,
+  socket: Schema.String,
+  state_dir: Schema.String,
+  sandbox: Schema.Struct({
+    mode: SandboxMode,
+    backend: SandboxBackend,
+    available: Schema.Boolean,
+    unavailable_reason: Schema.NullOr(Schema.String)
+  }),
+  running_jobs: Schema.Number
+}) {}

@@ -1,0 +1,82 @@
+/**
+ * The typed client scripts import as `planter/client`.
+ *
+ *   const client = yield* PlanterClient
+ *   const cell = yield* client.CellCreate({ name: "demo", env: {}, read_paths: [], network: "allow" })
+ *
+ * Provide it with `PlanterClient.layer()` (default socket) or
+ * `PlanterClient.layer({ socketPath })`.
+ */
+import { NodeSocket } from "@effect/platform-node"
+import type { RpcGroup } from "@effect/rpc"
+import type { RpcClientError } from "@effect/rpc/RpcClientError"
+import { RpcClient } from "@effect/rpc"
+import { Context, Effect, Layer, Schema } from "effect"
+import { daemonAnswers } from "../layers/SocketGuard.js"
+import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
+import { SerializationLive } from "./Server.js"
+import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+
+export * from "./Errors.js"
+export * from "./Ids.js"
+export * from "./Models.js"
+export { MAX_LOG_CHUNK_BYTES, PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+
+/** Nothing answers at the socket: the daemon is not running there. */
+export class DaemonUnavailable extends Schema.TaggedError<DaemonUnavailable>()("DaemonUnavailable", {
+  socketPath: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The daemon speaks another protocol version than this client. */
+export class ProtocolMismatch extends Schema.TaggedError<ProtocolMismatch>()("ProtocolMismatch", {
+  daemonVersion: Schema.String,
+  daemonProtocol: Schema.Number,
+  message: Schema.String
+}) {}
+
+export type PlanterClientShape = RpcClient.RpcClient<RpcGroup.Rpcs<typeof PlanterRpcs>, RpcClientError>
+
+export interface PlanterClientOptions {
+  /** Default: `$PLANTER_SOCKET`, else `<state dir>/planterd.sock`. */
+  readonly socketPath?: string
+}
+
+export const resolveSocketPath = (options?: PlanterClientOptions) =>
+  options?.socketPath ?? defaultSocketPath(defaultStateDir())
+
+/** Connects, then checks the daemon's protocol version before handing out the client. */
+export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
+  const socketPath = resolveSocketPath(options)
+  if (!(yield* daemonAnswers(socketPath))) {
+    return yield* new DaemonUnavailable({
+      socketPath,
+      message: `no planterd is listening on ${socketPath}: start one with \`planterd --socket ${socketPath}\` (or \`npm start\` in a Planter checkout)`
+    })
+  }
+  // Built into the caller's scope: the connection lives as long as the client.
+  const protocol = yield* Layer.build(
+    RpcClient.layerProtocolSocket().pipe(
+      Layer.provide(NodeSocket.layerNet({ path: socketPath })),
+      Layer.provide(SerializationLive)
+    )
+  )
+  const client = yield* RpcClient.make(PlanterRpcs).pipe(Effect.provide(protocol))
+  const version = yield* client.Version().pipe(
+    Effect.catchAll((error) =>
+      new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` })
+    )
+  )
+  if (version.protocol_version !== PROTOCOL_VERSION) {
+    return yield* new ProtocolMismatch({
+      daemonVersion: version.version,
+      daemonProtocol: version.protocol_version,
+      message: `planterd ${version.version} speaks protocol ${version.protocol_version}, this client speaks ${PROTOCOL_VERSION}: use a planter of the same version as the daemon`
+    })
+  }
+  return client
+})
+
+export class PlanterClient extends Context.Tag("planter/PlanterClient")<PlanterClient, PlanterClientShape>() {
+  static layer = (options?: PlanterClientOptions) => Layer.scoped(PlanterClient, make(options))
+}

@@ -1,0 +1,37 @@
+import type { SandboxRequest } from "./SandboxRunner.js"
+
+/** A system directory: bound read-only, or recreated as a symlink where the host has one (merged /usr). */
+export interface SystemPath {
+  readonly path: string
+  readonly symlinkTarget: string | null
+}
+
+/** The executable and runtime directories every job may read on Linux. */
+export const LINUX_SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]
+
+/**
+ * The bubblewrap command line for one job. The job sees the system
+ * directories read-only, its cell and private temp dir read-write, the cell's
+ * granted paths read-only, and nothing else: the state dir (database, other
+ * cells, logs, the daemon's socket) is simply never mounted. It runs in its
+ * own PID namespace so killing the tree cannot miss an escaped descendant,
+ * and `--die-with-parent` ties the namespace to the bwrap we supervise.
+ */
+export const bubblewrapArgs = (
+  request: SandboxRequest,
+  systemPaths: ReadonlyArray<SystemPath>
+): Array<string> => {
+  const args = ["--die-with-parent", "--unshare-pid", "--new-session"]
+  if (request.network === "deny") args.push("--unshare-net")
+  for (const { path, symlinkTarget } of systemPaths) {
+    if (symlinkTarget !== null) args.push("--symlink", symlinkTarget, path)
+    else args.push("--ro-bind", path, path)
+  }
+  args.push("--proc", "/proc", "--dev", "/dev")
+  for (const path of request.readPaths) args.push("--ro-bind", path, path)
+  args.push("--bind", request.cellDir, request.cellDir)
+  args.push("--bind", request.tmpDir, request.tmpDir)
+  args.push("--chdir", request.cwd)
+  args.push("--", ...request.argv)
+  return args
+}

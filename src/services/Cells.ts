@@ -1,0 +1,33 @@
+import { Context } from "effect"
+import type { Effect } from "effect"
+import type { Conflict, Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
+import type { Cell, Env, NetworkPolicy } from "../rpc/Models.js"
+
+export interface CreateCellRequest {
+  readonly name: string
+  readonly env: Env
+  readonly read_paths: ReadonlyArray<string>
+  readonly network: NetworkPolicy
+}
+
+/** Cells: a named directory under the state dir with its env and sandbox policy. */
+export interface CellsShape {
+  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidRequest | Conflict | Internal>
+  readonly list: Effect.Effect<ReadonlyArray<Cell>, Internal>
+  /** Finds a cell by id (`cell-…`) or by name. */
+  readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidRequest | NotFound | Internal>
+  readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidRequest | NotFound | Conflict | Internal>
+}
+
+export class Cells extends Context.Tag("planter/Cells")<Cells, CellsShape>() {}
+
+const CELL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+/** Why `name` cannot name a cell, or undefined when it can. */
+export const cellNameProblem = (name: string): string | undefined => {
+  if (!CELL_NAME.test(name)) {
+    return `invalid cell name ${JSON.stringify(name.slice(0, 80))}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`
+  }
+  if (name.startsWith("cell-")) return `invalid cell name ${JSON.stringify(name)}: names starting with 'cell-' are reserved for ids`
+  return undefined
+}

@@ -1,0 +1,37 @@
+import { Context, Duration, Layer } from "effect"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { SandboxMode } from "../rpc/Models.js"
+
+export interface DaemonConfigShape {
+  readonly socketPath: string
+  readonly stateDir: string
+  readonly sandboxMode: SandboxMode
+  /** On shutdown, leave jobs running for the next daemon to adopt instead of killing them. */
+  readonly keepJobs: boolean
+  /** How long `job kill` waits after SIGTERM before SIGKILL. */
+  readonly killGrace: Duration.Duration
+}
+
+export class DaemonConfig extends Context.Tag("planter/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {
+  static layer = (config: DaemonConfigShape) => Layer.succeed(DaemonConfig, config)
+}
+
+/** `$PLANTER_STATE_DIR`, else `~/.planter/state`. */
+export const defaultStateDir = (env: NodeJS.ProcessEnv = process.env): string =>
+  env.PLANTER_STATE_DIR && env.PLANTER_STATE_DIR.length > 0
+    ? path.resolve(env.PLANTER_STATE_DIR)
+    : path.join(os.homedir(), ".planter", "state")
+
+/** `$PLANTER_SOCKET`, else `<state dir>/planterd.sock`. */
+export const defaultSocketPath = (stateDir: string, env: NodeJS.ProcessEnv = process.env): string =>
+  env.PLANTER_SOCKET && env.PLANTER_SOCKET.length > 0
+    ? path.resolve(env.PLANTER_SOCKET)
+    : path.join(stateDir, "planterd.sock")
+
+export const statePaths = (stateDir: string) => ({
+  database: path.join(stateDir, "planter.db"),
+  cells: path.join(stateDir, "cells"),
+  logs: path.join(stateDir, "logs"),
+  tmp: path.join(stateDir, "tmp")
+})

@@ -1,0 +1,35 @@
+import { Context } from "effect"
+import type { Effect } from "effect"
+import type { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
+import type { CellId, JobId } from "../rpc/Ids.js"
+import type { Cell, Env, Job, NetworkPolicy } from "../rpc/Models.js"
+
+export interface RunRequest {
+  readonly argv: ReadonlyArray<string>
+  readonly env: Env
+  /** Relative to the cell dir, or absolute inside it; null means the cell dir. */
+  readonly cwd: string | null
+  /** Null inherits the cell's policy. */
+  readonly network: NetworkPolicy | null
+}
+
+/**
+ * Owns running jobs: one supervising fiber per job, all children of the
+ * daemon's scope. Closing that scope kills every tree (reason
+ * `daemon_shutdown`), unless the daemon keeps jobs for the next one to adopt.
+ */
+export interface JobSupervisorShape {
+  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidRequest | SandboxUnavailable | Internal>
+  readonly get: (id: JobId) => Effect.Effect<Job, NotFound | Internal>
+  readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, Internal>
+  /** Kills the job's whole tree and answers its record once the tree is verified empty. */
+  readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, NotFound | Internal>
+  /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
+  readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, Conflict | Internal>
+  readonly isRunning: (id: JobId) => boolean
+  /** Completes once the job is no longer running (at once for a finished job). */
+  readonly awaitFinished: (id: JobId) => Effect.Effect<void>
+  readonly runningCount: Effect.Effect<number>
+}
+
+export class JobSupervisor extends Context.Tag("planter/JobSupervisor")<JobSupervisor, JobSupervisorShape>() {}

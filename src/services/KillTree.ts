@@ -1,0 +1,65 @@
+import { Duration, Effect } from "effect"
+import type { ProcessEntry } from "./ProcessProbe.js"
+import { ProcessProbe, treeMembers } from "./ProcessProbe.js"
+
+export interface KillTreeOptions {
+  /** SIGKILL at once instead of SIGTERM first. */
+  readonly force: boolean
+  /** How long members get to exit after SIGTERM before SIGKILL. */
+  readonly grace: Duration.DurationInput
+}
+
+/** Sends `signal` to the leader's group and to every member; an already-gone process is not an error. */
+const signalAll = (leaderPid: number, members: ReadonlyArray<ProcessEntry>, signal: NodeJS.Signals) =>
+  Effect.sync(() => {
+    const send = (target: number) => {
+      try {
+        process.kill(target, signal)
+      } catch {
+        // ESRCH: it exited between the snapshot and the signal.
+      }
+    }
+    send(-leaderPid)
+    for (const member of members) send(member.pid)
+  })
+
+/** Polls until the tree is empty, or `within` has passed; answers the members still alive. */
+const awaitEmpty = (leaderPid: number, known: Set<number>, within: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const probe = yield* ProcessProbe
+    const deadline = Date.now() + Duration.toMillis(within)
+    for (;;) {
+      const members = treeMembers(yield* probe.snapshot, leaderPid, known)
+      if (members.length === 0 || Date.now() >= deadline) return members
+      yield* Effect.sleep("5 millis")
+    }
+  })
+
+/**
+ * Kills a job's whole process tree and returns once no member is left alive
+ * (zombies count as dead: the kernel or init reaps them). Signals go to the
+ * group and to each member found by walking descendants, because a shell's
+ * `&` children and processes that left the group must die too. Returns the
+ * pids that had to be SIGKILLed.
+ */
+export const killTree = Effect.fn("KillTree.killTree")(function*(leaderPid: number, options: KillTreeOptions) {
+  const probe = yield* ProcessProbe
+  const known = new Set<number>([leaderPid])
+  const members = treeMembers(yield* probe.snapshot, leaderPid, known)
+  yield* Effect.annotateCurrentSpan({ leaderPid, members: members.length, force: options.force })
+  if (members.length === 0) return []
+  if (!options.force) {
+    yield* signalAll(leaderPid, members, "SIGTERM")
+    const survivors = yield* awaitEmpty(leaderPid, known, options.grace)
+    if (survivors.length === 0) return []
+  }
+  // SIGKILL can not be ignored; re-scan until empty so a child forked
+  // between snapshot and signal is caught as well.
+  let survivors = treeMembers(yield* probe.snapshot, leaderPid, known)
+  const killed = survivors.map((member) => member.pid)
+  while (survivors.length > 0) {
+    yield* signalAll(leaderPid, survivors, "SIGKILL")
+    survivors = yield* awaitEmpty(leaderPid, known, "200 millis")
+  }
+  return killed
+})

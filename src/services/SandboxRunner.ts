@@ -1,0 +1,63 @@
+import { Context, Schema } from "effect"
+import type { Effect } from "effect"
+import type { ChildProcess } from "node:child_process"
+import type { JobSandbox, NetworkPolicy, SandboxBackend, SandboxMode } from "../rpc/Models.js"
+
+/** What one job needs from its sandbox. Every path is absolute and already exists. */
+export interface SandboxRequest {
+  readonly jobId: string
+  readonly argv: readonly [string, ...Array<string>]
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+  /** The cell's directory: visible and writable. */
+  readonly cellDir: string
+  /** The job's private temp directory (its TMPDIR): visible and writable. */
+  readonly tmpDir: string
+  /** Extra read-only paths granted to the cell. */
+  readonly readPaths: ReadonlyArray<string>
+  readonly network: NetworkPolicy
+  /** Descriptors of the job's log files, inherited by the child as stdout and stderr. */
+  readonly stdoutFd: number
+  readonly stderrFd: number
+}
+
+export interface ProcessExit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+export interface StartedProcess {
+  readonly child: ChildProcess
+  readonly pid: number
+  readonly sandbox: JobSandbox
+  /** Completes when the leader exits; safe to await more than once. */
+  readonly exit: Effect.Effect<ProcessExit>
+}
+
+export interface SandboxStatus {
+  readonly mode: SandboxMode
+  readonly backend: SandboxBackend
+  readonly available: boolean
+  readonly unavailableReason: string | null
+}
+
+/** The sandbox could not start and the mode is `enforced`: the job does not run. */
+export class SandboxStartError extends Schema.TaggedError<SandboxStartError>()("SandboxStartError", {
+  message: Schema.String
+}) {}
+
+/** The command itself could not be started (not found, not executable). */
+export class SpawnError extends Schema.TaggedError<SpawnError>()("SpawnError", {
+  message: Schema.String
+}) {}
+
+/**
+ * Starts one command under the configured mode and backend, with its output
+ * going straight to the given descriptors.
+ */
+export interface SandboxRunnerShape {
+  readonly status: SandboxStatus
+  readonly start: (request: SandboxRequest) => Effect.Effect<StartedProcess, SandboxStartError | SpawnError>
+}
+
+export class SandboxRunner extends Context.Tag("planter/SandboxRunner")<SandboxRunner, SandboxRunnerShape>() {}
