@@ -3,29 +3,9 @@ import { Command, ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Exit } from "effect"
 import { PLANTER_VERSION } from "../rpc/Handlers.js"
+import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
-
-/**
- * `--json` and `--socket` are global, but people type them after the
- * subcommand (`planter job ls --json`). They are moved in front of it here,
- * never past `--`, where the job's own argv begins.
- */
-export const hoistGlobalOptions = (args: ReadonlyArray<string>): Array<string> => {
-  const end = args.indexOf("--")
-  const head = end < 0 ? [...args] : args.slice(0, end)
-  const tail = end < 0 ? [] : args.slice(end)
-  const globals: Array<string> = []
-  const rest: Array<string> = []
-  for (let i = 0; i < head.length; i++) {
-    const arg = head[i]!
-    if (arg === "--json") globals.push(arg)
-    else if (arg === "--socket" && i + 1 < head.length) globals.push(arg, head[++i]!)
-    else if (arg.startsWith("--socket=")) globals.push("--socket", arg.slice("--socket=".length))
-    else rest.push(arg)
-  }
-  return [...globals, ...rest, ...tail]
-}
 
 const args = process.argv.slice(2)
 const json = args.slice(0, args.includes("--") ? args.indexOf("--") : undefined).includes("--json")

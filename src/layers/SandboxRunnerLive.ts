@@ -1,4 +1,6 @@
-import { Effect, Layer } from "effect"
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
+import { Effect, Either, Layer } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -6,10 +8,12 @@ import * as path from "node:path"
 import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
 import { JobSandbox } from "../rpc/Models.js"
 import type { SystemPath } from "../services/BubblewrapArgs.js"
-import { bubblewrapArgs, LINUX_SYSTEM_PATHS } from "../services/BubblewrapArgs.js"
+import { bubblewrapArgs, LINUX_SYSTEM_PATHS, systemPathArgs } from "../services/BubblewrapArgs.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
+import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
+import { packageRoot } from "./PackageRoot.js"
 
 const isExecutableFile = (file: string) => {
   try {
@@ -37,8 +41,10 @@ export const resolveExecutable = (command: string, env: Readonly<Record<string, 
 /** A backend that wraps a command into the command line that runs it sandboxed. */
 interface Backend {
   readonly name: SandboxBackend
-  readonly wrap: (request: SandboxRequest) => { readonly file: string; readonly args: Array<string> }
+  readonly wrap: (request: SandboxRequest) => Effect.Effect<{ readonly file: string; readonly args: Array<string> }, SandboxStartError>
 }
+
+type Detected = { readonly backend: Backend } | { readonly name: SandboxBackend; readonly reason: string }
 
 const findBubblewrap = (): { file: string } | { reason: string } => {
   const configured = process.env.PLANTER_BWRAP
@@ -69,29 +75,73 @@ const linuxSystemPaths = (): Array<SystemPath> =>
  * that it can really start a sandbox (bwrap can be installed yet refused
  * user namespaces), so jobs learn the cause up front.
  */
-const detectBackend = (): { backend: Backend } | { name: SandboxBackend; reason: string } => {
-  if (process.platform === "linux") {
-    const found = findBubblewrap()
-    if ("reason" in found) return { name: "bubblewrap", reason: found.reason }
-    const systemPaths = linuxSystemPaths()
-    const probe = spawnSync(found.file, [
-      "--unshare-pid",
-      ...systemPaths.flatMap((p) => p.symlinkTarget !== null ? ["--symlink", p.symlinkTarget, p.path] : ["--ro-bind", p.path, p.path]),
-      "--proc", "/proc", "--dev", "/dev", "--", "true"
-    ], { encoding: "utf8", timeout: 10_000 })
-    if (probe.status !== 0) {
-      const detail = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()
-      return {
-        name: "bubblewrap",
-        reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)`
-      }
-    }
+const detectLinux = (): Detected => {
+  const found = findBubblewrap()
+  if ("reason" in found) return { name: "bubblewrap", reason: found.reason }
+  const systemPaths = linuxSystemPaths()
+  const probe = spawnSync(found.file, [
+    "--unshare-pid",
+    ...systemPathArgs(systemPaths),
+    "--proc", "/proc", "--dev", "/dev", "--", "true"
+  ], { encoding: "utf8", timeout: 10_000 })
+  if (probe.status !== 0) {
+    const detail = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()
     return {
-      backend: { name: "bubblewrap", wrap: (request) => ({ file: found.file, args: bubblewrapArgs(request, systemPaths) }) }
+      name: "bubblewrap",
+      reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)`
     }
   }
-  return { name: "none", reason: `no sandbox backend for platform ${process.platform}` }
+  return {
+    backend: {
+      name: "bubblewrap",
+      wrap: (request) => Effect.succeed({ file: found.file, args: bubblewrapArgs(request, systemPaths) })
+    }
+  }
 }
+
+const SANDBOX_EXEC = "/usr/bin/sandbox-exec"
+
+/**
+ * macOS: `sandbox-exec -f <profile>` with a profile rendered per job into
+ * `<state>/sandbox/`, which the profile itself does not let the job see.
+ */
+const detectMacos = (stateDir: string) =>
+  Effect.gen(function*() {
+    if (!isExecutableFile(SANDBOX_EXEC)) {
+      return { name: "sandbox-exec", reason: `${SANDBOX_EXEC} is missing: it ships with macOS; check the system installation` } as Detected
+    }
+    const fs_ = yield* FileSystem.FileSystem
+    const fragments = yield* loadSeatbeltFragments(path.join(packageRoot, "profiles"))
+    const profilesDir = path.join(stateDir, "sandbox")
+    yield* fs_.makeDirectory(profilesDir, { recursive: true, mode: 0o700 })
+    const backend: Backend = {
+      name: "sandbox-exec",
+      wrap: (request) =>
+        writeSeatbeltProfile(
+          fragments,
+          {
+            readOnlyPaths: request.readPaths,
+            writablePaths: [request.cellDir, request.tmpDir],
+            network: request.network
+          },
+          path.join(profilesDir, `${request.jobId}.sb`)
+        ).pipe(
+          Effect.map(() => ({ file: SANDBOX_EXEC, args: ["-f", path.join(profilesDir, `${request.jobId}.sb`), "--", ...request.argv] })),
+          Effect.mapError((error) => new SandboxStartError({ message: `cannot render the sandbox profile: ${error.message}` })),
+          Effect.provideService(FileSystem.FileSystem, fs_)
+        )
+    }
+    return { backend } as Detected
+  }).pipe(
+    Effect.catchAll((error) => Effect.succeed<Detected>({ name: "sandbox-exec", reason: `cannot load the sandbox profiles: ${error.message}` }))
+  )
+
+const detectBackend = (stateDir: string): Effect.Effect<Detected, never, FileSystem.FileSystem> =>
+  process.platform === "linux"
+    ? Effect.sync(detectLinux)
+    : process.platform === "darwin"
+    ? detectMacos(stateDir)
+    : Effect.succeed({ name: "none", reason: `no sandbox backend for platform ${process.platform}` })
 
 const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
   // Registered at spawn so an exit that happens before anyone awaits is not missed.
@@ -118,11 +168,16 @@ const spawnDetached = (file: string, args: ReadonlyArray<string>, request: Sandb
     child.once("error", (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` }))))
   })
 
-export const make = (mode: SandboxMode) => {
-  const detected = mode === "disabled" ? { name: "none" as const, reason: "sandbox mode is disabled" } : detectBackend()
+export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode, stateDir: string) {
+  const detected: Detected = mode === "disabled"
+    ? { name: "none", reason: "sandbox mode is disabled" }
+    : yield* detectBackend(stateDir)
   const status: SandboxStatus = "backend" in detected
     ? { mode, backend: detected.backend.name, available: true, unavailableReason: null }
     : { mode, backend: detected.name, available: false, unavailableReason: mode === "disabled" ? null : detected.reason }
+  if (!status.available && mode !== "disabled") {
+    yield* Effect.logWarning(`sandbox unavailable (${mode} mode): ${status.unavailableReason}`)
+  }
 
   const start = Effect.fn("SandboxRunner.start")(function*(request: SandboxRequest) {
     const executable = resolveExecutable(request.argv[0], request.env, request.cwd)
@@ -131,16 +186,19 @@ export const make = (mode: SandboxMode) => {
         message: `cannot start ${request.argv[0]}: not found${request.argv[0].includes("/") ? "" : " on the job's PATH"} or not executable`
       })
     }
-    if ("backend" in detected) {
-      const { file, args } = detected.backend.wrap(request)
-      const child = yield* spawnDetached(file, args, request, "/")
+    const wrapped = "backend" in detected
+      ? yield* Effect.either(detected.backend.wrap(request))
+      : Either.left(new SandboxStartError({ message: detected.reason }))
+    if (Either.isRight(wrapped) && "backend" in detected) {
+      const child = yield* spawnDetached(wrapped.right.file, wrapped.right.args, request, "/")
       return started(child, new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }))
     }
+    const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
     if (mode === "enforced") {
-      return yield* new SandboxStartError({ message: `the sandbox is unavailable and the daemon runs in enforced mode: ${detected.reason}` })
+      return yield* new SandboxStartError({ message: `the sandbox is unavailable and the daemon runs in enforced mode: ${reason}` })
     }
     if (mode === "permissive") {
-      yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${detected.reason}`)
+      yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)
     }
     const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd)
     return started(
@@ -149,13 +207,13 @@ export const make = (mode: SandboxMode) => {
         mode,
         backend: "none",
         network: request.network,
-        fallback_reason: mode === "permissive" ? detected.reason : null
+        fallback_reason: mode === "permissive" ? reason : null
       })
     )
   })
 
   return SandboxRunner.of({ status, start })
-}
+})
 
 const started = (child: ChildProcess, sandbox: JobSandbox): StartedProcess => ({
   child,
@@ -166,5 +224,5 @@ const started = (child: ChildProcess, sandbox: JobSandbox): StartedProcess => ({
 
 export const layer = Layer.effect(
   SandboxRunner,
-  Effect.map(DaemonConfig, (config) => make(config.sandboxMode))
-)
+  Effect.flatMap(DaemonConfig, (config) => make(config.sandboxMode, config.stateDir))
+).pipe(Layer.provide(NodeFileSystem.layer))

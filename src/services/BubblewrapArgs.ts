@@ -9,6 +9,12 @@ export interface SystemPath {
 /** The executable and runtime directories every job may read on Linux. */
 export const LINUX_SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]
 
+/** The system directories as bubblewrap arguments: read-only binds, or symlinks where the host has them. */
+export const systemPathArgs = (systemPaths: ReadonlyArray<SystemPath>): Array<string> =>
+  systemPaths.flatMap(({ path, symlinkTarget }) =>
+    symlinkTarget !== null ? ["--symlink", symlinkTarget, path] : ["--ro-bind", path, path]
+  )
+
 /**
  * The bubblewrap command line for one job. The job sees the system
  * directories read-only, its cell and private temp dir read-write, the cell's
@@ -23,10 +29,7 @@ export const bubblewrapArgs = (
 ): Array<string> => {
   const args = ["--die-with-parent", "--unshare-pid", "--new-session"]
   if (request.network === "deny") args.push("--unshare-net")
-  for (const { path, symlinkTarget } of systemPaths) {
-    if (symlinkTarget !== null) args.push("--symlink", symlinkTarget, path)
-    else args.push("--ro-bind", path, path)
-  }
+  args.push(...systemPathArgs(systemPaths))
   args.push("--proc", "/proc", "--dev", "/dev")
   for (const path of request.readPaths) args.push("--ro-bind", path, path)
   args.push("--bind", request.cellDir, request.cellDir)

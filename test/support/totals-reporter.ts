@@ -19,6 +19,8 @@ export default class TotalsReporter implements Reporter {
       // A file that failed to load has no tests but is still a failure.
       if (module.state() === "failed" && !module.children.size) failed++
     }
-    process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}\n`)
+    const totals = `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`
+    // Printed at exit so it is the very last line, after the default reporter's summary.
+    process.once("exit", () => process.stdout.write(`\n${totals}\n`))
   }
 }

@@ -1,0 +1,150 @@
+import { spawn, type ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The repository root; integration tests run the built binaries under dist/. */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
+export const planterBin = path.join(repoRoot, "dist", "src", "cli", "planter.js")
+export const planterdBin = path.join(repoRoot, "dist", "src", "cli", "planterd.js")
+
+export interface CliResult {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `planter` against `socketPath` and collects its output. */
+export const runCli = (
+  socketPath: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {}
+): Promise<CliResult> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [planterBin, "--socket", socketPath, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (data) => (stdout += data))
+    child.stderr.on("data", (data) => (stderr += data))
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`planter ${args.join(" ")} did not finish in ${options.timeoutMs ?? 20_000} ms\n${stdout}\n${stderr}`))
+    }, options.timeoutMs ?? 20_000)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+
+/** Runs `planter --json …` and parses its one JSON document. */
+export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<string>): Promise<A> => {
+  const result = await runCli(socketPath, ["--json", ...args])
+  if (result.code !== 0) throw new Error(`planter ${args.join(" ")} exited ${result.code}: ${result.stdout}${result.stderr}`)
+  return JSON.parse(result.stdout) as A
+}
+
+export const makeTempDir = (prefix = "planter-test-") => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+
+export const socketAnswers = (socketPath: string) =>
+  new Promise<boolean>((resolve) => {
+    const connection = net.createConnection({ path: socketPath })
+    connection.once("connect", () => {
+      connection.destroy()
+      resolve(true)
+    })
+    connection.once("error", () => resolve(false))
+  })
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** True while `pid` exists and is not a zombie (a killed orphan can linger as one until init reaps it). */
+export const pidAlive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    return state !== "Z" && state !== "X"
+  } catch {
+    return false
+  }
+}
+
+export const waitFor = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await sleep(20)
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+}
+
+export interface DaemonOptions {
+  readonly stateDir?: string
+  readonly socketPath?: string
+  readonly args?: ReadonlyArray<string>
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export interface TestDaemon {
+  readonly stateDir: string
+  readonly socketPath: string
+  readonly process: ChildProcess
+  readonly pid: number
+  /** Everything the daemon wrote to stdout and stderr so far. */
+  readonly output: () => string
+  readonly cli: (args: ReadonlyArray<string>, options?: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number }) => Promise<CliResult>
+  readonly json: <A = any>(args: ReadonlyArray<string>) => Promise<A>
+  /** Sends `signal` and waits for the daemon to exit; answers its exit code. */
+  readonly stop: (signal?: NodeJS.Signals) => Promise<number | null>
+}
+
+const started: Array<TestDaemon> = []
+
+/**
+ * Starts a real planterd on a temp state dir and socket and waits until it
+ * answers. Sandbox mode defaults to `disabled` unless `args` says otherwise.
+ */
+export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaemon> => {
+  const stateDir = options.stateDir ?? makeTempDir()
+  const socketPath = options.socketPath ?? path.join(stateDir, "planterd.sock")
+  const args = options.args ?? []
+  const withMode = args.includes("--sandbox-mode") ? args : ["--sandbox-mode", "disabled", ...args]
+  const child = spawn(process.execPath, [planterdBin, "--state-dir", stateDir, "--socket", socketPath, ...withMode], {
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (data) => (output += data))
+  child.stderr!.on("data", (data) => (output += data))
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  const daemon: TestDaemon = {
+    stateDir,
+    socketPath,
+    process: child,
+    pid: child.pid!,
+    output: () => output,
+    cli: (cliArgs, cliOptions) => runCli(socketPath, cliArgs, cliOptions),
+    json: (cliArgs) => runJson(socketPath, cliArgs),
+    stop: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    }
+  }
+  started.push(daemon)
+  const deadline = Date.now() + 15_000
+  while (!(await socketAnswers(socketPath))) {
+    if (child.exitCode !== null) throw new Error(`planterd exited with ${child.exitCode} at start:\n${output}`)
+    if (Date.now() > deadline) throw new Error(`planterd did not answer on ${socketPath}:\n${output}`)
+    await sleep(20)
+  }
+  return daemon
+}
+
+/** Stops every daemon this test file started (by pid) and whatever job trees they left. */
+export const stopAllDaemons = async () => {
+  await Promise.all(started.splice(0).map((daemon) => daemon.stop("SIGTERM")))
+}

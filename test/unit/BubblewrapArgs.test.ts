@@ -1,0 +1,48 @@
+import { describe, expect, it } from "@effect/vitest"
+import { bubblewrapArgs } from "../../src/services/BubblewrapArgs.js"
+import type { SandboxRequest } from "../../src/services/SandboxRunner.js"
+
+const request = (overrides: Partial<SandboxRequest> = {}): SandboxRequest => ({
+  jobId: "job-1",
+  argv: ["sh", "-c", "echo hi"],
+  cwd: "/state/cells/cell-1/sub",
+  env: {},
+  cellDir: "/state/cells/cell-1",
+  tmpDir: "/state/tmp/job-1",
+  readPaths: ["/opt/toolchain"],
+  network: "allow",
+  stdoutFd: 1,
+  stderrFd: 2,
+  ...overrides
+})
+
+const systemPaths = [
+  { path: "/usr", symlinkTarget: null },
+  { path: "/bin", symlinkTarget: "usr/bin" }
+]
+
+/** The `--flag a b` triples of an argument list, for order-independent checks. */
+const pairsOf = (args: ReadonlyArray<string>, flag: string) =>
+  args.flatMap((arg, i) => (arg === flag ? [[args[i + 1], args[i + 2]]] : []))
+
+describe("bubblewrapArgs", () => {
+  it("mounts the system read-only, the cell and TMPDIR read-write, grants read-only, and nothing of the state dir", () => {
+    const args = bubblewrapArgs(request(), systemPaths)
+    expect(pairsOf(args, "--ro-bind")).toEqual([["/usr", "/usr"], ["/opt/toolchain", "/opt/toolchain"]])
+    expect(pairsOf(args, "--symlink")).toEqual([["usr/bin", "/bin"]])
+    expect(pairsOf(args, "--bind")).toEqual([["/state/cells/cell-1", "/state/cells/cell-1"], ["/state/tmp/job-1", "/state/tmp/job-1"]])
+    expect(args.some((arg) => arg === "/state" || arg === "/state/planter.db" || arg === "/state/logs")).toBe(false)
+  })
+
+  it("isolates pids, ties the sandbox to bwrap, and ends with the job's argv after --", () => {
+    const args = bubblewrapArgs(request(), systemPaths)
+    expect(args).toEqual(expect.arrayContaining(["--unshare-pid", "--die-with-parent"]))
+    expect(args.slice(args.indexOf("--chdir"), args.indexOf("--chdir") + 2)).toEqual(["--chdir", "/state/cells/cell-1/sub"])
+    expect(args.slice(args.lastIndexOf("--"))).toEqual(["--", "sh", "-c", "echo hi"])
+  })
+
+  it("adds a network namespace only when network is denied", () => {
+    expect(bubblewrapArgs(request(), systemPaths)).not.toContain("--unshare-net")
+    expect(bubblewrapArgs(request({ network: "deny" }), systemPaths)).toContain("--unshare-net")
+  })
+})

@@ -1,0 +1,130 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Option } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { CellId, JobId } from "../../src/rpc/Ids.js"
+import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
+import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
+import { StateRepository } from "../../src/services/StateRepository.js"
+
+const tempDb = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "planter-state-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+).pipe(Effect.map((dir) => path.join(dir, "planter.db")))
+
+const withRepo = <A, E>(file: string, use: Effect.Effect<A, E, StateRepository>) =>
+  Effect.scoped(Effect.provide(use, Layer.fresh(StateRepositorySqlite.layer(file))))
+
+const cell = (id: string, name: string) =>
+  new Cell({
+    id: id as CellId,
+    name,
+    env: { A: "1" },
+    read_paths: ["/opt/tools"],
+    network: "deny",
+    dir: `/state/cells/${id}`,
+    created_at_ms: 1000
+  })
+
+const job = (id: string, cellId: string, startedAt: number) =>
+  new Job({
+    id: id as JobId,
+    cell_id: cellId as CellId,
+    command: new JobCommand({ argv: ["sh", "-c", "echo hi"], cwd: "/state/cells/x", env: { B: "2" }, limits: null }),
+    status: "running",
+    exit_code: null,
+    signal: null,
+    termination_reason: null,
+    pid: 1234,
+    pid_start_time: "98765",
+    started_at_ms: startedAt,
+    finished_at_ms: null,
+    sandbox: new JobSandbox({ mode: "permissive", backend: "bubblewrap", network: "allow", fallback_reason: null })
+  })
+
+describe("StateRepository on SQLite", () => {
+  it.scoped("round-trips cells and jobs through their Schemas", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        yield* repo.insertJob(job("job-j1", "cell-a1", 10))
+        expect(yield* repo.getCell("cell-a1" as CellId)).toEqual(Option.some(cell("cell-a1", "alpha")))
+        expect(yield* repo.findCellByName("alpha")).toEqual(Option.some(cell("cell-a1", "alpha")))
+        expect(yield* repo.getJob("job-j1" as JobId)).toEqual(Option.some(job("job-j1", "cell-a1", 10)))
+        expect(Option.isNone(yield* repo.getJob("job-nope" as JobId))).toBe(true)
+      }))
+    }))
+
+  it.scoped("keeps everything across a reopen, and applies migrations once", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        yield* repo.insertJob(job("job-j1", "cell-a1", 10))
+      }))
+      const [cells, jobs] = yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        return [yield* repo.listCells, yield* repo.listJobs(null)] as const
+      }))
+      expect(cells.map((c) => c.name)).toEqual(["alpha"])
+      expect(jobs.map((j) => j.id)).toEqual(["job-j1"])
+    }))
+
+  it.scoped("records only the first finish of a job, and journals it", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        yield* repo.insertJob(job("job-j1", "cell-a1", 10))
+        const first = yield* repo.finishJob(
+          "job-j1" as JobId,
+          { exit_code: null, signal: "SIGTERM", termination_reason: "terminated_by_user", finished_at_ms: 20 },
+          { kind: "job_killed", cell_id: "cell-a1" as CellId, job_id: "job-j1" as JobId, detail: {} }
+        )
+        const second = yield* repo.finishJob(
+          "job-j1" as JobId,
+          { exit_code: 0, signal: null, termination_reason: "exited", finished_at_ms: 30 },
+          { kind: "job_exited", cell_id: "cell-a1" as CellId, job_id: "job-j1" as JobId, detail: {} }
+        )
+        const expected = { status: "exited", termination_reason: "terminated_by_user", signal: "SIGTERM", finished_at_ms: 20 }
+        expect(Option.getOrThrow(first)).toMatchObject(expected)
+        expect(Option.getOrThrow(second)).toMatchObject(expected)
+        expect(yield* repo.listRunningJobs).toEqual([])
+        const kinds = (yield* repo.listEvents).map((event) => event.kind)
+        expect(kinds).toEqual(["cell_created", "job_started", "job_killed"])
+      }))
+    }))
+
+  it.scoped("lists a cell's jobs in start order and removes cells with a journal entry", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        yield* repo.insertCell(cell("cell-b1", "beta"))
+        yield* repo.insertJob(job("job-late", "cell-a1", 30))
+        yield* repo.insertJob(job("job-early", "cell-a1", 10))
+        yield* repo.insertJob(job("job-other", "cell-b1", 20))
+        expect((yield* repo.listJobs("cell-a1" as CellId)).map((j) => j.id)).toEqual(["job-early", "job-late"])
+        yield* repo.deleteCell("cell-b1" as CellId)
+        expect((yield* repo.listCells).map((c) => c.id)).toEqual(["cell-a1"])
+        expect((yield* repo.listEvents).at(-1)).toMatchObject({ kind: "cell_removed", cell_id: "cell-b1" })
+      }))
+    }))
+
+  it.scoped("refuses a second cell with the same name", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      const error = yield* withRepo(file, Effect.gen(function*() {
+        const repo = yield* StateRepository
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        return yield* Effect.flip(repo.insertCell(cell("cell-a2", "alpha")))
+      }))
+      expect(error._tag).toBe("StateError")
+    }))
+})
