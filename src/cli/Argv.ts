@@ -11,8 +11,10 @@ export const hoistGlobalOptions = (args: ReadonlyArray<string>): Array<string> =
   const rest: Array<string> = []
   for (let i = 0; i < head.length; i++) {
     const arg = head[i]!
-    if (arg === "--json") globals.push(arg)
-    else if (arg === "--socket" && i + 1 < head.length) globals.push(arg, head[++i]!)
+    // Said twice is still one flag (@effect/cli refuses a repeated boolean with a usage error).
+    if (arg === "--json") {
+      if (!globals.includes(arg)) globals.push(arg)
+    } else if (arg === "--socket" && i + 1 < head.length) globals.push(arg, head[++i]!)
     else if (arg.startsWith("--socket=")) globals.push("--socket", arg.slice("--socket=".length))
     else rest.push(arg)
   }

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-import { Command, ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as Command from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Exit } from "effect"
-import { PLANTER_VERSION } from "../rpc/Handlers.js"
+import { PLANTER_VERSION } from "../rpc/Version.js"
 import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"

@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-import { Command, Options } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Duration, Effect, Layer, Option } from "effect"
 import * as path from "node:path"
 import * as Daemon from "../layers/Daemon.js"
-import { PLANTER_VERSION } from "../rpc/Handlers.js"
+import { PLANTER_VERSION } from "../rpc/Version.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 
 const socket = Options.text("socket").pipe(

@@ -80,7 +80,15 @@ export const make = Effect.gen(function*() {
     ).pipe(
       Effect.flatMap((job) => Deferred.succeed(entry.finished, Option.getOrElse(job, () => entry.job))),
       Effect.catchAll((error) => Effect.logError(`cannot record the end of ${entry.job.id}`, error)),
-      Effect.ensuring(Effect.sync(() => running.delete(entry.job.id)))
+      Effect.ensuring(Effect.sync(() => {
+        running.delete(entry.job.id)
+        // The private TMPDIR dies with the job; its cell dir is what persists.
+        try {
+          fs.rmSync(path.join(paths.tmp, entry.job.id), { recursive: true, force: true })
+        } catch {
+          // Leftover temp files cost disk space only; the record is what matters.
+        }
+      }))
     )
 
   /**

@@ -1,5 +1,5 @@
-import { FileSystem } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Either, Layer } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { spawn, spawnSync } from "node:child_process"
@@ -51,7 +51,7 @@ const findBubblewrap = (): { file: string } | { reason: string } => {
   if (configured !== undefined && configured.length > 0) {
     return isExecutableFile(configured)
       ? { file: configured }
-      : { reason: `PLANTER_BWRAP=${configured} is not an executable file` }
+      : { reason: `PLANTER_BWRAP=${configured} is not an executable file: point it at bwrap, or unset it to find bwrap on PATH (install it with \`apt-get install bubblewrap\` on Debian and Ubuntu, \`dnf install bubblewrap\` on Fedora)` }
   }
   const found = resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
   return found

@@ -1,7 +1,4 @@
 import { Effect, Schema } from "effect"
-import * as fs from "node:fs"
-import * as path from "node:path"
-import { packageRoot } from "../layers/PackageRoot.js"
 import { Cells } from "../services/Cells.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
@@ -11,8 +8,7 @@ import { InvalidRequest } from "./Errors.js"
 import { JobId } from "./Ids.js"
 import { HealthInfo, VersionInfo } from "./Models.js"
 import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
-
-export const PLANTER_VERSION: string = JSON.parse(fs.readFileSync(path.join(packageRoot, "package.json"), "utf8")).version
+import { PLANTER_VERSION } from "./Version.js"
 
 /** Job ids are checked here, before they reach a path or a query. */
 const parseJobId = (raw: string) =>

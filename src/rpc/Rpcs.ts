@@ -1,4 +1,5 @@
-import { Rpc, RpcGroup } from "@effect/rpc"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, NotFound, PlanterError, SandboxUnavailable } from "./Errors.js"
 import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, VersionInfo } from "./Models.js"

@@ -7,14 +7,14 @@
  * Provide it with `PlanterClient.layer()` (default socket) or
  * `PlanterClient.layer({ socketPath })`.
  */
-import { NodeSocket } from "@effect/platform-node"
-import type { RpcGroup } from "@effect/rpc"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
-import { RpcClient } from "@effect/rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
 import { Context, Effect, Layer, Schema } from "effect"
 import { daemonAnswers } from "../layers/SocketGuard.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
-import { SerializationLive } from "./Server.js"
+import { SerializationLive } from "./Serialization.js"
 import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
 export * from "./Errors.js"

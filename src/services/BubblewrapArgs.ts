@@ -19,9 +19,11 @@ export const systemPathArgs = (systemPaths: ReadonlyArray<SystemPath>): Array<st
  * The bubblewrap command line for one job. The job sees the system
  * directories read-only, its cell and private temp dir read-write, the cell's
  * granted paths read-only, and nothing else: the state dir (database, other
- * cells, logs, the daemon's socket) is simply never mounted. It runs in its
- * own PID namespace so killing the tree cannot miss an escaped descendant,
- * and `--die-with-parent` ties the namespace to the bwrap we supervise.
+ * cells, logs, the daemon's socket) is simply never mounted, and the root is
+ * read-only, so writing anywhere else fails instead of landing in a tmpfs.
+ * It runs in its own PID namespace so killing the tree cannot miss an
+ * escaped descendant, and `--die-with-parent` ties the namespace to the bwrap
+ * we supervise.
  */
 export const bubblewrapArgs = (
   request: SandboxRequest,
@@ -34,6 +36,10 @@ export const bubblewrapArgs = (
   for (const path of request.readPaths) args.push("--ro-bind", path, path)
   args.push("--bind", request.cellDir, request.cellDir)
   args.push("--bind", request.tmpDir, request.tmpDir)
+  // bwrap's root is a writable tmpfs: without this a write to a hidden path
+  // (the state dir, $HOME) would "succeed" into it and vanish. The binds
+  // above are mounts of their own and stay as they are.
+  args.push("--remount-ro", "/")
   args.push("--chdir", request.cwd)
   args.push("--", ...request.argv)
   return args

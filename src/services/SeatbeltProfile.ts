@@ -7,7 +7,7 @@
  * anything but a string. Rendering is pure so that it can be tested on any
  * platform; only loading fragments and resolving paths touch the disk.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either, Schema } from "effect"
 import { join } from "node:path"
 

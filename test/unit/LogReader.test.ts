@@ -1,0 +1,120 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as LogReaderLive from "../../src/layers/LogReaderLive.js"
+import { NotFound } from "../../src/rpc/Errors.js"
+import type { JobId } from "../../src/rpc/Ids.js"
+import { MAX_LOG_CHUNK_BYTES } from "../../src/rpc/Rpcs.js"
+import { DaemonConfig, statePaths } from "../../src/services/DaemonConfig.js"
+import type { JobSupervisorShape } from "../../src/services/JobSupervisor.js"
+import { JobSupervisor } from "../../src/services/JobSupervisor.js"
+import { logFileName, LogReader } from "../../src/services/LogReader.js"
+
+const jobId = "job-t1" as JobId
+
+/**
+ * A supervisor double that knows one job, running until `finish` completes.
+ * Members a test has no business calling fail loudly.
+ */
+const fakeSupervisor = (finish: Deferred.Deferred<void>) => {
+  const unexpected = (name: string) => () => Effect.die(`JobSupervisor.${name} was not expected in this test`)
+  let running = true
+  const shape: JobSupervisorShape = {
+    run: unexpected("run"),
+    list: unexpected("list"),
+    kill: unexpected("kill"),
+    stopCell: unexpected("stopCell"),
+    runningCount: Effect.die("JobSupervisor.runningCount was not expected"),
+    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new NotFound({ message: `no job ${id}` }))),
+    isRunning: (id) => id === jobId && running,
+    awaitFinished: () => Deferred.await(finish).pipe(Effect.tap(() => Effect.sync(() => (running = false))))
+  }
+  return Layer.succeed(JobSupervisor, shape)
+}
+
+const setup = Effect.gen(function*() {
+  const stateDir = yield* Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "planter-logs-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  fs.mkdirSync(statePaths(stateDir).logs)
+  const file = path.join(statePaths(stateDir).logs, logFileName(jobId, "stdout"))
+  fs.writeFileSync(file, "")
+  const finish = yield* Deferred.make<void>()
+  const layer = LogReaderLive.layer.pipe(
+    Layer.provide(fakeSupervisor(finish)),
+    Layer.provide(DaemonConfig.layer({
+      socketPath: path.join(stateDir, "s.sock"),
+      stateDir,
+      sandboxMode: "disabled",
+      keepJobs: false,
+      killGrace: Duration.seconds(1)
+    }))
+  )
+  const reader = yield* Effect.provide(LogReader, layer)
+  const read = (offset: number, options: { maxBytes?: number; follow?: boolean; waitMs?: number } = {}) =>
+    reader.read({
+      jobId,
+      stream: "stdout",
+      offset,
+      maxBytes: options.maxBytes ?? 1024,
+      follow: options.follow ?? false,
+      waitMs: options.waitMs ?? 0
+    })
+  const readJob = (id: JobId) => reader.read({ jobId: id, stream: "stdout", offset: 0, maxBytes: 16, follow: false, waitMs: 0 })
+  /** Marks the job finished the way the supervisor would: after its last write. */
+  const finishJob = Deferred.succeed(finish, undefined)
+  return { file, read, readJob, finishJob }
+})
+
+const text = (data: Uint8Array) => Buffer.from(data).toString("utf8")
+
+describe("LogReader", () => {
+  it.scopedLive("reads bounded chunks by offset, and says when it reached the end", () =>
+    Effect.gen(function*() {
+      const { file, read } = yield* setup
+      fs.writeFileSync(file, "hello world")
+      const first = yield* read(0, { maxBytes: 5 })
+      expect([text(first.data), first.offset, first.eof, first.complete]).toEqual(["hello", 5, false, false])
+      const rest = yield* read(first.offset)
+      expect([text(rest.data), rest.offset, rest.eof, rest.complete]).toEqual([" world", 11, true, false])
+      const none = yield* read(11)
+      expect([none.data.length, none.offset, none.eof]).toEqual([0, 11, true])
+    }))
+
+  it.scopedLive("refuses chunk sizes above the cap, negative offsets and unknown jobs", () =>
+    Effect.gen(function*() {
+      const { read, readJob } = yield* setup
+      const tooBig = yield* Effect.flip(read(0, { maxBytes: MAX_LOG_CHUNK_BYTES + 1 }))
+      expect(tooBig).toMatchObject({ code: "invalid_request" })
+      expect(tooBig.message).toContain(String(MAX_LOG_CHUNK_BYTES))
+      expect(yield* Effect.flip(read(-1))).toMatchObject({ code: "invalid_request" })
+      expect(yield* Effect.flip(readJob("job-other" as JobId))).toMatchObject({ code: "not_found" })
+    }))
+
+  it.scopedLive("wakes a follower when bytes are appended, well before its wait runs out", () =>
+    Effect.gen(function*() {
+      const { file, read } = yield* setup
+      const follower = yield* Effect.fork(read(0, { follow: true, waitMs: 30_000 }))
+      yield* Effect.sleep("50 millis")
+      fs.appendFileSync(file, "late line\n")
+      const chunk = yield* Fiber.join(follower).pipe(Effect.timeout("10 seconds"))
+      expect(text(chunk.data)).toBe("late line\n")
+    }))
+
+  it.scopedLive("answers complete once the job finished and everything is read, and rejects offsets past its end", () =>
+    Effect.gen(function*() {
+      const { file, finishJob, read } = yield* setup
+      fs.writeFileSync(file, "abc")
+      const waiting = yield* Effect.fork(read(3, { follow: true, waitMs: 30_000 }))
+      yield* Effect.sleep("20 millis")
+      yield* finishJob
+      const last = yield* Fiber.join(waiting).pipe(Effect.timeout("10 seconds"))
+      expect([last.data.length, last.offset, last.eof, last.complete]).toEqual([0, 3, true, true])
+      const all = yield* read(0)
+      expect([text(all.data), all.complete]).toEqual(["abc", true])
+      expect(yield* Effect.flip(read(4))).toMatchObject({ code: "invalid_request" })
+    }))
+})
