@@ -183,12 +183,19 @@ export const make = Effect.gen(function*() {
       (fds) => Effect.sync(() => [fds.stdout, fds.stderr].forEach((fd) => fs.closeSync(fd)))
     ).pipe(
       Effect.tapError((error) =>
-        stateToInternal(repo.appendEvent({
-          kind: "job_start_failed",
-          cell_id: cell.id,
-          job_id: id,
-          detail: { argv: request.argv, reason: error.message }
-        })).pipe(Effect.ignore)
+        Effect.zipRight(
+          // A job that never started leaves no files behind, only its journal entry.
+          Effect.sync(() => {
+            for (const stream of ["stdout", "stderr"] as const) fs.rmSync(path.join(paths.logs, logFileName(id, stream)), { force: true })
+            fs.rmSync(tmpDir, { recursive: true, force: true })
+          }),
+          stateToInternal(repo.appendEvent({
+            kind: "job_start_failed",
+            cell_id: cell.id,
+            job_id: id,
+            detail: { argv: request.argv, reason: error.message }
+          }))
+        ).pipe(Effect.ignore)
       ),
       Effect.catchTags({
         SandboxStartError: (error) => new SandboxUnavailable({ message: error.message }),

@@ -59,8 +59,8 @@ const findBubblewrap = (): { file: string } | { reason: string } => {
     : { reason: "bubblewrap (bwrap) is not installed: install it with `apt-get install bubblewrap` (Debian, Ubuntu) or `dnf install bubblewrap` (Fedora), or point PLANTER_BWRAP at it" }
 }
 
-const linuxSystemPaths = (): Array<SystemPath> =>
-  LINUX_SYSTEM_PATHS.flatMap((dir): Array<SystemPath> => {
+const linuxSystemPaths = (): Array<SystemPath> => {
+  const paths = LINUX_SYSTEM_PATHS.flatMap((dir): Array<SystemPath> => {
     try {
       const stat = fs.lstatSync(dir)
       if (stat.isSymbolicLink()) return [{ path: dir, symlinkTarget: fs.readlinkSync(dir) }]
@@ -69,6 +69,18 @@ const linuxSystemPaths = (): Array<SystemPath> =>
       return []
     }
   })
+  // Where /etc/resolv.conf links into /run (systemd-resolved), name lookups
+  // need that one directory too, read-only.
+  try {
+    const resolvDir = path.dirname(fs.realpathSync("/etc/resolv.conf"))
+    if (!LINUX_SYSTEM_PATHS.some((dir) => resolvDir === dir || resolvDir.startsWith(dir + "/"))) {
+      paths.push({ path: resolvDir, symlinkTarget: null })
+    }
+  } catch {
+    // No resolv.conf: nothing to add.
+  }
+  return paths
+}
 
 /**
  * Chooses the backend for this platform once, at daemon start, and checks

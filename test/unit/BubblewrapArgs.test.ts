@@ -30,8 +30,19 @@ describe("bubblewrapArgs", () => {
     const args = bubblewrapArgs(request(), systemPaths)
     expect(pairsOf(args, "--ro-bind")).toEqual([["/usr", "/usr"], ["/opt/toolchain", "/opt/toolchain"]])
     expect(pairsOf(args, "--symlink")).toEqual([["usr/bin", "/bin"]])
-    expect(pairsOf(args, "--bind")).toEqual([["/state/cells/cell-1", "/state/cells/cell-1"], ["/state/tmp/job-1", "/state/tmp/job-1"]])
+    expect(pairsOf(args, "--bind")).toEqual([
+      ["/state/cells/cell-1", "/state/cells/cell-1"],
+      ["/state/tmp/job-1", "/state/tmp/job-1"],
+      ["/state/tmp/job-1", "/tmp"]
+    ])
     expect(args.some((arg) => arg === "/state" || arg === "/state/planter.db" || arg === "/state/logs")).toBe(false)
+  })
+
+  it("makes the rest of the root read-only, after the writable binds", () => {
+    const args = bubblewrapArgs(request(), systemPaths)
+    const remount = args.indexOf("--remount-ro")
+    expect(args[remount + 1]).toBe("/")
+    expect(remount).toBeGreaterThan(args.lastIndexOf("--bind"))
   })
 
   it("isolates pids, ties the sandbox to bwrap, and ends with the job's argv after --", () => {
