@@ -36,8 +36,6 @@ export const bubblewrapArgs = (
   for (const path of request.readPaths) args.push("--ro-bind", path, path)
   args.push("--bind", request.cellDir, request.cellDir)
   args.push("--bind", request.tmpDir, request.tmpDir)
-  // Many tools write to /tmp whatever TMPDIR says: give them the same private dir.
-  args.push("--bind", request.tmpDir, "/tmp")
   // bwrap's root is a writable tmpfs: without this a write to a hidden path
   // (the state dir, $HOME) would "succeed" into it and vanish. The binds
   // above are mounts of their own and stay as they are.

@@ -30,10 +30,11 @@ describe("bubblewrapArgs", () => {
     const args = bubblewrapArgs(request(), systemPaths)
     expect(pairsOf(args, "--ro-bind")).toEqual([["/usr", "/usr"], ["/opt/toolchain", "/opt/toolchain"]])
     expect(pairsOf(args, "--symlink")).toEqual([["usr/bin", "/bin"]])
+    // No writable /tmp: a bind there would turn the mount points of a state
+    // dir under /tmp into writable look-alikes. Jobs get TMPDIR instead.
     expect(pairsOf(args, "--bind")).toEqual([
       ["/state/cells/cell-1", "/state/cells/cell-1"],
-      ["/state/tmp/job-1", "/state/tmp/job-1"],
-      ["/state/tmp/job-1", "/tmp"]
+      ["/state/tmp/job-1", "/state/tmp/job-1"]
     ])
     expect(args.some((arg) => arg === "/state" || arg === "/state/planter.db" || arg === "/state/logs")).toBe(false)
   })
