@@ -146,5 +146,7 @@ export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaem
 
 /** Stops every daemon this test file started (by pid) and whatever job trees they left. */
 export const stopAllDaemons = async () => {
-  await Promise.all(started.splice(0).map((daemon) => daemon.stop("SIGTERM")))
+  const daemons = started.splice(0)
+  await Promise.all(daemons.map((daemon) => daemon.stop("SIGTERM")))
+  for (const dir of new Set(daemons.map((daemon) => daemon.stateDir))) fs.rmSync(dir, { recursive: true, force: true })
 }
