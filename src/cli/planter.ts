@@ -9,6 +9,13 @@ import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
 
+// `planter logs JOB | head` closes our stdout early: that is the reader's
+// choice, not an error worth a stack trace.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
+
 const args = process.argv.slice(2)
 const json = args.slice(0, args.includes("--") ? args.indexOf("--") : undefined).includes("--json")
 const cli = Command.run(command, { name: "planter", version: PLANTER_VERSION })

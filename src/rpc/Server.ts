@@ -5,7 +5,7 @@ import { Effect, Layer } from "effect"
 import { claimSocketPath, secureAndRemoveOnClose } from "../layers/SocketGuard.js"
 import { HandlersLive } from "./Handlers.js"
 import { PlanterRpcs } from "./Rpcs.js"
-import { SerializationLive } from "./Serialization.js"
+import { ServerSerializationLive } from "./Serialization.js"
 
 /** Claims the path, listens, then restricts the socket file; closing unlinks it first, then stops the server. */
 const socketServer = (socketPath: string) =>
@@ -24,6 +24,6 @@ export const layer = (socketPath: string) =>
   RpcServer.layer(PlanterRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(RpcServer.layerProtocolSocketServer),
-    Layer.provide(SerializationLive),
+    Layer.provide(ServerSerializationLive),
     Layer.provide(socketServer(socketPath))
   )

@@ -14,7 +14,7 @@ import * as RpcClient from "@effect/rpc/RpcClient"
 import { Context, Effect, Layer, Schema } from "effect"
 import { daemonAnswers } from "../layers/SocketGuard.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
-import { SerializationLive } from "./Serialization.js"
+import { ClientSerializationLive } from "./Serialization.js"
 import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
 export * from "./Errors.js"
@@ -58,7 +58,7 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
   const protocol = yield* Layer.build(
     RpcClient.layerProtocolSocket().pipe(
       Layer.provide(NodeSocket.layerNet({ path: socketPath })),
-      Layer.provide(SerializationLive)
+      Layer.provide(ClientSerializationLive)
     )
   )
   const client = yield* RpcClient.make(PlanterRpcs).pipe(Effect.provide(protocol))

