@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url"
 
 /** The repository root; integration tests run the built binaries under dist/. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
-export const planterBin = path.join(repoRoot, "dist", "src", "cli", "planter.js")
+export const planterBin = path.join(repoRoot, "dist", "planter.mjs")
 export const planterdBin = path.join(repoRoot, "dist", "src", "cli", "planterd.js")
 
 export interface CliResult {
