@@ -109,7 +109,11 @@ export const make = Effect.gen(function*() {
           : Effect.gen(function*() {
             entry.killReason ??= "daemon_shutdown"
             yield* sweepTree(pid, false)
-            yield* record(entry, { code: null, signal: null }, entry.killReason)
+            // The tree is gone, so the leader's exit is at hand; record how it ended.
+            const result = yield* exit.pipe(
+              Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => ({ code: null, signal: null }) })
+            )
+            yield* record(entry, result, entry.killReason)
           })
       ),
       Effect.withSpan("JobSupervisor.supervise", { attributes: { jobId: entry.job.id, pid } })
