@@ -14,7 +14,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { type Job, make, type PlanterClientShape } from "../src/rpc/client.js"
-import { bubblewrapArgs, LINUX_SYSTEM_PATHS, type SystemPath } from "../src/services/BubblewrapArgs.js"
+import { linuxSystemPaths, resolveExecutable } from "../src/layers/SandboxRunnerLive.js"
+import { bubblewrapArgs } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
 import { type BenchDaemon, killAllDaemonsNow, makeTempDir, startDaemon } from "./daemon.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
@@ -216,47 +217,11 @@ const benchJobRunDisabled = async (client: PlanterClientShape, cellId: string, s
   recordSpawnFigure("jobrun_latency_disabled", "JobRun latency, sandbox disabled", result.daemon, result.bare)
 }
 
-/**
- * The system directories as the daemon binds them (a copy of
- * SandboxRunnerLive's linuxSystemPaths, which is not exported: keep the two
- * alike), so the baseline runs the same bwrap command line as a job.
- */
-const systemPaths = (): Array<SystemPath> => {
-  const paths = LINUX_SYSTEM_PATHS.flatMap((dir): Array<SystemPath> => {
-    try {
-      const stat = fs.lstatSync(dir)
-      if (stat.isSymbolicLink()) return [{ path: dir, symlinkTarget: fs.readlinkSync(dir) }]
-      return stat.isDirectory() ? [{ path: dir, symlinkTarget: null }] : []
-    } catch {
-      return []
-    }
-  })
-  try {
-    const resolvDir = path.dirname(fs.realpathSync("/etc/resolv.conf"))
-    if (!LINUX_SYSTEM_PATHS.some((dir) => resolvDir === dir || resolvDir.startsWith(dir + "/"))) {
-      paths.push({ path: resolvDir, symlinkTarget: null })
-    }
-  } catch {
-    // no resolv.conf
-  }
-  return paths
-}
-
-const findOnPath = (command: string) =>
-  (process.env.PATH ?? "/usr/bin:/bin").split(":").map((dir) => path.join(dir, command)).find((file) => {
-    try {
-      fs.accessSync(file, fs.constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-
 const benchJobRunBubblewrap = async (scratch: string) => {
   const name = "JobRun latency, bubblewrap"
   const target = "p50 ≤ baseline + 3 ms"
   if (process.platform !== "linux") return skip("jobrun_latency_bubblewrap", name, target, "bubblewrap is Linux only")
-  const bwrap = process.env.PLANTER_BWRAP || findOnPath("bwrap")
+  const bwrap = process.env.PLANTER_BWRAP || resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
   if (bwrap === undefined) return skip("jobrun_latency_bubblewrap", name, target, "bwrap is not installed")
 
   const daemon = await startDaemon("enforced")
@@ -275,7 +240,7 @@ const benchJobRunBubblewrap = async (scratch: string) => {
     const env = jobEnv(cellDir, tmpDir)
     const args = bubblewrapArgs(
       { jobId: "bench", argv: ["true"], cwd: cellDir, env, cellDir, tmpDir, readPaths: [], network: "allow", stdoutFd: 1, stderrFd: 2 },
-      systemPaths()
+      linuxSystemPaths()
     )
     const baseline = () => timeSpawn(bwrap, args, { cwd: "/", env, stdio: "ignore", detached: true })
     const result = await Effect.runPromise(spawnComparison(client, cell.id, baseline))

@@ -59,7 +59,8 @@ const findBubblewrap = (): { file: string } | { reason: string } => {
     : { reason: "bubblewrap (bwrap) is not installed: install it with `apt-get install bubblewrap` (Debian, Ubuntu) or `dnf install bubblewrap` (Fedora), or point PLANTER_BWRAP at it" }
 }
 
-const linuxSystemPaths = (): Array<SystemPath> => {
+/** The Linux system directories as this host has them, plus where its resolver config lives. */
+export const linuxSystemPaths = (): Array<SystemPath> => {
   const paths = LINUX_SYSTEM_PATHS.flatMap((dir): Array<SystemPath> => {
     try {
       const stat = fs.lstatSync(dir)

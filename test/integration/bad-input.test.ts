@@ -325,7 +325,7 @@ describe("bad input", { timeout: 180_000 }, () => {
       })
       let stdout = ""
       child.stdout.on("data", (data) => (stdout += data))
-      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)))
       const connected = waitFor("the follower to print the job's output", () => stdout.includes("started"), CLI_TIMEOUT_MS)
       return { child, exited, connected, stdout: () => stdout }
     }

@@ -91,7 +91,7 @@ describe("planter logs", () => {
     try {
       let stdout = ""
       follower.stdout.on("data", (data) => (stdout += data))
-      const exited = new Promise<number | null>((resolve) => follower.once("exit", (code) => resolve(code)))
+      const exited = new Promise<number | null>((resolve) => follower.once("close", (code) => resolve(code)))
 
       // The follower is reading: it printed what was there when it started.
       await waitFor("the follower to print `first`", () => stdout === "first\n", 20_000)

@@ -9,8 +9,8 @@ import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import type { CliResult, TestDaemon } from "../support/daemon.js"
-import { makeTempDir, pidAlive, planterdBin, socketAnswers, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import type { TestDaemon } from "../support/daemon.js"
+import { makeTempDir, pidAlive, planterdBin, runNodeScript, socketAnswers, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
 
 const TIMEOUT = 90_000
 
@@ -48,21 +48,7 @@ const runJob = async (daemon: TestDaemon, cellName: string, argv: ReadonlyArray<
 
 /** Runs planterd itself (not through startDaemon, which waits for it to answer) and collects its output. */
 const runPlanterd = (args: ReadonlyArray<string>) =>
-  new Promise<CliResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [planterdBin, "--sandbox-mode", "disabled", ...args], { stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (data) => (stdout += data))
-    child.stderr.on("data", (data) => (stderr += data))
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL")
-      reject(new Error(`planterd ${args.join(" ")} was still running after 20 s:\n${stdout}${stderr}`))
-    }, 20_000)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
+  runNodeScript(planterdBin, ["--sandbox-mode", "disabled", ...args])
 
 describe("restart", () => {
   it("a restarted daemon lists the same cells and jobs, and the journal recorded them", async () => {

@@ -16,14 +16,14 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** Runs `planter` against `socketPath` and collects its output. */
-export const runCli = (
-  socketPath: string,
+/** Runs `node <script> …args` to its end and collects its output; SIGKILLs it past the timeout. */
+export const runNodeScript = (
+  script: string,
   args: ReadonlyArray<string>,
   options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {}
 ): Promise<CliResult> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [planterBin, "--socket", socketPath, ...args], {
+    const child = spawn(process.execPath, [script, ...args], {
       env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"]
     })
@@ -31,15 +31,24 @@ export const runCli = (
     let stderr = ""
     child.stdout.on("data", (data) => (stdout += data))
     child.stderr.on("data", (data) => (stderr += data))
+    const timeoutMs = options.timeoutMs ?? 20_000
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`planter ${args.join(" ")} did not finish in ${options.timeoutMs ?? 20_000} ms\n${stdout}\n${stderr}`))
-    }, options.timeoutMs ?? 20_000)
-    child.on("exit", (code) => {
+      reject(new Error(`${path.basename(script)} ${args.join(" ")} did not finish in ${timeoutMs} ms\n${stdout}\n${stderr}`))
+    }, timeoutMs)
+    // "close", not "exit": output still in the pipes arrives after the process has exited.
+    child.on("close", (code) => {
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
   })
+
+/** Runs `planter` against `socketPath` and collects its output. */
+export const runCli = (
+  socketPath: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {}
+): Promise<CliResult> => runNodeScript(planterBin, ["--socket", socketPath, ...args], options)
 
 /** Runs `planter --json …` and parses its one JSON document. */
 export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<string>): Promise<A> => {
