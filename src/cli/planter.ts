@@ -3,7 +3,7 @@ import * as Command from "@effect/cli/Command"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect, Exit } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
@@ -38,5 +38,9 @@ const program: Effect.Effect<number> = cli([...process.argv.slice(0, 2), ...hois
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) ? Number(exit.value) : ExitCode.daemonError)
+  // Ctrl-C (e.g. during `run --wait` or `logs -f`) ends with 130, as shells report SIGINT; the job keeps running.
+  teardown: (exit, onExit) =>
+    onExit(
+      Exit.isSuccess(exit) ? Number(exit.value) : Cause.isInterruptedOnly(exit.cause) ? 130 : ExitCode.daemonError
+    )
 })
