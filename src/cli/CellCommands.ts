@@ -1,0 +1,58 @@
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import { Effect, Option } from "effect"
+import * as path from "node:path"
+import { envOption, forceOption, networkOption, parseEnv, withClient } from "./Global.js"
+import { cellRows, encodeCell, printJson, printLine } from "./Output.js"
+
+export const createCell = (name: string) =>
+  Command.make(name, {
+    name: Options.text("name").pipe(Options.withDescription("the cell's name, unique")),
+    env: envOption,
+    read: Options.text("read").pipe(
+      Options.withDescription("extra path the cell's jobs may read (repeatable)"),
+      Options.repeated
+    ),
+    network: networkOption
+  }, (options) =>
+    withClient((client, json) =>
+      Effect.gen(function*() {
+        const env = yield* parseEnv(options.env)
+        const cell = yield* client.CellCreate({
+          name: options.name,
+          env,
+          read_paths: options.read.map((p) => path.resolve(p)),
+          network: Option.getOrElse(options.network, () => "allow" as const)
+        })
+        if (json) return yield* printJson(encodeCell(cell))
+        yield* printLine(`created cell ${cell.name} (${cell.id}) in ${cell.dir}`)
+      })
+    )).pipe(Command.withDescription("Create a cell: a directory with its own env and sandbox policy"))
+
+const cellLs = Command.make("ls", {}, () =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const cells = yield* client.CellList()
+      if (json) return yield* printJson(cells.map((cell) => encodeCell(cell)))
+      yield* printLine(cells.length === 0 ? "no cells: create one with `planter create --name NAME`" : cellRows(cells))
+    })
+  )).pipe(Command.withDescription("List cells"))
+
+const cellRm = Command.make("rm", {
+  cell: Args.text({ name: "CELL" }),
+  force: forceOption.pipe(Options.withDescription("kill the cell's running jobs first"))
+}, ({ cell, force }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const removed = yield* client.CellRemove({ cell_id: cell, force })
+      if (json) return yield* printJson(encodeCell(removed))
+      yield* printLine(`removed cell ${removed.name} (${removed.id})`)
+    })
+  )).pipe(Command.withDescription("Remove a cell and its directory"))
+
+export const cellCommand = Command.make("cell").pipe(
+  Command.withDescription("Manage cells"),
+  Command.withSubcommands([createCell("create"), cellLs, cellRm])
+)
+

@@ -1,0 +1,81 @@
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import { Effect, Option } from "effect"
+import type { Job } from "../rpc/Models.js"
+import { envOption, forceOption, networkOption, parseEnv, withClient } from "./Global.js"
+import { copyLog } from "./LogsCommand.js"
+import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, usageError, write } from "./Output.js"
+
+export const run = Command.make("run", {
+  cell: Args.text({ name: "CELL" }),
+  argv: Args.text({ name: "ARGV" }).pipe(Args.repeated),
+  env: envOption,
+  cwd: Options.text("cwd").pipe(Options.withDescription("working directory inside the cell dir"), Options.optional),
+  network: networkOption,
+  wait: Options.boolean("wait").pipe(Options.withDescription("stream the job's output and exit with its exit code"))
+}, (options) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      if (options.argv.length === 0) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
+      const env = yield* parseEnv(options.env)
+      const job = yield* client.JobRun({
+        cell_id: options.cell,
+        argv: options.argv,
+        env,
+        cwd: Option.getOrNull(options.cwd),
+        network: Option.getOrNull(options.network)
+      })
+      if (!options.wait) {
+        return yield* json ? printJson(encodeJob(job)) : printLine(job.id)
+      }
+      if (!json) {
+        yield* write(process.stderr, `${job.id}\n`)
+        yield* Effect.all([
+          copyLog(client, job.id, "stdout", 0, true, (data) => write(process.stdout, data)),
+          copyLog(client, job.id, "stderr", 0, true, (data) => write(process.stderr, data))
+        ], { concurrency: 2 })
+      } else {
+        yield* copyLog(client, job.id, "stdout", 0, true, () => Effect.void)
+      }
+      const finished = yield* client.JobStatus({ job_id: job.id })
+      if (json) yield* printJson(encodeJob(finished))
+      return jobExitCode(finished)
+    })
+  )).pipe(Command.withDescription("Run a command in a cell: planter run CELL [--wait] -- ARGV..."))
+
+const jobStatus = Command.make("status", { job: Args.text({ name: "JOB" }) }, ({ job }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const found = yield* client.JobStatus({ job_id: job })
+      yield* json ? printJson(encodeJob(found)) : printLine(jobDetails(found))
+    })
+  )).pipe(Command.withDescription("Show a job's record"))
+
+const jobLs = Command.make("ls", {
+  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional)
+}, ({ cell }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const jobs = yield* client.JobList({ cell_id: Option.getOrNull(cell) })
+      if (json) return yield* printJson(jobs.map((job) => encodeJob(job)))
+      yield* printLine(jobs.length === 0 ? "no jobs: start one with `planter run CELL -- COMMAND`" : jobRows(jobs))
+    })
+  )).pipe(Command.withDescription("List jobs"))
+
+const jobKill = Command.make("kill", {
+  job: Args.text({ name: "JOB" }),
+  force: forceOption.pipe(Options.withDescription("SIGKILL at once instead of SIGTERM, grace period, SIGKILL"))
+}, ({ force, job }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const killed: Job = yield* client.JobKill({ job_id: job, force })
+      yield* json ? printJson(encodeJob(killed)) : printLine(`${killed.id}: ${killed.termination_reason ?? killed.status}`)
+    })
+  )).pipe(Command.withDescription("Kill a job's whole process tree"))
+
+export const jobCommand = Command.make("job").pipe(
+  Command.withDescription("Inspect and kill jobs"),
+  Command.withSubcommands([jobStatus, jobLs, jobKill])
+)
+
