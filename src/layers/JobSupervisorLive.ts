@@ -1,4 +1,4 @@
-import { Deferred, Effect, FiberMap, Layer, Option } from "effect"
+import { Deferred, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -11,7 +11,8 @@ import type { RunRequest } from "../services/JobSupervisor.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { killTree } from "../services/KillTree.js"
 import { logFileName } from "../services/LogReader.js"
-import { isRunning, ProcessProbe } from "../services/ProcessProbe.js"
+import type { KnownMembers } from "../services/ProcessProbe.js"
+import { isRunning, ProcessProbe, treeMembers } from "../services/ProcessProbe.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import type { JournalEvent } from "../services/StateRepository.js"
@@ -29,9 +30,14 @@ const baseEnv = (cellDir: string, tmpDir: string): Record<string, string> => ({
 interface RunningJob {
   readonly job: Job
   readonly finished: Deferred.Deferred<Job>
+  /** Every member of the tree seen so far, so the sweep finds those that left its group. */
+  readonly known: KnownMembers
   /** Set by the first kill, so the exit is recorded with why it happened. */
   killReason: TerminationReason | null
 }
+
+/** How often the members of unsandboxed jobs' trees are recorded. */
+const TREE_TRACK_INTERVAL = "500 millis"
 
 const newJobId = () => `job-${Date.now().toString(36)}${randomBytes(5).toString("hex")}` as JobId
 
@@ -69,8 +75,10 @@ export const make = Effect.gen(function*() {
   const running = new Map<JobId, RunningJob>()
   const fibers = yield* FiberMap.make<JobId>()
 
-  const sweepTree = (pid: number, force: boolean) =>
-    killTree(pid, { force, grace: config.killGrace }).pipe(Effect.provideService(ProcessProbe, probe))
+  const sweepTree = (pid: number, force: boolean, known?: KnownMembers) =>
+    killTree(pid, { force, grace: config.killGrace, ...(known ? { known } : {}) }).pipe(
+      Effect.provideService(ProcessProbe, probe)
+    )
 
   const record = (entry: RunningJob, exit: ProcessExit, reason: TerminationReason, detail: Record<string, unknown> = {}) =>
     repo.finishJob(
@@ -100,7 +108,7 @@ export const make = Effect.gen(function*() {
   const supervise = (entry: RunningJob, exit: Effect.Effect<ProcessExit>, pid: number, unknownExitDetail?: string) =>
     Effect.gen(function*() {
       const result = yield* exit
-      yield* sweepTree(pid, false)
+      yield* sweepTree(pid, false, entry.known)
       yield* record(entry, result, entry.killReason ?? "exited", unknownExitDetail ? { note: unknownExitDetail } : {})
     }).pipe(
       Effect.onInterrupt(() =>
@@ -108,7 +116,7 @@ export const make = Effect.gen(function*() {
           ? Effect.logInfo(`leaving ${entry.job.id} running for the next daemon to adopt`)
           : Effect.gen(function*() {
             entry.killReason ??= "daemon_shutdown"
-            yield* sweepTree(pid, false)
+            yield* sweepTree(pid, false, entry.known)
             // The tree is gone, so the leader's exit is at hand; record how it ended.
             const result = yield* exit.pipe(
               Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => ({ code: null, signal: null }) })
@@ -121,7 +129,12 @@ export const make = Effect.gen(function*() {
 
   const track = (job: Job, exit: Effect.Effect<ProcessExit>, pid: number, unknownExitDetail?: string) =>
     Effect.gen(function*() {
-      const entry: RunningJob = { job, finished: yield* Deferred.make<Job>(), killReason: null }
+      const entry: RunningJob = {
+        job,
+        finished: yield* Deferred.make<Job>(),
+        known: new Map(job.pid_start_time === null ? [] : [[pid, job.pid_start_time]]),
+        killReason: null
+      }
       running.set(job.id, entry)
       yield* FiberMap.run(fibers, job.id, supervise(entry, exit, pid, unknownExitDetail))
     })
@@ -148,6 +161,21 @@ export const make = Effect.gen(function*() {
       )
     }
   }
+
+  // Unsandboxed jobs have no PID namespace to hold their tree together: a
+  // child that calls setsid and outlives its parent would escape the sweep.
+  // One process-table snapshot per interval records every member while it
+  // is still reachable from the leader. (bubblewrap jobs need none of this.)
+  yield* Effect.gen(function*() {
+    const unsandboxed = [...running.values()].filter((entry) => entry.job.sandbox.backend === "none")
+    if (unsandboxed.length === 0) return
+    const snapshot = yield* probe.snapshot
+    for (const entry of unsandboxed) treeMembers(snapshot, entry.job.pid!, entry.known)
+  }).pipe(
+    Effect.withSpan("JobSupervisor.trackTrees"),
+    Effect.repeat(Schedule.spaced(TREE_TRACK_INTERVAL)),
+    Effect.forkScoped
+  )
 
   const run = Effect.fn("JobSupervisor.run")(function*(cell: Cell, request: RunRequest) {
     const [program, ...args] = request.argv
@@ -252,7 +280,7 @@ export const make = Effect.gen(function*() {
     const entry = running.get(id)
     if (entry === undefined) return yield* get(id)
     entry.killReason ??= options.force ? "forced_kill" : "terminated_by_user"
-    yield* sweepTree(entry.job.pid!, options.force)
+    yield* sweepTree(entry.job.pid!, options.force, entry.known)
     return yield* Deferred.await(entry.finished)
   })
 

@@ -1,5 +1,5 @@
 import { Duration, Effect } from "effect"
-import type { ProcessEntry } from "./ProcessProbe.js"
+import type { KnownMembers, ProcessEntry } from "./ProcessProbe.js"
 import { ProcessProbe, treeMembers } from "./ProcessProbe.js"
 
 export interface KillTreeOptions {
@@ -7,6 +7,8 @@ export interface KillTreeOptions {
   readonly force: boolean
   /** How long members get to exit after SIGTERM before SIGKILL. */
   readonly grace: Duration.DurationInput
+  /** Members seen while the job ran, including any that have since left its group. */
+  readonly known?: KnownMembers
 }
 
 /** Sends `signal` to the leader's group and to every member; an already-gone process is not an error. */
@@ -24,7 +26,7 @@ const signalAll = (leaderPid: number, members: ReadonlyArray<ProcessEntry>, sign
   })
 
 /** Polls until the tree is empty, or `within` has passed; answers the members still alive. */
-const awaitEmpty = (leaderPid: number, known: Set<number>, within: Duration.DurationInput) =>
+const awaitEmpty = (leaderPid: number, known: KnownMembers, within: Duration.DurationInput) =>
   Effect.gen(function*() {
     const probe = yield* ProcessProbe
     const deadline = Date.now() + Duration.toMillis(within)
@@ -44,7 +46,7 @@ const awaitEmpty = (leaderPid: number, known: Set<number>, within: Duration.Dura
  */
 export const killTree = Effect.fn("KillTree.killTree")(function*(leaderPid: number, options: KillTreeOptions) {
   const probe = yield* ProcessProbe
-  const known = new Set<number>([leaderPid])
+  const known: KnownMembers = options.known ?? new Map()
   const members = treeMembers(yield* probe.snapshot, leaderPid, known)
   yield* Effect.annotateCurrentSpan({ leaderPid, members: members.length, force: options.force })
   if (members.length === 0) return []

@@ -26,14 +26,21 @@ export const isRunning = (entry: ProcessEntry | undefined, startTime: string | n
   entry !== undefined && !entry.zombie && (startTime === null || entry.startTime === startTime)
 
 /**
+ * Members of a job's tree seen so far, by pid with their start time: a pid
+ * counts again only while it is the very same process, never a reuse.
+ */
+export type KnownMembers = Map<number, string>
+
+/**
  * The live members of a job's tree: its process group (which outlives the
  * leader) plus every descendant of a known member, which catches children
  * that moved to a group or session of their own while their parent lived.
+ * Adds what it finds to `known`, so a member orphaned later is still found.
  */
 export const treeMembers = (
   snapshot: ReadonlyArray<ProcessEntry>,
   leaderPid: number,
-  known: Set<number>
+  known: KnownMembers
 ): Array<ProcessEntry> => {
   const byParent = new Map<number, Array<ProcessEntry>>()
   for (const entry of snapshot) {
@@ -45,7 +52,7 @@ export const treeMembers = (
   const members = new Map<number, ProcessEntry>()
   const queue: Array<number> = []
   for (const entry of snapshot) {
-    if (entry.pgid === leaderPid || entry.pid === leaderPid || known.has(entry.pid)) {
+    if (entry.pgid === leaderPid || entry.pid === leaderPid || known.get(entry.pid) === entry.startTime) {
       members.set(entry.pid, entry)
       queue.push(entry.pid)
     }
@@ -59,6 +66,6 @@ export const treeMembers = (
       }
     }
   }
-  for (const pid of members.keys()) known.add(pid)
+  for (const member of members.values()) known.set(member.pid, member.startTime)
   return [...members.values()].filter((entry) => !entry.zombie && live.has(entry.pid))
 }

@@ -128,6 +128,19 @@ describe("kill tree", () => {
     expect(pidAlive(orphan)).toBe(false)
   }, TIMEOUT)
 
+  it("a leader that exits on its own also takes a child that escaped with setsid", async () => {
+    const daemon = await startDaemon({ args: DAEMON_ARGS })
+    const cell = await daemon.json(["create", "--name", "escapees"])
+    // The leader lives on for a while after the escape, as a parent usually does.
+    const job = await runJob(daemon, "escapees", "setsid sleep 300 & echo $! > escaped.pid; sleep 2; echo leader done")
+    const escaped = await readPid(cell.dir, "escaped.pid")
+    await waitFor("the escapee to be in a session of its own", () => statFields(escaped)[3] === String(escaped), 10_000)
+
+    expect((await daemon.cli(["logs", job.id, "-f"])).stdout).toBe("leader done\n")
+    expect(await daemon.json(["job", "status", job.id])).toMatchObject({ status: "exited", termination_reason: "exited" })
+    expect(pidAlive(escaped)).toBe(false)
+  }, TIMEOUT)
+
   it("a daemon stopped with SIGTERM kills running trees and records daemon_shutdown", async () => {
     const daemon = await startDaemon({ args: DAEMON_ARGS })
     const { job, pids } = await startTree(daemon, "shutdown")

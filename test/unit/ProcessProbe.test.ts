@@ -63,15 +63,23 @@ describe("treeMembers", () => {
       entry(105, 100, 100, true), // zombie
       entry(200, 1, 200) // unrelated
     ]
-    const members = treeMembers(snapshot, 100, new Set([100]))
+    const members = treeMembers(snapshot, 100, new Map())
     expect(members.map((m) => m.pid).sort()).toEqual([100, 101, 102, 103, 104])
   })
 
   it("remembers members across snapshots, so an escaped child orphaned later is still found", () => {
-    const known = new Set([100])
+    const known = new Map<number, string>()
     treeMembers([entry(100, 1, 100), entry(102, 100, 102)], 100, known)
     // The leader died: 102 was re-parented to init and is in its own group.
     const later = treeMembers([entry(1, 0, 1), entry(102, 1, 102)], 100, known)
     expect(later.map((m) => m.pid)).toEqual([102])
+  })
+
+  it("never takes a reused pid for a member it knew", () => {
+    const known = new Map<number, string>()
+    treeMembers([entry(100, 1, 100), entry(102, 100, 102)], 100, known)
+    // 102 is gone and its pid now belongs to an unrelated process started later.
+    const stranger = { pid: 102, ppid: 1, pgid: 102, zombie: false, startTime: "999999" }
+    expect(treeMembers([entry(1, 0, 1), stranger], 100, known)).toEqual([])
   })
 })
