@@ -1,6 +1,6 @@
 import { Duration, Effect } from "effect"
 import type { KnownMembers, ProcessEntry } from "./ProcessProbe.js"
-import { ProcessProbe, treeMembers } from "./ProcessProbe.js"
+import { isRunning, ProcessProbe, treeMembers } from "./ProcessProbe.js"
 
 export interface KillTreeOptions {
   /** SIGKILL at once instead of SIGTERM first. */
@@ -37,6 +37,23 @@ const awaitEmpty = (leaderPid: number, known: KnownMembers, within: Duration.Dur
     }
   })
 
+/** True when no process is left in the leader's process group. */
+const groupIsEmpty = (leaderPid: number) => {
+  try {
+    process.kill(-leaderPid, 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
+
+/** True when none of the members seen so far is still the same live process. */
+const noneAlive = (known: KnownMembers) =>
+  Effect.flatMap(ProcessProbe, (probe) =>
+    Effect.forEach(known, ([pid, startTime]) => Effect.map(probe.entry(pid), (entry) => isRunning(entry, startTime))).pipe(
+      Effect.map((alive) => !alive.includes(true))
+    ))
+
 /**
  * Kills a job's whole process tree and returns once no member is left alive
  * (zombies count as dead: the kernel or init reaps them). Signals go to the
@@ -47,6 +64,10 @@ const awaitEmpty = (leaderPid: number, known: KnownMembers, within: Duration.Dur
 export const killTree = Effect.fn("KillTree.killTree")(function*(leaderPid: number, options: KillTreeOptions) {
   const probe = yield* ProcessProbe
   const known: KnownMembers = options.known ?? new Map()
+  // Fast path, the common case after a leader exits: an empty group and no
+  // known member alive means nothing is left to find. Any process the full
+  // scan could still reach descends from a live member of one or the other.
+  if (groupIsEmpty(leaderPid) && (yield* noneAlive(known))) return []
   const members = treeMembers(yield* probe.snapshot, leaderPid, known)
   yield* Effect.annotateCurrentSpan({ leaderPid, members: members.length, force: options.force })
   if (members.length === 0) return []
