@@ -265,7 +265,10 @@ export const make = Effect.gen(function*() {
     }
     yield* track(job, started.exit, started.pid)
     return job
-  })
+  },
+  // From spawn to supervision nothing may interrupt it: a shutdown or a
+  // client hanging up midway would leave a process no record knows about.
+  Effect.uninterruptible)
 
   const get = (id: JobId) =>
     repo.getJob(id).pipe(
