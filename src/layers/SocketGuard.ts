@@ -25,6 +25,7 @@ export const daemonAnswers = (socketPath: string) =>
     // timer can fire before a connect that already completed is delivered:
     // let pending I/O run once more before saying nothing answers.
     connection.setTimeout(1000, () => setImmediate(() => finish(false)))
+    return Effect.sync(() => connection.destroy())
   })
 
 /**
