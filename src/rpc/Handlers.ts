@@ -52,13 +52,7 @@ export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
     CellList: () => cells.list,
     CellRemove: ({ cell_id, force }) => cells.remove(cell_id, { force }),
     JobRun: ({ argv, cell_id, cwd, env, network }) =>
-      Effect.gen(function*() {
-        if (argv.length === 0) {
-          return yield* new InvalidRequest({ message: "nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi" })
-        }
-        const cell = yield* cells.resolve(cell_id)
-        return yield* supervisor.run(cell, { argv, env, cwd, network })
-      }),
+      Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network })),
     JobStatus: ({ job_id }) => Effect.flatMap(parseJobId(job_id), supervisor.get),
     JobList: ({ cell_id }) =>
       cell_id === null
