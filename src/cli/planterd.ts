@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Duration, Effect, Layer, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Option } from "effect"
 import * as path from "node:path"
 import * as Daemon from "../layers/Daemon.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
@@ -54,7 +55,27 @@ const planterd = Command.make(
 
 const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION })
 
-cli(process.argv).pipe(
-  Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disableErrorReporting: false })
+/**
+ * Start-up failures a person can act on (socket taken, database unreadable,
+ * bad flags) end with one line saying what to do, not a stack trace.
+ * Defects still surface in full through runMain's error reporting.
+ */
+const program: Effect.Effect<number> = cli(process.argv).pipe(
+  Effect.as(0),
+  Effect.catchAll((error) => {
+    // @effect/cli has already printed what was wrong with the command line.
+    if (ValidationError.isValidationError(error)) return Effect.succeed(2)
+    const message = (error as { message?: string }).message ?? String(error)
+    return Effect.sync(() => {
+      process.stderr.write(`planterd: ${message}\n`)
+      return 1
+    })
+  }),
+  Effect.provide(NodeContext.layer)
 )
+
+NodeRuntime.runMain(program, {
+  // SIGTERM/SIGINT interrupt the daemon: a clean, ordered stop is a success.
+  teardown: (exit, onExit) =>
+    onExit(Exit.isSuccess(exit) ? Number(exit.value) : Cause.isInterruptedOnly(exit.cause) ? 0 : 1)
+})
