@@ -5,10 +5,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { daemonAnswers } from "../src/layers/SocketGuard.js"
 
 /** dist/bench/daemon.js → dist/src/cli/planterd.js */
 export const planterdBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "planterd.js")
@@ -27,15 +28,7 @@ export const sleep = (millis: number) => new Promise<void>((resolve) => setTimeo
 
 export const makeTempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 
-const socketAnswers = (socketPath: string) =>
-  new Promise<boolean>((resolve) => {
-    const connection = net.createConnection({ path: socketPath })
-    connection.once("connect", () => {
-      connection.destroy()
-      resolve(true)
-    })
-    connection.once("error", () => resolve(false))
-  })
+const socketAnswers = (socketPath: string) => Effect.runPromise(daemonAnswers(socketPath))
 
 export const startDaemon = async (sandboxMode: "disabled" | "permissive" | "enforced"): Promise<BenchDaemon> => {
   const stateDir = makeTempDir(`planter-bench-${sandboxMode}-`)

@@ -6,6 +6,7 @@ import * as path from "node:path"
 import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
 import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
+import type { StateRepositoryShape } from "../../src/services/StateRepository.js"
 import { StateRepository } from "../../src/services/StateRepository.js"
 
 const tempDb = Effect.acquireRelease(
@@ -13,8 +14,9 @@ const tempDb = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 ).pipe(Effect.map((dir) => path.join(dir, "planter.db")))
 
-const withRepo = <A, E>(file: string, use: Effect.Effect<A, E, StateRepository>) =>
-  Effect.scoped(Effect.provide(use, Layer.fresh(StateRepositorySqlite.layer(file))))
+/** Opens the database at `file` (migrating it), runs `use`, and closes it again. */
+const withRepo = <A, E>(file: string, use: (repo: StateRepositoryShape) => Effect.Effect<A, E>) =>
+  Effect.scoped(Effect.provide(Effect.flatMap(StateRepository, use), Layer.fresh(StateRepositorySqlite.layer(file))))
 
 const cell = (id: string, name: string) =>
   new Cell({
@@ -47,8 +49,7 @@ describe("StateRepository on SQLite", () => {
   it.scoped("round-trips cells and jobs through their Schemas", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
-      yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      yield* withRepo(file, (repo) => Effect.gen(function*() {
         yield* repo.insertCell(cell("cell-a1", "alpha"))
         yield* repo.insertJob(job("job-j1", "cell-a1", 10))
         expect(yield* repo.getCell("cell-a1" as CellId)).toEqual(Option.some(cell("cell-a1", "alpha")))
@@ -61,13 +62,11 @@ describe("StateRepository on SQLite", () => {
   it.scoped("keeps everything across a reopen, and applies migrations once", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
-      yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      yield* withRepo(file, (repo) => Effect.gen(function*() {
         yield* repo.insertCell(cell("cell-a1", "alpha"))
         yield* repo.insertJob(job("job-j1", "cell-a1", 10))
       }))
-      const [cells, jobs] = yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      const [cells, jobs] = yield* withRepo(file, (repo) => Effect.gen(function*() {
         return [yield* repo.listCells, yield* repo.listJobs(null)] as const
       }))
       expect(cells.map((c) => c.name)).toEqual(["alpha"])
@@ -77,8 +76,7 @@ describe("StateRepository on SQLite", () => {
   it.scoped("records only the first finish of a job, and journals it", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
-      yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      yield* withRepo(file, (repo) => Effect.gen(function*() {
         yield* repo.insertCell(cell("cell-a1", "alpha"))
         yield* repo.insertJob(job("job-j1", "cell-a1", 10))
         const first = yield* repo.finishJob(
@@ -103,8 +101,7 @@ describe("StateRepository on SQLite", () => {
   it.scoped("lists a cell's jobs in start order and removes cells with a journal entry", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
-      yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      yield* withRepo(file, (repo) => Effect.gen(function*() {
         yield* repo.insertCell(cell("cell-a1", "alpha"))
         yield* repo.insertCell(cell("cell-b1", "beta"))
         yield* repo.insertJob(job("job-late", "cell-a1", 30))
@@ -120,8 +117,7 @@ describe("StateRepository on SQLite", () => {
   it.scoped("refuses a second cell with the same name", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
-      const error = yield* withRepo(file, Effect.gen(function*() {
-        const repo = yield* StateRepository
+      const error = yield* withRepo(file, (repo) => Effect.gen(function*() {
         yield* repo.insertCell(cell("cell-a1", "alpha"))
         return yield* Effect.flip(repo.insertCell(cell("cell-a2", "alpha")))
       }))
