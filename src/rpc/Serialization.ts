@@ -32,7 +32,7 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
       const packr = new Packr({ useRecords: true })
       const encoder = new TextEncoder()
       // Pending bytes of an incomplete frame: buffer[0, length).
-      let buffer = new Uint8Array(0)
+      let buffer: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
       let length = 0
 
       const keepRemainder = (from: Uint8Array, start: number) => {
@@ -44,7 +44,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
         }
         // A fresh buffer, never the old one: decoded binary values are views
         // into the bytes they were decoded from and must stay intact.
-        const next = new Uint8Array(Math.max(rest * 2, 64 * 1024))
+        // Uninitialised memory: every byte read is written first. A frame
+        // that already filled a whole socket read is likely large; start big.
+        const next: Uint8Array = Buffer.allocUnsafe(rest >= 32 * 1024 ? Math.min(maxBufferSize, 2 * 1024 * 1024) : 64 * 1024)
         next.set(from.subarray(start))
         buffer = next
         length = rest
@@ -64,7 +66,7 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
               throw new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize, bufferSize })
             }
             if (length + chunk.length > buffer.length) {
-              const grown = new Uint8Array(Math.max(buffer.length * 2, length + chunk.length))
+              const grown: Uint8Array = Buffer.allocUnsafe(Math.min(maxBufferSize, Math.max(buffer.length * 2, length + chunk.length)))
               grown.set(buffer.subarray(0, length))
               buffer = grown
             }
