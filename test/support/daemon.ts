@@ -57,7 +57,14 @@ export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<s
   return JSON.parse(result.stdout) as A
 }
 
-export const makeTempDir = (prefix = "planter-test-") => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+const tempDirs: Array<string> = []
+
+/** A fresh temp dir, removed by `stopAllDaemons` at the end of the test file. */
+export const makeTempDir = (prefix = "planter-test-") => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
 
 export const socketAnswers = (socketPath: string) =>
   new Promise<boolean>((resolve) => {
@@ -153,9 +160,10 @@ export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaem
   return daemon
 }
 
-/** Stops every daemon this test file started (by pid) and whatever job trees they left. */
+/** Stops every daemon this test file started (by pid), which kills their job trees, and removes the temp dirs it made. */
 export const stopAllDaemons = async () => {
   const daemons = started.splice(0)
   await Promise.all(daemons.map((daemon) => daemon.stop("SIGTERM")))
-  for (const dir of new Set(daemons.map((daemon) => daemon.stateDir))) fs.rmSync(dir, { recursive: true, force: true })
+  const dirs = new Set([...daemons.map((daemon) => daemon.stateDir), ...tempDirs.splice(0)])
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
 }
