@@ -33,6 +33,15 @@ const program: Effect.Effect<number> = cli([...process.argv.slice(0, 2), ...hois
       : write(process.stderr, `planter: ${failure.message}\n`)
     return Effect.as(report, failure.exitCode)
   }),
+  // A defect (a bug, here or in the daemon) still gets a message, never a silent exit.
+  Effect.catchAllDefect((defect) =>
+    Effect.as(
+      json
+        ? printJson({ error: { code: "internal", message: String(defect), detail: null } })
+        : write(process.stderr, `planter: internal error: ${String(defect)}\n`),
+      ExitCode.daemonError
+    )
+  ),
   Effect.provide(NodeContext.layer)
 )
 

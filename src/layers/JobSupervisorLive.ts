@@ -2,7 +2,7 @@ import { Deferred, Effect, FiberMap, Layer, Option, Schedule } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Conflict, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
+import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand } from "../rpc/Models.js"
@@ -43,20 +43,25 @@ const newJobId = () => `job-${Date.now().toString(36)}${randomBytes(5).toString(
 
 /** `cwd` resolved inside the cell dir; anything that leaves it (`..`, symlinks) is refused. */
 const resolveCwd = (cellDir: string, cwd: string | null): string | InvalidRequest => {
+  let cellReal: string
+  try {
+    cellReal = fs.realpathSync(cellDir)
+  } catch {
+    return new InvalidRequest({ message: `the cell's directory ${cellDir} is gone: remove the cell and create it again` })
+  }
   if (cwd === null || cwd === "") return cellDir
-  const candidate = path.resolve(cellDir, cwd)
   let real: string
   try {
-    real = fs.realpathSync(candidate)
+    real = fs.realpathSync(path.resolve(cellDir, cwd))
   } catch {
     return new InvalidRequest({ message: `--cwd ${cwd} does not exist inside the cell dir ${cellDir}: create it first or pick another` })
   }
-  const cellReal = fs.realpathSync(cellDir)
   if (real !== cellReal && !real.startsWith(cellReal + path.sep)) {
     return new InvalidRequest({ message: `--cwd ${cwd} is outside the cell dir ${cellDir}: a job's working directory must stay inside its cell` })
   }
   if (!fs.statSync(real).isDirectory()) return new InvalidRequest({ message: `--cwd ${cwd} is not a directory` })
-  return real
+  // Expressed under the cell dir as the sandbox mounts it, even where the state dir's path has symlinks.
+  return path.join(cellDir, path.relative(cellReal, real))
 }
 
 const finishEvent = (job: Job, reason: TerminationReason, detail: Record<string, unknown>): JournalEvent => ({
@@ -191,12 +196,19 @@ export const make = Effect.gen(function*() {
     const env = { ...baseEnv(cell.dir, tmpDir), ...cell.env, ...request.env }
 
     const started = yield* Effect.acquireUseRelease(
-      Effect.sync(() => {
-        fs.mkdirSync(tmpDir, { recursive: true, mode: 0o700 })
-        return {
-          stdout: fs.openSync(path.join(paths.logs, logFileName(id, "stdout")), "w", 0o600),
-          stderr: fs.openSync(path.join(paths.logs, logFileName(id, "stderr")), "w", 0o600)
-        }
+      Effect.try({
+        try: () => {
+          fs.mkdirSync(tmpDir, { recursive: true, mode: 0o700 })
+          const stdout = fs.openSync(path.join(paths.logs, logFileName(id, "stdout")), "w", 0o600)
+          try {
+            return { stdout, stderr: fs.openSync(path.join(paths.logs, logFileName(id, "stderr")), "w", 0o600) }
+          } catch (error) {
+            fs.closeSync(stdout)
+            throw error
+          }
+        },
+        // A full disk or a state dir made read-only: the daemon stays up and says why.
+        catch: (error) => new Internal({ message: `cannot prepare the job's log files under ${paths.logs}: ${String(error)}` })
       }),
       (fds) =>
         sandbox.start({
@@ -218,8 +230,13 @@ export const make = Effect.gen(function*() {
         Effect.zipRight(
           // A job that never started leaves no files behind, only its journal entry.
           Effect.sync(() => {
-            for (const stream of ["stdout", "stderr"] as const) fs.rmSync(path.join(paths.logs, logFileName(id, stream)), { force: true })
-            fs.rmSync(tmpDir, { recursive: true, force: true })
+            for (const file of [path.join(paths.logs, logFileName(id, "stdout")), path.join(paths.logs, logFileName(id, "stderr")), tmpDir]) {
+              try {
+                fs.rmSync(file, { recursive: true, force: true })
+              } catch {
+                // Whatever made the start fail may stop the clean-up too; the error to report is the first.
+              }
+            }
           }),
           stateToInternal(repo.appendEvent({
             kind: "job_start_failed",

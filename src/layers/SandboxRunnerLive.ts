@@ -168,15 +168,21 @@ const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
 
 const spawnDetached = (file: string, args: ReadonlyArray<string>, request: SandboxRequest, cwd: string) =>
   Effect.async<ChildProcess, SpawnError>((resume) => {
-    const child = spawn(file, args, {
-      cwd,
-      env: request.env,
-      // The job writes its logs itself through these descriptors: no pipe
-      // through the daemon, so a daemon crash loses no output.
-      stdio: ["ignore", request.stdoutFd, request.stderrFd],
-      // Its own process group (and session), so the whole tree can be signalled.
-      detached: true
-    })
+    let child: ChildProcess
+    try {
+      child = spawn(file, args, {
+        cwd,
+        env: request.env,
+        // The job writes its logs itself through these descriptors: no pipe
+        // through the daemon, so a daemon crash loses no output.
+        stdio: ["ignore", request.stdoutFd, request.stderrFd],
+        // Its own process group (and session), so the whole tree can be signalled.
+        detached: true
+      })
+    } catch (error) {
+      // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
+      return resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` })))
+    }
     if (child.pid !== undefined) return resume(Effect.succeed(child))
     child.once("error", (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` }))))
   })
