@@ -235,6 +235,22 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect(await jobCount()).toBe(before)
   })
 
+  it("refuses arguments the OS cannot pass (a NUL byte) and a cell whose directory vanished, and stays up", async () => {
+    const before = await jobCount()
+    const nul = await withClient((client) =>
+      Effect.flip(client.JobRun({ cell_id: "demo", argv: ["echo", "a\u0000b"], env: {}, cwd: null, network: null }))
+    )
+    expect(nul).toMatchObject({ code: "invalid_request" })
+    expect(nul.message).toMatch(/null bytes/)
+
+    const doomed = await json<{ dir: string }>(["create", "--name", "doomed"])
+    fs.rmSync(doomed.dir, { recursive: true, force: true })
+    expect(await expectError(["run", "doomed", "--", "true"], "invalid_request")).toMatch(/directory .* is gone/)
+    expect(await jobCount()).toBe(before)
+    expect((await json<{ name: string }>(["cell", "rm", "doomed"])).name).toBe("doomed")
+    await expectHealthy()
+  })
+
   it("refuses bad --env with a usage error", async () => {
     for (const env of ["NOEQUALS", "1X=y", "=y"]) {
       const result = await daemon.cli(["run", "demo", "--env", env, "--", "true"], { timeoutMs: CLI_TIMEOUT_MS })
