@@ -196,7 +196,7 @@ export const make = Effect.gen(function*() {
 })
 
 /** The repository over an already provided SqlClient, after applying pending migrations. */
-export const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrations, make)).pipe(
+const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrations, make)).pipe(
   Layer.provide(NodeContext.layer)
 )
 

@@ -1,7 +1,7 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
-import { Conflict, Internal, InvalidRequest, NotFound, PlanterError, SandboxUnavailable } from "./Errors.js"
+import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "./Errors.js"
 import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, VersionInfo } from "./Models.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
@@ -79,4 +79,3 @@ export class PlanterRpcs extends RpcGroup.make(
   })
 ) {}
 
-export { PlanterError }
