@@ -14,6 +14,17 @@ import { stateToInternal } from "./ErrorMapping.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
 
+/** Host views no job may be granted: each job gets its own /proc and /dev, and none of /sys or /run. */
+const KERNEL_FILESYSTEMS = ["/proc", "/sys", "/dev", "/run"]
+
+const realpathOr = (file: string) => {
+  try {
+    return fs.realpathSync(file)
+  } catch {
+    return file
+  }
+}
+
 const isInside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
 
 export const make = Effect.gen(function*() {
@@ -22,11 +33,15 @@ export const make = Effect.gen(function*() {
   const supervisor = yield* JobSupervisor
   const paths = statePaths(config.stateDir)
   const stateReal = fs.realpathSync(config.stateDir)
-  const socketDir = path.dirname(path.resolve(config.socketPath))
+  const socketDir = realpathOr(path.dirname(path.resolve(config.socketPath)))
+  const kernelReal = KERNEL_FILESYSTEMS.map(realpathOr)
 
   /**
    * A granted path must exist and must not expose what the sandbox hides:
-   * the state dir (database, cells, logs) or the daemon's socket.
+   * the state dir (database, cells, logs), the daemon's socket, or the
+   * host's kernel and runtime views (/proc would show the daemon's own
+   * root, fds and environment). Checked on the real path, so a symlink
+   * cannot smuggle one in.
    */
   const checkReadPath = (raw: string): string | InvalidRequest => {
     if (!path.isAbsolute(raw)) return new InvalidRequest({ message: `--read ${raw}: give an absolute path` })
@@ -36,9 +51,16 @@ export const make = Effect.gen(function*() {
     } catch {
       return new InvalidRequest({ message: `--read ${raw}: no such file or directory` })
     }
-    if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real)) {
+    const shown = real === raw ? raw : `${raw} (${real})`
+    const kernel = KERNEL_FILESYSTEMS.find((_, i) => isInside(real, kernelReal[i]!) || isInside(kernelReal[i]!, real))
+    if (kernel !== undefined) {
       return new InvalidRequest({
-        message: `--read ${raw} would expose the daemon's state dir or socket to jobs: grant a narrower path`
+        message: `--read ${shown} would expose the host's ${kernel} to jobs (the daemon's processes, devices and runtime files): jobs get their own ${kernel === "/run" ? "environment" : kernel}; grant a narrower path outside it`
+      })
+    }
+    if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real) || isInside(real, socketDir)) {
+      return new InvalidRequest({
+        message: `--read ${shown} would expose the daemon's state dir or socket to jobs (${stateReal}, ${socketDir}): grant a narrower path outside both`
       })
     }
     return real

@@ -1,5 +1,4 @@
 import { Effect, Layer } from "effect"
-import * as fs from "node:fs"
 import * as RpcServerLive from "../rpc/Server.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
@@ -8,14 +7,11 @@ import * as JobSupervisorLive from "./JobSupervisorLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
 import * as ProcessProbeLive from "./ProcessProbeLive.js"
 import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
+import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
 
-/** The state dir and its parts, private to the daemon's user. */
-const stateDirs = (stateDir: string) =>
-  Layer.effectDiscard(Effect.sync(() => {
-    const paths = statePaths(stateDir)
-    for (const dir of [stateDir, paths.cells, paths.logs, paths.tmp]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-  }))
+/** The state dir and its parts, private to the daemon's user, checked before anything opens them. */
+const stateDirs = (stateDir: string) => Layer.effectDiscard(Effect.zipRight(prepareStateDir(stateDir), warnIfRoot))
 
 /**
  * The whole daemon. Layers are released in reverse order of construction:

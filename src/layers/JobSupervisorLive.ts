@@ -8,7 +8,7 @@ import type { Cell, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import type { RunRequest } from "../services/JobSupervisor.js"
-import { JobSupervisor } from "../services/JobSupervisor.js"
+import { effectiveNetwork, JobSupervisor } from "../services/JobSupervisor.js"
 import { killTree } from "../services/KillTree.js"
 import { logFileName } from "../services/LogReader.js"
 import type { KnownMembers } from "../services/ProcessProbe.js"
@@ -64,6 +64,9 @@ const resolveCwd = (cellDir: string, cwd: string | null): string | InvalidReques
   return path.join(cellDir, path.relative(cellReal, real))
 }
 
+/** bubblewrap jobs are led by the launcher, whose child is the namespace's init: see KillTree. */
+const isSandboxLauncher = (job: Job) => job.sandbox.backend === "bubblewrap"
+
 const finishEvent = (job: Job, reason: TerminationReason, detail: Record<string, unknown>): JournalEvent => ({
   kind: reason === "exited" ? "job_exited" : reason === "lost" ? "job_lost" : "job_killed",
   cell_id: job.cell_id,
@@ -80,8 +83,8 @@ export const make = Effect.gen(function*() {
   const running = new Map<JobId, RunningJob>()
   const fibers = yield* FiberMap.make<JobId>()
 
-  const sweepTree = (pid: number, force: boolean, known?: KnownMembers) =>
-    killTree(pid, { force, grace: config.killGrace, ...(known ? { known } : {}) }).pipe(
+  const sweepTree = (pid: number, force: boolean, known?: KnownMembers, sandboxLauncher = false) =>
+    killTree(pid, { force, grace: config.killGrace, sandboxLauncher, ...(known ? { known } : {}) }).pipe(
       Effect.provideService(ProcessProbe, probe)
     )
 
@@ -113,7 +116,7 @@ export const make = Effect.gen(function*() {
   const supervise = (entry: RunningJob, exit: Effect.Effect<ProcessExit>, pid: number, unknownExitDetail?: string) =>
     Effect.gen(function*() {
       const result = yield* exit
-      yield* sweepTree(pid, false, entry.known)
+      yield* sweepTree(pid, false, entry.known, isSandboxLauncher(entry.job))
       yield* record(entry, result, entry.killReason ?? "exited", unknownExitDetail ? { note: unknownExitDetail } : {})
     }).pipe(
       Effect.onInterrupt(() =>
@@ -121,7 +124,7 @@ export const make = Effect.gen(function*() {
           ? Effect.logInfo(`leaving ${entry.job.id} running for the next daemon to adopt`)
           : Effect.gen(function*() {
             entry.killReason ??= "daemon_shutdown"
-            yield* sweepTree(pid, false, entry.known)
+            yield* sweepTree(pid, false, entry.known, isSandboxLauncher(entry.job))
             // The tree is gone, so the leader's exit is at hand; record how it ended.
             const result = yield* exit.pipe(
               Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => ({ code: null, signal: null }) })
@@ -192,7 +195,7 @@ export const make = Effect.gen(function*() {
     const id = newJobId()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const tmpDir = path.join(paths.tmp, id)
-    const network = request.network ?? cell.network
+    const network = effectiveNetwork(cell.network, request.network)
     const env = { ...baseEnv(cell.dir, tmpDir), ...cell.env, ...request.env }
 
     const started = yield* Effect.acquireUseRelease(
@@ -300,7 +303,7 @@ export const make = Effect.gen(function*() {
     const entry = running.get(id)
     if (entry === undefined) return yield* get(id)
     entry.killReason ??= options.force ? "forced_kill" : "terminated_by_user"
-    yield* sweepTree(entry.job.pid!, options.force, entry.known)
+    yield* sweepTree(entry.job.pid!, options.force, entry.known, isSandboxLauncher(entry.job))
     return yield* Deferred.await(entry.finished)
   })
 

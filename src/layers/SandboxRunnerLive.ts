@@ -8,7 +8,8 @@ import * as path from "node:path"
 import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
 import { JobSandbox } from "../rpc/Models.js"
 import type { SystemPath } from "../services/BubblewrapArgs.js"
-import { bubblewrapArgs, LINUX_SYSTEM_PATHS, systemPathArgs } from "../services/BubblewrapArgs.js"
+import type { BubblewrapFeatures } from "../services/BubblewrapArgs.js"
+import { bubblewrapArgs, LAUNCHER_ENV, LINUX_SYSTEM_PATHS, privilegeArgs, systemPathArgs } from "../services/BubblewrapArgs.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
@@ -38,7 +39,11 @@ export const resolveExecutable = (command: string, env: Readonly<Record<string, 
   return undefined
 }
 
-/** A backend that wraps a command into the command line that runs it sandboxed. */
+/**
+ * A backend that wraps a command into the command line that runs it
+ * sandboxed. The launcher itself starts with `LAUNCHER_ENV` only; the
+ * command line applies the job's env inside the sandbox.
+ */
 interface Backend {
   readonly name: SandboxBackend
   readonly wrap: (request: SandboxRequest) => Effect.Effect<{ readonly file: string; readonly args: Array<string> }, SandboxStartError>
@@ -92,22 +97,32 @@ const detectLinux = (): Detected => {
   const found = findBubblewrap()
   if ("reason" in found) return { name: "bubblewrap", reason: found.reason }
   const systemPaths = linuxSystemPaths()
-  const probe = spawnSync(found.file, [
-    "--unshare-pid",
-    ...systemPathArgs(systemPaths),
-    "--proc", "/proc", "--dev", "/dev", "--", "true"
-  ], { encoding: "utf8", timeout: 10_000 })
+  const probeWith = (features: BubblewrapFeatures) =>
+    spawnSync(found.file, [
+      ...privilegeArgs(features),
+      "--unshare-pid",
+      ...systemPathArgs(systemPaths),
+      "--proc", "/proc", "--dev", "/dev", "--", "true"
+    ], { encoding: "utf8", timeout: 10_000, env: LAUNCHER_ENV })
+  // --disable-userns needs bubblewrap 0.8; older ones still drop every
+  // capability, they only let the job make a (powerless) namespace of its own.
+  let features: BubblewrapFeatures = { disableUserns: true }
+  let probe = probeWith(features)
+  if (probe.status !== 0) {
+    features = { disableUserns: false }
+    probe = probeWith(features)
+  }
   if (probe.status !== 0) {
     const detail = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()
     return {
       name: "bubblewrap",
-      reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)`
+      reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0)`
     }
   }
   return {
     backend: {
       name: "bubblewrap",
-      wrap: (request) => Effect.succeed({ file: found.file, args: bubblewrapArgs(request, systemPaths) })
+      wrap: (request) => Effect.succeed({ file: found.file, args: bubblewrapArgs(request, systemPaths, features) })
     }
   }
 }
@@ -139,7 +154,19 @@ const detectMacos = (stateDir: string) =>
           },
           path.join(profilesDir, `${request.jobId}.sb`)
         ).pipe(
-          Effect.map(() => ({ file: SANDBOX_EXEC, args: ["-f", path.join(profilesDir, `${request.jobId}.sb`), "--", ...request.argv] })),
+          Effect.map(() => ({
+            file: SANDBOX_EXEC,
+            // env -i runs inside the sandbox and sets the job's variables
+            // there, so none of them (DYLD_INSERT_LIBRARIES, …) reach sandbox-exec.
+            args: [
+              "-f",
+              path.join(profilesDir, `${request.jobId}.sb`),
+              "/usr/bin/env",
+              "-i",
+              ...Object.entries(request.env).map(([name, value]) => `${name}=${value}`),
+              ...request.argv
+            ]
+          })),
           Effect.mapError((error) => new SandboxStartError({ message: `cannot render the sandbox profile: ${error.message}` })),
           Effect.provideService(FileSystem.FileSystem, fs_)
         )
@@ -166,13 +193,19 @@ const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
   return Effect.promise(() => exited)
 }
 
-const spawnDetached = (file: string, args: ReadonlyArray<string>, request: SandboxRequest, cwd: string) =>
+const spawnDetached = (
+  file: string,
+  args: ReadonlyArray<string>,
+  request: SandboxRequest,
+  cwd: string,
+  env: Readonly<Record<string, string>>
+) =>
   Effect.async<ChildProcess, SpawnError>((resume) => {
     let child: ChildProcess
     try {
       child = spawn(file, args, {
         cwd,
-        env: request.env,
+        env,
         // The job writes its logs itself through these descriptors: no pipe
         // through the daemon, so a daemon crash loses no output.
         stdio: ["ignore", request.stdoutFd, request.stderrFd],
@@ -209,7 +242,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
       ? yield* Effect.either(detected.backend.wrap(request))
       : Either.left(new SandboxStartError({ message: detected.reason }))
     if (Either.isRight(wrapped) && "backend" in detected) {
-      const child = yield* spawnDetached(wrapped.right.file, wrapped.right.args, request, "/")
+      const child = yield* spawnDetached(wrapped.right.file, wrapped.right.args, request, "/", LAUNCHER_ENV)
       return started(child, new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }))
     }
     const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
@@ -219,7 +252,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     if (mode === "permissive") {
       yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)
     }
-    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd)
+    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd, request.env)
     return started(
       child,
       new JobSandbox({

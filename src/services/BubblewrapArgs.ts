@@ -9,11 +9,43 @@ export interface SystemPath {
 /** The executable and runtime directories every job may read on Linux. */
 export const LINUX_SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]
 
+/**
+ * The whole environment bwrap itself starts with. It runs outside the
+ * sandbox, so nothing the job supplies (LD_PRELOAD, LD_LIBRARY_PATH,
+ * GCONV_PATH, …) may reach it: the job's own variables are set inside with
+ * `--clearenv` and `--setenv`, after the sandbox is in force.
+ */
+export const LAUNCHER_ENV: Readonly<Record<string, string>> = {
+  PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+  LANG: "C.UTF-8"
+}
+
 /** The system directories as bubblewrap arguments: read-only binds, or symlinks where the host has them. */
 export const systemPathArgs = (systemPaths: ReadonlyArray<SystemPath>): Array<string> =>
   systemPaths.flatMap(({ path, symlinkTarget }) =>
     symlinkTarget !== null ? ["--symlink", symlinkTarget, path] : ["--ro-bind", path, path]
   )
+
+/** What this host's bubblewrap supports beyond the basics, found by the start-up probe. */
+export interface BubblewrapFeatures {
+  /** `--disable-userns` (bubblewrap ≥ 0.8): the job cannot create a user namespace of its own. */
+  readonly disableUserns: boolean
+}
+
+/**
+ * Privilege: a user namespace in which the job keeps the daemon's uid (so
+ * `id -u` inside is the daemon's uid, and files it writes in its cell are
+ * the daemon user's on the host) with every capability dropped, including
+ * the bounding set, so not even a root daemon's job can mount, create
+ * devices or regain capabilities by exec; bubblewrap also sets
+ * no_new_privs, so setuid binaries grant nothing.
+ */
+export const privilegeArgs = (features: BubblewrapFeatures): Array<string> => [
+  "--unshare-user",
+  ...(features.disableUserns ? ["--disable-userns"] : []),
+  "--cap-drop",
+  "ALL"
+]
 
 /**
  * The bubblewrap command line for one job. The job sees the system
@@ -27,9 +59,10 @@ export const systemPathArgs = (systemPaths: ReadonlyArray<SystemPath>): Array<st
  */
 export const bubblewrapArgs = (
   request: SandboxRequest,
-  systemPaths: ReadonlyArray<SystemPath>
+  systemPaths: ReadonlyArray<SystemPath>,
+  features: BubblewrapFeatures = { disableUserns: false }
 ): Array<string> => {
-  const args = ["--die-with-parent", "--unshare-pid", "--new-session"]
+  const args = ["--die-with-parent", ...privilegeArgs(features), "--unshare-pid", "--new-session"]
   if (request.network === "deny") args.push("--unshare-net")
   args.push(...systemPathArgs(systemPaths))
   args.push("--proc", "/proc", "--dev", "/dev")
@@ -41,6 +74,8 @@ export const bubblewrapArgs = (
   // above are mounts of their own and stay as they are.
   args.push("--remount-ro", "/")
   args.push("--chdir", request.cwd)
+  args.push("--clearenv")
+  for (const [name, value] of Object.entries(request.env)) args.push("--setenv", name, value)
   args.push("--", ...request.argv)
   return args
 }

@@ -9,9 +9,13 @@ export interface RunRequest {
   readonly env: Env
   /** Relative to the cell dir, or absolute inside it; null means the cell dir. */
   readonly cwd: string | null
-  /** Null inherits the cell's policy. */
+  /** Null inherits the cell's policy; a job may tighten it, never loosen it. */
   readonly network: NetworkPolicy | null
 }
+
+/** A job may tighten its cell's network policy, never loosen it: deny from either wins. */
+export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null): NetworkPolicy =>
+  cell === "deny" || job === "deny" ? "deny" : "allow"
 
 /**
  * Owns running jobs: one supervising fiber per job, all children of the

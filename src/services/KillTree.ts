@@ -9,20 +9,37 @@ export interface KillTreeOptions {
   readonly grace: Duration.DurationInput
   /** Members seen while the job ran, including any that have since left its group. */
   readonly known?: KnownMembers
+  /**
+   * The leader is a sandbox launcher (bubblewrap) whose children are the
+   * namespace's init. SIGTERM to either ends the namespace at once, every
+   * process in it SIGKILLed, so the grace period's SIGTERM goes only to the
+   * job's own processes inside; when the job's top process exits the init
+   * exits too and the tree empties by itself.
+   */
+  readonly sandboxLauncher?: boolean
+}
+
+const send = (target: number, signal: NodeJS.Signals) => {
+  try {
+    process.kill(target, signal)
+  } catch {
+    // ESRCH: it exited between the snapshot and the signal.
+  }
 }
 
 /** Sends `signal` to the leader's group and to every member; an already-gone process is not an error. */
 const signalAll = (leaderPid: number, members: ReadonlyArray<ProcessEntry>, signal: NodeJS.Signals) =>
   Effect.sync(() => {
-    const send = (target: number) => {
-      try {
-        process.kill(target, signal)
-      } catch {
-        // ESRCH: it exited between the snapshot and the signal.
-      }
+    send(-leaderPid, signal)
+    for (const member of members) send(member.pid, signal)
+  })
+
+/** SIGTERM to the job's own processes only: not the launcher, not the namespace's init (its children). */
+const terminateInsideSandbox = (leaderPid: number, members: ReadonlyArray<ProcessEntry>) =>
+  Effect.sync(() => {
+    for (const member of members) {
+      if (member.pid !== leaderPid && member.ppid !== leaderPid) send(member.pid, "SIGTERM")
     }
-    send(-leaderPid)
-    for (const member of members) send(member.pid)
   })
 
 /** Polls until the tree is empty, or `within` has passed; answers the members still alive. */
@@ -72,7 +89,7 @@ export const killTree = Effect.fn("KillTree.killTree")(function*(leaderPid: numb
   yield* Effect.annotateCurrentSpan({ leaderPid, members: members.length, force: options.force })
   if (members.length === 0) return []
   if (!options.force) {
-    yield* signalAll(leaderPid, members, "SIGTERM")
+    yield* options.sandboxLauncher ? terminateInsideSandbox(leaderPid, members) : signalAll(leaderPid, members, "SIGTERM")
     const survivors = yield* awaitEmpty(leaderPid, known, options.grace)
     if (survivors.length === 0) return []
   }

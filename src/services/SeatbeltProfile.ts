@@ -264,7 +264,8 @@ export const writeSeatbeltProfile: (
   const fs = yield* FileSystem.FileSystem
   const canonical = yield* canonicalizeSeatbeltPolicy(policy)
   const profile = yield* renderSeatbeltProfile(fragments, canonical)
-  yield* fs.writeFileString(file, profile).pipe(
+  // Private like every state file: a profile lists the paths a cell may see.
+  yield* fs.writeFileString(file, profile, { mode: 0o600 }).pipe(
     Effect.mapError((cause) =>
       new SeatbeltProfileError({ message: `Cannot write Seatbelt profile ${file}: ${cause.message}` })
     )

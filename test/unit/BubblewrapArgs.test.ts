@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { bubblewrapArgs } from "../../src/services/BubblewrapArgs.js"
+import { bubblewrapArgs, LAUNCHER_ENV } from "../../src/services/BubblewrapArgs.js"
+import { effectiveNetwork } from "../../src/services/JobSupervisor.js"
 import type { SandboxRequest } from "../../src/services/SandboxRunner.js"
 
 const request = (overrides: Partial<SandboxRequest> = {}): SandboxRequest => ({
@@ -56,5 +57,38 @@ describe("bubblewrapArgs", () => {
   it("adds a network namespace only when network is denied", () => {
     expect(bubblewrapArgs(request(), systemPaths)).not.toContain("--unshare-net")
     expect(bubblewrapArgs(request({ network: "deny" }), systemPaths)).toContain("--unshare-net")
+  })
+})
+
+describe("privilege and environment", () => {
+  it("runs the job in a user namespace with every capability dropped", () => {
+    const args = bubblewrapArgs(request(), systemPaths, { disableUserns: true })
+    expect(args).toEqual(expect.arrayContaining(["--unshare-user", "--disable-userns"]))
+    expect(args.slice(args.indexOf("--cap-drop"), args.indexOf("--cap-drop") + 2)).toEqual(["--cap-drop", "ALL"])
+    expect(bubblewrapArgs(request(), systemPaths, { disableUserns: false })).not.toContain("--disable-userns")
+  })
+
+  it("sets the job's env inside the sandbox, after clearing what the launcher had", () => {
+    const env = { LD_PRELOAD: "/state/cells/cell-1/evil.so", GREETING: "hi there" }
+    const args = bubblewrapArgs(request({ env }), systemPaths)
+    const clear = args.indexOf("--clearenv")
+    expect(clear).toBeGreaterThan(-1)
+    expect(pairsOf(args, "--setenv")).toEqual([["LD_PRELOAD", "/state/cells/cell-1/evil.so"], ["GREETING", "hi there"]])
+    expect(args.indexOf("--setenv")).toBeGreaterThan(clear)
+    expect(args.indexOf("--setenv")).toBeLessThan(args.lastIndexOf("--"))
+  })
+
+  it("starts the launcher itself with a fixed environment that loads nothing", () => {
+    expect(Object.keys(LAUNCHER_ENV).sort()).toEqual(["LANG", "PATH"])
+  })
+})
+
+describe("effectiveNetwork", () => {
+  it("denies when the cell or the job denies; a job cannot lift its cell's deny", () => {
+    expect(effectiveNetwork("allow", null)).toBe("allow")
+    expect(effectiveNetwork("allow", "allow")).toBe("allow")
+    expect(effectiveNetwork("allow", "deny")).toBe("deny")
+    expect(effectiveNetwork("deny", null)).toBe("deny")
+    expect(effectiveNetwork("deny", "allow")).toBe("deny")
   })
 })
