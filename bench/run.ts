@@ -15,7 +15,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type Job, make, type PlanterClientShape } from "../src/rpc/client.js"
 import { linuxSystemPaths, resolveExecutable } from "../src/layers/SandboxRunnerLive.js"
-import { bubblewrapArgs } from "../src/services/BubblewrapArgs.js"
+import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
 import { type BenchDaemon, killAllDaemonsNow, makeTempDir, startDaemon } from "./daemon.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
@@ -239,10 +239,13 @@ const benchJobRunBubblewrap = async (scratch: string) => {
     fs.mkdirSync(tmpDir)
     const env = jobEnv(cellDir, tmpDir)
     const args = bubblewrapArgs(
-      { jobId: "bench", argv: ["true"], cwd: cellDir, env, cellDir, tmpDir, readPaths: [], network: "allow", stdoutFd: 1, stderrFd: 2 },
+      { jobId: "bench", argv: ["true"], cwd: cellDir, env, cellDir, tmpDir, readPaths: [], network: "allow", stdoutFd: 1, stderrFd: 2, statusFd: 3 },
       linuxSystemPaths()
     )
-    const baseline = () => timeSpawn(bwrap, args, { cwd: "/", env, stdio: "ignore", detached: true })
+    // bwrap writes the job's status to descriptor 3, as under the daemon.
+    const statusSink = fs.openSync("/dev/null", "w")
+    const baseline = () =>
+      timeSpawn(bwrap, args, { cwd: "/", env: LAUNCHER_ENV, stdio: ["ignore", "ignore", "ignore", statusSink], detached: true })
     const result = await Effect.runPromise(spawnComparison(client, cell.id, baseline))
     if (result.sandbox.backend !== "bubblewrap") throw new Error(`expected a bubblewrap job, got backend ${result.sandbox.backend}`)
     recordSpawnFigure("jobrun_latency_bubblewrap", name, result.daemon, result.bare)

@@ -10,6 +10,7 @@ import { cellNameProblem, Cells } from "../services/Cells.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { crashPoint } from "./CrashPoints.js"
 import { stateToInternal } from "./ErrorMapping.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
@@ -120,18 +121,31 @@ export const make = Effect.gen(function*() {
     return found.value
   })
 
+  /**
+   * The part of a removal that must finish even across a crash: kill the
+   * cell's jobs, delete its dir, then its row. The row carries a tombstone
+   * from the start, so a daemon killed midway finishes here on its next start.
+   */
+  const finishRemoval = Effect.fn("Cells.finishRemoval")(function*(cell: Cell) {
+    yield* supervisor.stopCell(cell.id, { force: true })
+    // Asynchronous: a cell with many files must not stall every other client.
+    yield* Effect.tryPromise(() => fs.promises.rm(cell.dir, { recursive: true, force: true })).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`cannot delete ${cell.dir}; it is left on disk`, error))
+    )
+    yield* stateToInternal(repo.deleteCell(cell.id))
+  })
+
   const remove = Effect.fn("Cells.remove")(function*(idOrName: string, options: { readonly force: boolean }) {
     const cell = yield* resolve(idOrName)
-    yield* supervisor.stopCell(cell.id, options)
-    yield* stateToInternal(repo.deleteCell(cell.id))
-    // The record is gone; a leftover directory is only disk space, never an error for the caller.
-    yield* Effect.sync(() => fs.rmSync(cell.dir, { recursive: true, force: true })).pipe(
-      Effect.catchAllDefect((defect) => Effect.logWarning(`cannot delete ${cell.dir}`, defect))
-    )
+    // Without --force a cell with running jobs is refused before anything changes.
+    if (!options.force) yield* supervisor.stopCell(cell.id, options)
+    yield* stateToInternal(repo.markCellRemoving(cell.id))
+    yield* crashPoint("cell-marked-removing")
+    yield* finishRemoval(cell)
     return cell
   })
 
-  return Cells.of({ create, list: stateToInternal(repo.listCells), resolve, remove })
+  return Cells.of({ create, list: stateToInternal(repo.listCells), resolve, remove, finishRemoval })
 })
 
 export const layer = Layer.effect(Cells, make)

@@ -3,28 +3,46 @@ import * as RpcServerLive from "../rpc/Server.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import * as CellsLive from "./CellsLive.js"
+import { holdStateDirLock } from "./DaemonLock.js"
+import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
 import * as ProcessProbeLive from "./ProcessProbeLive.js"
+import * as ReconcilerLive from "./ReconcilerLive.js"
 import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
+import * as TreeTrackerLive from "./TreeTrackerLive.js"
 
-/** The state dir and its parts, private to the daemon's user, checked before anything opens them. */
-const stateDirs = (stateDir: string) => Layer.effectDiscard(Effect.zipRight(prepareStateDir(stateDir), warnIfRoot))
+/**
+ * The state dir, checked private and locked for this daemon alone before
+ * anything opens it; the lock is held until everything else has closed.
+ */
+const stateDir = (config: DaemonConfigShape) =>
+  Layer.scopedDiscard(
+    prepareStateDir(config.stateDir).pipe(
+      Effect.zipRight(holdStateDirLock(config.stateDir, config.socketPath)),
+      Effect.zipRight(warnIfRoot)
+    )
+  )
 
 /**
  * The whole daemon. Layers are released in reverse order of construction:
  * the socket stops accepting and requests end first, then the supervisor
- * kills job trees (or leaves them for adoption), and SQLite closes last.
+ * kills job trees (or leaves them for adoption), SQLite closes, and the
+ * state dir's lock is released last. The reconciler runs once, before the
+ * socket opens.
  */
 export const layer = (config: DaemonConfigShape) => {
-  const configLayer = Layer.merge(DaemonConfig.layer(config), stateDirs(config.stateDir))
+  const configLayer = Layer.merge(DaemonConfig.layer(config), stateDir(config))
   const state = StateRepositorySqlite.layer(statePaths(config.stateDir).database)
   const supervisor = JobSupervisorLive.layer.pipe(
-    Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state)),
+    Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
   )
-  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer).pipe(Layer.provideMerge(supervisor))
-  return RpcServerLive.layer(config.socketPath).pipe(Layer.provide(services))
+  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, TreeTrackerLive.layer).pipe(
+    Layer.provideMerge(supervisor)
+  )
+  const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(services))
+  return RpcServerLive.layer(config.socketPath).pipe(Layer.provide(reconciled))
 }

@@ -1,10 +1,11 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Internal, InvalidRequest } from "../rpc/Errors.js"
 import { LogChunk } from "../rpc/Models.js"
 import { MAX_FOLLOW_WAIT_MS, MAX_LOG_CHUNK_BYTES } from "../rpc/Rpcs.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import type { LogReadRequest } from "../services/LogReader.js"
 import { logFileName, LogReader } from "../services/LogReader.js"
@@ -59,6 +60,7 @@ const nextChange = (file: string, seenSize: number) =>
 
 export const make = Effect.gen(function*() {
   const config = yield* DaemonConfig
+  const registry = yield* JobRegistry
   const supervisor = yield* JobSupervisor
   const logsDir = statePaths(config.stateDir).logs
 
@@ -82,7 +84,7 @@ export const make = Effect.gen(function*() {
     for (;;) {
       // Whether the job had finished is read before the size: then every
       // byte it wrote is already counted, and `complete` cannot come early.
-      const finished = !supervisor.isRunning(request.jobId)
+      const finished = Option.isNone(registry.get(request.jobId))
       const size = fileSize(file)
       if (request.offset > size && finished) {
         return yield* new InvalidRequest({ message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)` })
@@ -96,7 +98,7 @@ export const make = Effect.gen(function*() {
       if (finished || remaining <= 0) {
         return new LogChunk({ data: new Uint8Array(0), offset: request.offset, eof: true, complete: finished })
       }
-      yield* Effect.raceFirst(nextChange(file, size), supervisor.awaitFinished(request.jobId)).pipe(
+      yield* Effect.raceFirst(nextChange(file, size), registry.awaitEnded(request.jobId)).pipe(
         Effect.timeout(remaining),
         Effect.ignore
       )

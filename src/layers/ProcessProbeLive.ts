@@ -2,7 +2,7 @@ import { Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import type { ProcessEntry } from "../services/ProcessProbe.js"
-import { ProcessProbe } from "../services/ProcessProbe.js"
+import { JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
 
 /**
  * Parses `/proc/<pid>/stat`. The command name sits in parentheses and may
@@ -36,14 +36,41 @@ const readProcEntry = (pid: number | string): ProcessEntry | undefined => {
   }
 }
 
+const procPids = () => fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
+
+/** True when the environment in /proc/<pid>/environ holds exactly `variable` (NAME=value). */
+const environHas = (pid: string, variable: Buffer) => {
+  try {
+    const environ = fs.readFileSync(`/proc/${pid}/environ`)
+    let at = environ.indexOf(variable)
+    while (at >= 0) {
+      const startsEntry = at === 0 || environ[at - 1] === 0
+      const endsEntry = at + variable.length === environ.length || environ[at + variable.length] === 0
+      if (startsEntry && endsEntry) return true
+      at = environ.indexOf(variable, at + 1)
+    }
+    return false
+  } catch {
+    // Gone, or another user's process we may not read: not ours either way.
+    return false
+  }
+}
+
 const linux = ProcessProbe.of({
   snapshot: Effect.sync(() =>
-    fs.readdirSync("/proc")
-      .filter((name) => /^\d+$/.test(name))
+    procPids()
       .map(readProcEntry)
       .filter((entry): entry is ProcessEntry => entry !== undefined)
   ).pipe(Effect.withSpan("ProcessProbe.snapshot")),
-  entry: (pid) => Effect.sync(() => readProcEntry(pid))
+  entry: (pid) => Effect.sync(() => readProcEntry(pid)),
+  markedBy: (jobId) =>
+    Effect.sync(() => {
+      const variable = Buffer.from(`${JOB_MARKER_ENV}=${jobId}`)
+      return procPids()
+        .filter((pid) => environHas(pid, variable))
+        .map(readProcEntry)
+        .filter((entry): entry is ProcessEntry => entry !== undefined)
+    }).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
 })
 
 /** Parses `ps -axo pid=,ppid=,pgid=,stat=,lstart=` lines (macOS and BSD). */
@@ -70,7 +97,9 @@ const ps = (args: ReadonlyArray<string>) =>
 
 const ps_ = ProcessProbe.of({
   snapshot: ps(["-ax"]).pipe(Effect.withSpan("ProcessProbe.snapshot")),
-  entry: (pid) => Effect.map(ps(["-p", String(pid)]), (entries) => entries[0])
+  entry: (pid) => Effect.map(ps(["-p", String(pid)]), (entries) => entries[0]),
+  // macOS does not let one process read another's environment cheaply: no marker search.
+  markedBy: () => Effect.succeed([])
 })
 
 export const layer = Layer.succeed(ProcessProbe, process.platform === "linux" ? linux : ps_)

@@ -12,6 +12,7 @@ import type { BubblewrapFeatures } from "../services/BubblewrapArgs.js"
 import { bubblewrapArgs, LAUNCHER_ENV, LINUX_SYSTEM_PATHS, privilegeArgs, systemPathArgs } from "../services/BubblewrapArgs.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
+import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
 import { packageRoot } from "./PackageRoot.js"
@@ -198,7 +199,8 @@ const spawnDetached = (
   args: ReadonlyArray<string>,
   request: SandboxRequest,
   cwd: string,
-  env: Readonly<Record<string, string>>
+  env: Readonly<Record<string, string>>,
+  statusFd: number | null
 ) =>
   Effect.async<ChildProcess, SpawnError>((resume) => {
     let child: ChildProcess
@@ -208,7 +210,8 @@ const spawnDetached = (
         env,
         // The job writes its logs itself through these descriptors: no pipe
         // through the daemon, so a daemon crash loses no output.
-        stdio: ["ignore", request.stdoutFd, request.stderrFd],
+        // Descriptor 3 only for a launcher that writes the job's status there.
+        stdio: ["ignore", request.stdoutFd, request.stderrFd, statusFd ?? "ignore"],
         // Its own process group (and session), so the whole tree can be signalled.
         detached: true
       })
@@ -242,7 +245,16 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
       ? yield* Effect.either(detected.backend.wrap(request))
       : Either.left(new SandboxStartError({ message: detected.reason }))
     if (Either.isRight(wrapped) && "backend" in detected) {
-      const child = yield* spawnDetached(wrapped.right.file, wrapped.right.args, request, "/", LAUNCHER_ENV)
+      // The marker lets a restarted daemon find a launcher whose pid it never recorded.
+      const launcherEnv = { ...LAUNCHER_ENV, [JOB_MARKER_ENV]: request.jobId }
+      const child = yield* spawnDetached(
+        wrapped.right.file,
+        wrapped.right.args,
+        request,
+        "/",
+        launcherEnv,
+        detected.backend.name === "bubblewrap" ? request.statusFd : null
+      )
       return started(child, new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }))
     }
     const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
@@ -252,7 +264,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     if (mode === "permissive") {
       yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)
     }
-    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd, request.env)
+    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd, request.env, null)
     return started(
       child,
       new JobSandbox({

@@ -51,7 +51,7 @@ export const claimSocketPath = Effect.fn("SocketGuard.claimSocketPath")(function
   }
   if (yield* daemonAnswers(socketPath)) {
     return yield* new SocketPathError({
-      message: `a daemon is already listening on ${socketPath}: stop it first, or start this one with --socket PATH`
+      message: `a daemon is already listening on ${socketPath}: stop it first, or give this one a socket and a state dir of its own (--socket PATH --state-dir DIR)`
     })
   }
   yield* Effect.logInfo(`replacing stale socket ${socketPath}`)

@@ -46,7 +46,7 @@ export const prepareStateDir = Effect.fn("StateDir.prepare")(function*(stateDir:
   if (problem !== undefined) return yield* problem
   yield* Effect.try({
     try: () => {
-      for (const dir of [paths.cells, paths.logs, paths.tmp]) {
+      for (const dir of [paths.cells, paths.logs, paths.tmp, paths.run]) {
         fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
         fs.chmodSync(dir, 0o700)
       }

@@ -5,7 +5,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Effect, Layer, Option, ParseResult, Schema } from "effect"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
-import type { JobFinish, JournalEvent } from "../services/StateRepository.js"
+import type { JobFinish, JobProcess, JournalEvent } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
 import { runMigrations } from "./Migrations.js"
 
@@ -64,8 +64,16 @@ const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
   encode: ({ command, sandbox, ...rest }) => ({ ...rest, command_json: command, sandbox_json: sandbox })
 })
 
+/** SQLite's own words (e.g. "database or disk is full"), which SqlError keeps as its cause. */
+const sqliteReason = (cause: SqlError | ParseResult.ParseError) => {
+  const inner = (cause as { cause?: unknown }).cause as { code?: unknown; message?: unknown } | undefined
+  if (inner?.code === "SQLITE_FULL") return "no space left on device for the database: free some space under the state dir"
+  if (inner?.code === "SQLITE_READONLY") return "the database is read-only: check the state dir's file system and permissions"
+  return typeof inner?.message === "string" ? `${cause.message}: ${inner.message}` : cause.message
+}
+
 const stateError = (message: string) => (cause: SqlError | ParseResult.ParseError) =>
-  new StateError({ message: `${message}: ${cause.message}`, cause })
+  new StateError({ message: `${message}: ${sqliteReason(cause)}`, cause })
 
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
@@ -106,19 +114,34 @@ export const make = Effect.gen(function*() {
     }, Effect.mapError(stateError("cannot record the cell"))),
 
     findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
-      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name}`.pipe(Effect.flatMap(decodeCells))
+      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
       return Option.fromNullable(cells[0])
     }, Effect.mapError(stateError("cannot read cells"))),
 
     getCell: Effect.fn("StateRepository.getCell")(function*(id) {
-      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id}`.pipe(Effect.flatMap(decodeCells))
+      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
       return Option.fromNullable(cells[0])
     }, Effect.mapError(stateError("cannot read cells"))),
 
-    listCells: sql`SELECT * FROM cells ORDER BY created_at_ms, id`.pipe(
+    listCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NULL ORDER BY created_at_ms, id`.pipe(
       Effect.flatMap(decodeCells),
       Effect.mapError(stateError("cannot read cells")),
       Effect.withSpan("StateRepository.listCells")
+    ),
+
+    markCellRemoving: Effect.fn("StateRepository.markCellRemoving")(function*(id) {
+      yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`UPDATE cells SET removing_at_ms = ${Date.now()} WHERE id = ${id} AND removing_at_ms IS NULL`,
+          journal({ kind: "cell_removing", cell_id: id, job_id: null, detail: {} })
+        )
+      )
+    }, Effect.mapError(stateError("cannot record the cell's removal"))),
+
+    listRemovingCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NOT NULL ORDER BY removing_at_ms, id`.pipe(
+      Effect.flatMap(decodeCells),
+      Effect.mapError(stateError("cannot read cells")),
+      Effect.withSpan("StateRepository.listRemovingCells")
     ),
 
     deleteCell: Effect.fn("StateRepository.deleteCell")(function*(id) {
@@ -139,11 +162,26 @@ export const make = Effect.gen(function*() {
             kind: "job_started",
             cell_id: job.cell_id,
             job_id: job.id,
-            detail: { pid: job.pid, argv: job.command.argv, sandbox: job.sandbox }
+            detail: { argv: job.command.argv }
           })
         )
       )
     }, Effect.mapError(stateError("cannot record the job"))),
+
+    markJobRunning: Effect.fn("StateRepository.markJobRunning")(function*(id, running: JobProcess) {
+      yield* sql`UPDATE jobs SET
+          status = 'running',
+          pid = ${running.pid},
+          pid_start_time = ${running.pid_start_time},
+          sandbox_json = ${JSON.stringify(yield* Schema.encode(JobSandbox)(running.sandbox))}
+        WHERE id = ${id} AND status = 'starting'`
+    }, Effect.mapError(stateError("cannot record the job's process"))),
+
+    deleteStartingJob: Effect.fn("StateRepository.deleteStartingJob")(function*(id, event) {
+      yield* sql.withTransaction(
+        Effect.zipRight(sql`DELETE FROM jobs WHERE id = ${id} AND status = 'starting'`, journal(event))
+      )
+    }, Effect.mapError(stateError("cannot remove the job that did not start"))),
 
     finishJob: Effect.fn("StateRepository.finishJob")(function*(id, finish: JobFinish, event) {
       return yield* sql.withTransaction(
@@ -155,7 +193,7 @@ export const make = Effect.gen(function*() {
               signal = ${finish.signal},
               termination_reason = ${finish.termination_reason},
               finished_at_ms = ${finish.finished_at_ms}
-            WHERE id = ${id} AND status = 'running' RETURNING id`
+            WHERE id = ${id} AND status IN ('starting', 'running') RETURNING id`
           if (updated.length > 0) yield* journal(event)
           return yield* selectJob(id)
         })
@@ -174,10 +212,10 @@ export const make = Effect.gen(function*() {
           Effect.withSpan("StateRepository.listJobs")
         ),
 
-    listRunningJobs: sql`SELECT * FROM jobs WHERE status = 'running' ORDER BY started_at_ms, id`.pipe(
+    listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`.pipe(
       Effect.flatMap(decodeJobs),
       Effect.mapError(stateError("cannot read jobs")),
-      Effect.withSpan("StateRepository.listRunningJobs")
+      Effect.withSpan("StateRepository.listUnfinishedJobs")
     ),
 
     appendEvent: (event) =>

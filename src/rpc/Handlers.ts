@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Cells } from "../services/Cells.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
+import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
@@ -25,6 +26,7 @@ export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
   const config = yield* DaemonConfig
   const cells = yield* Cells
   const supervisor = yield* JobSupervisor
+  const registry = yield* JobRegistry
   const logs = yield* LogReader
   const sandbox = yield* SandboxRunner
   const startedAt = Date.now()
@@ -32,9 +34,10 @@ export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
     Health: () =>
-      Effect.map(supervisor.runningCount, (running) =>
+      Effect.map(Effect.all([registry.count, supervisor.degraded]), ([running, degraded]) =>
         new HealthInfo({
-          ok: true,
+          ok: degraded === null,
+          degraded,
           version: PLANTER_VERSION,
           pid: process.pid,
           uptime_ms: Date.now() - startedAt,

@@ -38,7 +38,11 @@ export class JobCommand extends Schema.Class<JobCommand>("JobCommand")({
   limits: ResourceLimits
 }) {}
 
-export const JobStatus = Schema.Literal("running", "exited")
+/**
+ * `starting`: recorded before its process exists (so no crash leaves a
+ * process without a row); `running` once its pid and start time are known.
+ */
+export const JobStatus = Schema.Literal("starting", "running", "exited")
 export type JobStatus = typeof JobStatus.Type
 
 export const TerminationReason = Schema.Literal(
@@ -95,7 +99,10 @@ export class VersionInfo extends Schema.Class<VersionInfo>("VersionInfo")({
 }) {}
 
 export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
+  /** False while the daemon is degraded. */
   ok: Schema.Boolean,
+  /** What is wrong while it is (e.g. a full disk holding job ends in memory), else null. */
+  degraded: Schema.NullOr(Schema.String),
   version: Schema.String,
   pid: Schema.Number,
   uptime_ms: Schema.Number,

@@ -5,7 +5,7 @@ import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from
 import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, VersionInfo } from "./Models.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024

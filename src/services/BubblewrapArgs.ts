@@ -1,4 +1,5 @@
 import type { SandboxRequest } from "./SandboxRunner.js"
+import { STATUS_FD } from "./SandboxRunner.js"
 
 /** A system directory: bound read-only, or recreated as a symlink where the host has one (merged /usr). */
 export interface SystemPath {
@@ -54,15 +55,16 @@ export const privilegeArgs = (features: BubblewrapFeatures): Array<string> => [
  * cells, logs, the daemon's socket) is simply never mounted, and the root is
  * read-only, so writing anywhere else fails instead of landing in a tmpfs.
  * It runs in its own PID namespace so killing the tree cannot miss an
- * escaped descendant, and `--die-with-parent` ties the namespace to the bwrap
- * we supervise.
+ * escaped descendant. Nothing ties it to the daemon (no `--die-with-parent`):
+ * a job outlives a daemon crash and the next daemon adopts it, learning its
+ * exit from the status bwrap writes to `STATUS_FD`.
  */
 export const bubblewrapArgs = (
   request: SandboxRequest,
   systemPaths: ReadonlyArray<SystemPath>,
   features: BubblewrapFeatures = { disableUserns: false }
 ): Array<string> => {
-  const args = ["--die-with-parent", ...privilegeArgs(features), "--unshare-pid", "--new-session"]
+  const args = [...privilegeArgs(features), "--unshare-pid", "--new-session", "--json-status-fd", String(STATUS_FD)]
   if (request.network === "deny") args.push("--unshare-net")
   args.push(...systemPathArgs(systemPaths))
   args.push("--proc", "/proc", "--dev", "/dev")

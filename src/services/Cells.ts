@@ -17,6 +17,8 @@ export interface CellsShape {
   /** Finds a cell by id (`cell-…`) or by name. */
   readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidRequest | NotFound | Internal>
   readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidRequest | NotFound | Conflict | Internal>
+  /** Kills the cell's jobs, deletes its dir and row; also finishes a removal a crash interrupted. */
+  readonly finishRemoval: (cell: Cell) => Effect.Effect<void, Conflict | Internal>
 }
 
 export class Cells extends Context.Tag("planter/Cells")<Cells, CellsShape>() {}

@@ -33,5 +33,9 @@ export const statePaths = (stateDir: string) => ({
   database: path.join(stateDir, "planter.db"),
   cells: path.join(stateDir, "cells"),
   logs: path.join(stateDir, "logs"),
-  tmp: path.join(stateDir, "tmp")
+  tmp: path.join(stateDir, "tmp"),
+  /** Per-job status files written by the launcher (exit codes that outlive a daemon). */
+  run: path.join(stateDir, "run"),
+  /** Rendered macOS sandbox profiles, one per running job. */
+  sandbox: path.join(stateDir, "sandbox")
 })

@@ -18,22 +18,23 @@ export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null)
   cell === "deny" || job === "deny" ? "deny" : "allow"
 
 /**
- * Owns running jobs: one supervising fiber per job, all children of the
- * daemon's scope. Closing that scope kills every tree (reason
- * `daemon_shutdown`), unless the daemon keeps jobs for the next one to adopt.
+ * Owns running jobs: each job's life is a scope held by one fiber, all
+ * children of the daemon's scope. Closing that scope kills every tree
+ * (reason `daemon_shutdown`), unless the daemon keeps jobs for the next one
+ * to adopt. Who runs now is the JobRegistry's to answer.
  */
 export interface JobSupervisorShape {
   readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidRequest | SandboxUnavailable | Internal>
+  /** Takes over a job a previous daemon left running (its pid and start time checked by the caller). */
+  readonly adopt: (job: Job) => Effect.Effect<void>
   readonly get: (id: JobId) => Effect.Effect<Job, NotFound | Internal>
   readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, Internal>
   /** Kills the job's whole tree and answers its record once the tree is verified empty. */
   readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, NotFound | Internal>
   /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
   readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, Conflict | Internal>
-  readonly isRunning: (id: JobId) => boolean
-  /** Completes once the job is no longer running (at once for a finished job). */
-  readonly awaitFinished: (id: JobId) => Effect.Effect<void>
-  readonly runningCount: Effect.Effect<number>
+  /** Why the daemon cannot keep its records right now (e.g. job ends held in memory on a full disk), or null. */
+  readonly degraded: Effect.Effect<string | null>
 }
 
 export class JobSupervisor extends Context.Tag("planter/JobSupervisor")<JobSupervisor, JobSupervisorShape>() {}

@@ -1,14 +1,12 @@
 import { Duration, Effect } from "effect"
-import type { KnownMembers, ProcessEntry } from "./ProcessProbe.js"
-import { isRunning, ProcessProbe, treeMembers } from "./ProcessProbe.js"
+import type { JobTree, ProcessEntry } from "./ProcessProbe.js"
+import { isRunning, ProcessProbe, treeView } from "./ProcessProbe.js"
 
 export interface KillTreeOptions {
   /** SIGKILL at once instead of SIGTERM first. */
   readonly force: boolean
   /** How long members get to exit after SIGTERM before SIGKILL. */
   readonly grace: Duration.DurationInput
-  /** Members seen while the job ran, including any that have since left its group. */
-  readonly known?: KnownMembers
   /**
    * The leader is a sandbox launcher (bubblewrap) whose children are the
    * namespace's init. SIGTERM to either ends the namespace at once, every
@@ -17,6 +15,12 @@ export interface KillTreeOptions {
    * exits too and the tree empties by itself.
    */
   readonly sandboxLauncher?: boolean
+  /**
+   * Also look for the job's processes by the marker in their environment
+   * (unsandboxed jobs: a descendant that called setsid and lost its parent
+   * is reachable no other way).
+   */
+  readonly markerJobId?: string
 }
 
 const send = (target: number, signal: NodeJS.Signals) => {
@@ -27,34 +31,40 @@ const send = (target: number, signal: NodeJS.Signals) => {
   }
 }
 
-/** Sends `signal` to the leader's group and to every member; an already-gone process is not an error. */
-const signalAll = (leaderPid: number, members: ReadonlyArray<ProcessEntry>, signal: NodeJS.Signals) =>
+/**
+ * Sends `signal` to every member, and to the leader's group only while the
+ * same snapshot showed that group is still the job's (never a stranger's
+ * that reused the pid). An already-gone process is not an error.
+ */
+const signalAll = (tree: JobTree, view: { readonly members: ReadonlyArray<ProcessEntry>; readonly groupIsJobs: boolean }, signal: NodeJS.Signals) =>
   Effect.sync(() => {
-    send(-leaderPid, signal)
-    for (const member of members) send(member.pid, signal)
+    if (view.groupIsJobs) send(-tree.leaderPid, signal)
+    for (const member of view.members) send(member.pid, signal)
   })
 
 /** SIGTERM to the job's own processes only: not the launcher, not the namespace's init (its children). */
-const terminateInsideSandbox = (leaderPid: number, members: ReadonlyArray<ProcessEntry>) =>
+const terminateInsideSandbox = (tree: JobTree, members: ReadonlyArray<ProcessEntry>) =>
   Effect.sync(() => {
     for (const member of members) {
-      if (member.pid !== leaderPid && member.ppid !== leaderPid) send(member.pid, "SIGTERM")
+      if (member.pid !== tree.leaderPid && member.ppid !== tree.leaderPid) send(member.pid, "SIGTERM")
     }
   })
 
-/** Polls until the tree is empty, or `within` has passed; answers the members still alive. */
-const awaitEmpty = (leaderPid: number, known: KnownMembers, within: Duration.DurationInput) =>
+/** One read of the process table, judged against the job's recorded identity. */
+const look = (tree: JobTree) => Effect.flatMap(ProcessProbe, (probe) => Effect.map(probe.snapshot, (snapshot) => treeView(snapshot, tree)))
+
+/** Polls until the tree is empty, or `within` has passed; answers the last view. */
+const awaitEmpty = (tree: JobTree, within: Duration.DurationInput) =>
   Effect.gen(function*() {
-    const probe = yield* ProcessProbe
     const deadline = Date.now() + Duration.toMillis(within)
     for (;;) {
-      const members = treeMembers(yield* probe.snapshot, leaderPid, known)
-      if (members.length === 0 || Date.now() >= deadline) return members
+      const view = yield* look(tree)
+      if (view.members.length === 0 || Date.now() >= deadline) return view
       yield* Effect.sleep("5 millis")
     }
   })
 
-/** True when no process is left in the leader's process group. */
+/** True when no process is left in the leader's process group (signal 0 only asks). */
 const groupIsEmpty = (leaderPid: number) => {
   try {
     process.kill(-leaderPid, 0)
@@ -65,41 +75,46 @@ const groupIsEmpty = (leaderPid: number) => {
 }
 
 /** True when none of the members seen so far is still the same live process. */
-const noneAlive = (known: KnownMembers) =>
+const noneAlive = (tree: JobTree) =>
   Effect.flatMap(ProcessProbe, (probe) =>
-    Effect.forEach(known, ([pid, startTime]) => Effect.map(probe.entry(pid), (entry) => isRunning(entry, startTime))).pipe(
-      Effect.map((alive) => !alive.includes(true))
-    ))
+    Effect.forEach(
+      [[tree.leaderPid, tree.leaderStartTime] as const, ...tree.known],
+      ([pid, startTime]) => Effect.map(probe.entry(pid), (entry) => isRunning(entry, startTime))
+    ).pipe(Effect.map((alive) => !alive.includes(true))))
 
 /**
  * Kills a job's whole process tree and returns once no member is left alive
  * (zombies count as dead: the kernel or init reaps them). Signals go to the
  * group and to each member found by walking descendants, because a shell's
- * `&` children and processes that left the group must die too. Returns the
- * pids that had to be SIGKILLed.
+ * `&` children and processes that left the group must die too. Every signal
+ * follows a process-table read showing its target is still the job's
+ * (pid + start time, or a descendant of such a process). Returns the pids
+ * that had to be SIGKILLed.
  */
-export const killTree = Effect.fn("KillTree.killTree")(function*(leaderPid: number, options: KillTreeOptions) {
-  const probe = yield* ProcessProbe
-  const known: KnownMembers = options.known ?? new Map()
+export const killTree = Effect.fn("KillTree.killTree")(function*(tree: JobTree, options: KillTreeOptions) {
+  if (options.markerJobId !== undefined) {
+    const probe = yield* ProcessProbe
+    for (const marked of yield* probe.markedBy(options.markerJobId)) tree.known.set(marked.pid, marked.startTime)
+  }
   // Fast path, the common case after a leader exits: an empty group and no
   // known member alive means nothing is left to find. Any process the full
   // scan could still reach descends from a live member of one or the other.
-  if (groupIsEmpty(leaderPid) && (yield* noneAlive(known))) return []
-  const members = treeMembers(yield* probe.snapshot, leaderPid, known)
-  yield* Effect.annotateCurrentSpan({ leaderPid, members: members.length, force: options.force })
-  if (members.length === 0) return []
+  if (groupIsEmpty(tree.leaderPid) && (yield* noneAlive(tree))) return []
+  const view = yield* look(tree)
+  yield* Effect.annotateCurrentSpan({ leaderPid: tree.leaderPid, members: view.members.length, force: options.force })
+  if (view.members.length === 0) return []
   if (!options.force) {
-    yield* options.sandboxLauncher ? terminateInsideSandbox(leaderPid, members) : signalAll(leaderPid, members, "SIGTERM")
-    const survivors = yield* awaitEmpty(leaderPid, known, options.grace)
-    if (survivors.length === 0) return []
+    yield* options.sandboxLauncher ? terminateInsideSandbox(tree, view.members) : signalAll(tree, view, "SIGTERM")
+    const afterGrace = yield* awaitEmpty(tree, options.grace)
+    if (afterGrace.members.length === 0) return []
   }
   // SIGKILL can not be ignored; re-scan until empty so a child forked
   // between snapshot and signal is caught as well.
-  let survivors = treeMembers(yield* probe.snapshot, leaderPid, known)
-  const killed = survivors.map((member) => member.pid)
-  while (survivors.length > 0) {
-    yield* signalAll(leaderPid, survivors, "SIGKILL")
-    survivors = yield* awaitEmpty(leaderPid, known, "200 millis")
+  let survivors = yield* look(tree)
+  const killed = survivors.members.map((member) => member.pid)
+  while (survivors.members.length > 0) {
+    yield* signalAll(tree, survivors, "SIGKILL")
+    survivors = yield* awaitEmpty(tree, "200 millis")
   }
   return killed
 })

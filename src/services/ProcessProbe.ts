@@ -17,7 +17,17 @@ export interface ProcessEntry {
 export interface ProcessProbeShape {
   readonly snapshot: Effect.Effect<ReadonlyArray<ProcessEntry>>
   readonly entry: (pid: number) => Effect.Effect<ProcessEntry | undefined>
+  /**
+   * Processes whose environment carries `PLANTER_JOB_ID=<jobId>`: every
+   * process of an unsandboxed job inherits it, so a descendant that left
+   * the job's group and lost its parent is still found (unless it cleared
+   * its environment). Linux only (/proc/<pid>/environ); empty elsewhere.
+   */
+  readonly markedBy: (jobId: string) => Effect.Effect<ReadonlyArray<ProcessEntry>>
 }
+
+/** The variable that marks every process of a job, and names the job to itself. */
+export const JOB_MARKER_ENV = "PLANTER_JOB_ID"
 
 export class ProcessProbe extends Context.Tag("planter/ProcessProbe")<ProcessProbe, ProcessProbeShape>() {}
 
@@ -31,28 +41,56 @@ export const isRunning = (entry: ProcessEntry | undefined, startTime: string | n
  */
 export type KnownMembers = Map<number, string>
 
+/** A job's tree as recorded: its leader's identity and the members seen so far. */
+export interface JobTree {
+  readonly leaderPid: number
+  /** The leader's kernel start time, null for records that predate it (then the pid is trusted). */
+  readonly leaderStartTime: string | null
+  readonly known: KnownMembers
+}
+
+/** What one snapshot says about a job's tree, all decided from that same read. */
+export interface TreeView {
+  /** Live members (zombies excluded). */
+  readonly members: Array<ProcessEntry>
+  /**
+   * The process group `leaderPid` is still the job's: the leader is the
+   * recorded process, or no process holds that pid (Linux keeps a pid
+   * unused while any process still has it as its group id, so a group
+   * without its leader is still the job's). False when a stranger took the
+   * pid: then the group is the stranger's and is never signalled.
+   */
+  readonly groupIsJobs: boolean
+}
+
 /**
  * The live members of a job's tree: its process group (which outlives the
  * leader) plus every descendant of a known member, which catches children
  * that moved to a group or session of their own while their parent lived.
+ * Identity comes first: the leader counts only while it is the recorded
+ * process (pid + start time), a known member only while its start time is
+ * the one seen, so a reused pid is never taken for the job.
  * Adds what it finds to `known`, so a member orphaned later is still found.
  */
-export const treeMembers = (
-  snapshot: ReadonlyArray<ProcessEntry>,
-  leaderPid: number,
-  known: KnownMembers
-): Array<ProcessEntry> => {
+export const treeView = (snapshot: ReadonlyArray<ProcessEntry>, tree: JobTree): TreeView => {
+  const { known, leaderPid, leaderStartTime } = tree
   const byParent = new Map<number, Array<ProcessEntry>>()
+  let leader: ProcessEntry | undefined
   for (const entry of snapshot) {
+    if (entry.pid === leaderPid) leader = entry
     const siblings = byParent.get(entry.ppid)
     if (siblings) siblings.push(entry)
     else byParent.set(entry.ppid, [entry])
   }
-  const live = new Map(snapshot.map((entry) => [entry.pid, entry]))
+  const leaderIsJobs = leader !== undefined && (leaderStartTime === null || leader.startTime === leaderStartTime)
+  const groupIsJobs = leader === undefined || leaderIsJobs
   const members = new Map<number, ProcessEntry>()
   const queue: Array<number> = []
   for (const entry of snapshot) {
-    if (entry.pgid === leaderPid || entry.pid === leaderPid || known.get(entry.pid) === entry.startTime) {
+    const isMember = (entry.pid === leaderPid && leaderIsJobs) ||
+      (entry.pgid === leaderPid && groupIsJobs) ||
+      known.get(entry.pid) === entry.startTime
+    if (isMember) {
       members.set(entry.pid, entry)
       queue.push(entry.pid)
     }
@@ -67,5 +105,9 @@ export const treeMembers = (
     }
   }
   for (const member of members.values()) known.set(member.pid, member.startTime)
-  return [...members.values()].filter((entry) => !entry.zombie && live.has(entry.pid))
+  return { members: [...members.values()].filter((entry) => !entry.zombie), groupIsJobs }
 }
+
+/** The live members of a job's tree; see `treeView`. */
+export const treeMembers = (snapshot: ReadonlyArray<ProcessEntry>, tree: JobTree): Array<ProcessEntry> =>
+  treeView(snapshot, tree).members

@@ -19,7 +19,16 @@ export interface SandboxRequest {
   /** Descriptors of the job's log files, inherited by the child as stdout and stderr. */
   readonly stdoutFd: number
   readonly stderrFd: number
+  /**
+   * Where the launcher records the job's exit (bubblewrap's
+   * `--json-status-fd`), so it is known even if it happens while no daemon
+   * runs. Inherited as descriptor 3; backends without a launcher ignore it.
+   */
+  readonly statusFd: number
 }
+
+/** The descriptor number the job's launcher writes its status to. */
+export const STATUS_FD = 3
 
 export interface ProcessExit {
   readonly code: number | null

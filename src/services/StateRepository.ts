@@ -18,7 +18,8 @@ export const EventKind = Schema.Literal(
   "job_exited",
   "job_killed",
   "job_adopted",
-  "job_lost"
+  "job_lost",
+  "cell_removing"
 )
 export type EventKind = typeof EventKind.Type
 
@@ -38,6 +39,13 @@ export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
   detail: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {}
 
+/** The leader's identity, recorded once it runs: a pid alone could be reused by a stranger. */
+export interface JobProcess {
+  readonly pid: number
+  readonly pid_start_time: string | null
+  readonly sandbox: Job["sandbox"]
+}
+
 export interface JobFinish {
   readonly exit_code: number | null
   readonly signal: string | null
@@ -54,12 +62,22 @@ export interface StateRepositoryShape {
   readonly findCellByName: (name: string) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly getCell: (id: CellId) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly listCells: Effect.Effect<ReadonlyArray<Cell>, StateError>
+  /** Marks the cell as being removed (a tombstone that a restart finishes); it takes no new jobs. */
+  readonly markCellRemoving: (id: CellId) => Effect.Effect<void, StateError>
+  /** Cells whose removal began and did not finish (a crash midway). */
+  readonly listRemovingCells: Effect.Effect<ReadonlyArray<Cell>, StateError>
   readonly deleteCell: (id: CellId) => Effect.Effect<void, StateError>
+  /** Records a job in `starting`, before its process exists. */
   readonly insertJob: (job: Job) => Effect.Effect<void, StateError>
+  /** `starting` → `running`, with the leader's pid and start time and the sandbox it really got. */
+  readonly markJobRunning: (id: JobId, process: JobProcess) => Effect.Effect<void, StateError>
+  /** Removes a job that never started (its process could not be spawned), journaling why. */
+  readonly deleteStartingJob: (id: JobId, event: JournalEvent) => Effect.Effect<void, StateError>
   readonly finishJob: (id: JobId, finish: JobFinish, event: JournalEvent) => Effect.Effect<Option.Option<Job>, StateError>
   readonly getJob: (id: JobId) => Effect.Effect<Option.Option<Job>, StateError>
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>
-  readonly listRunningJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
+  /** Jobs not yet finished: `starting` and `running`. */
+  readonly listUnfinishedJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly appendEvent: (event: JournalEvent) => Effect.Effect<void, StateError>
   readonly listEvents: Effect.Effect<ReadonlyArray<StoredEvent>, StateError>
 }

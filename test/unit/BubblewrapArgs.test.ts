@@ -14,6 +14,7 @@ const request = (overrides: Partial<SandboxRequest> = {}): SandboxRequest => ({
   network: "allow",
   stdoutFd: 1,
   stderrFd: 2,
+  statusFd: 3,
   ...overrides
 })
 
@@ -47,9 +48,12 @@ describe("bubblewrapArgs", () => {
     expect(remount).toBeGreaterThan(args.lastIndexOf("--bind"))
   })
 
-  it("isolates pids, ties the sandbox to bwrap, and ends with the job's argv after --", () => {
+  it("isolates pids, records the job's exit for a later daemon, and ends with the job's argv after --", () => {
     const args = bubblewrapArgs(request(), systemPaths)
-    expect(args).toEqual(expect.arrayContaining(["--unshare-pid", "--die-with-parent"]))
+    expect(args).toEqual(expect.arrayContaining(["--unshare-pid"]))
+    // Not tied to the daemon: a job outlives a daemon crash and is adopted.
+    expect(args).not.toContain("--die-with-parent")
+    expect(args.slice(args.indexOf("--json-status-fd"), args.indexOf("--json-status-fd") + 2)).toEqual(["--json-status-fd", "3"])
     expect(args.slice(args.indexOf("--chdir"), args.indexOf("--chdir") + 2)).toEqual(["--chdir", "/state/cells/cell-1/sub"])
     expect(args.slice(args.lastIndexOf("--"))).toEqual(["--", "sh", "-c", "echo hi"])
   })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -8,6 +8,8 @@ import { NotFound } from "../../src/rpc/Errors.js"
 import type { JobId } from "../../src/rpc/Ids.js"
 import { MAX_LOG_CHUNK_BYTES } from "../../src/rpc/Rpcs.js"
 import { DaemonConfig, statePaths } from "../../src/services/DaemonConfig.js"
+import type { JobRegistryShape } from "../../src/services/JobRegistry.js"
+import { JobRegistry } from "../../src/services/JobRegistry.js"
 import type { JobSupervisorShape } from "../../src/services/JobSupervisor.js"
 import { JobSupervisor } from "../../src/services/JobSupervisor.js"
 import { logFileName, LogReader } from "../../src/services/LogReader.js"
@@ -15,23 +17,32 @@ import { logFileName, LogReader } from "../../src/services/LogReader.js"
 const jobId = "job-t1" as JobId
 
 /**
- * A supervisor double that knows one job, running until `finish` completes.
- * Members a test has no business calling fail loudly.
+ * Doubles that know one job, running until `finish` completes. Members a
+ * test has no business calling fail loudly.
  */
-const fakeSupervisor = (finish: Deferred.Deferred<void>) => {
-  const unexpected = (name: string) => () => Effect.die(`JobSupervisor.${name} was not expected in this test`)
+const fakeJobServices = (finish: Deferred.Deferred<void>) => {
+  const unexpected = (name: string) => () => Effect.die(`${name} was not expected in this test`)
   let running = true
-  const shape: JobSupervisorShape = {
-    run: unexpected("run"),
-    list: unexpected("list"),
-    kill: unexpected("kill"),
-    stopCell: unexpected("stopCell"),
-    runningCount: Effect.die("JobSupervisor.runningCount was not expected"),
-    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new NotFound({ message: `no job ${id}` }))),
-    isRunning: (id) => id === jobId && running,
-    awaitFinished: () => Deferred.await(finish).pipe(Effect.tap(() => Effect.sync(() => (running = false))))
+  const supervisor: JobSupervisorShape = {
+    run: unexpected("JobSupervisor.run"),
+    adopt: unexpected("JobSupervisor.adopt"),
+    list: unexpected("JobSupervisor.list"),
+    kill: unexpected("JobSupervisor.kill"),
+    stopCell: unexpected("JobSupervisor.stopCell"),
+    degraded: Effect.die("JobSupervisor.degraded was not expected"),
+    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new NotFound({ message: `no job ${id}` })))
   }
-  return Layer.succeed(JobSupervisor, shape)
+  const registry: JobRegistryShape = {
+    add: unexpected("JobRegistry.add"),
+    remove: unexpected("JobRegistry.remove"),
+    all: Effect.die("JobRegistry.all was not expected"),
+    count: Effect.die("JobRegistry.count was not expected"),
+    subscribe: Effect.die("JobRegistry.subscribe was not expected"),
+    // The reader only asks whether the job runs; the entry's contents are not its business.
+    get: (id) => (id === jobId && running ? Option.some(undefined as never) : Option.none()),
+    awaitEnded: () => Deferred.await(finish).pipe(Effect.tap(() => Effect.sync(() => (running = false))))
+  }
+  return Layer.merge(Layer.succeed(JobSupervisor, supervisor), Layer.succeed(JobRegistry, registry))
 }
 
 const setup = Effect.gen(function*() {
@@ -44,7 +55,7 @@ const setup = Effect.gen(function*() {
   fs.writeFileSync(file, "")
   const finish = yield* Deferred.make<void>()
   const layer = LogReaderLive.layer.pipe(
-    Layer.provide(fakeSupervisor(finish)),
+    Layer.provide(fakeJobServices(finish)),
     Layer.provide(DaemonConfig.layer({
       socketPath: path.join(stateDir, "s.sock"),
       stateDir,

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { parseProcStat, parsePsLine } from "../../src/layers/ProcessProbeLive.js"
 import type { ProcessEntry } from "../../src/services/ProcessProbe.js"
-import { isRunning, treeMembers } from "../../src/services/ProcessProbe.js"
+import type { JobTree } from "../../src/services/ProcessProbe.js"
+import { isRunning, treeMembers, treeView } from "../../src/services/ProcessProbe.js"
+
+const tree = (leaderPid: number, leaderStartTime: string): JobTree => ({ leaderPid, leaderStartTime, known: new Map() })
 
 const entry = (pid: number, ppid: number, pgid: number, zombie = false): ProcessEntry => ({
   pid,
@@ -63,23 +66,38 @@ describe("treeMembers", () => {
       entry(105, 100, 100, true), // zombie
       entry(200, 1, 200) // unrelated
     ]
-    const members = treeMembers(snapshot, 100, new Map())
+    const members = treeMembers(snapshot, tree(100, "1000"))
     expect(members.map((m) => m.pid).sort()).toEqual([100, 101, 102, 103, 104])
   })
 
   it("remembers members across snapshots, so an escaped child orphaned later is still found", () => {
-    const known = new Map<number, string>()
-    treeMembers([entry(100, 1, 100), entry(102, 100, 102)], 100, known)
+    const job = tree(100, "1000")
+    treeMembers([entry(100, 1, 100), entry(102, 100, 102)], job)
     // The leader died: 102 was re-parented to init and is in its own group.
-    const later = treeMembers([entry(1, 0, 1), entry(102, 1, 102)], 100, known)
+    const later = treeMembers([entry(1, 0, 1), entry(102, 1, 102)], job)
     expect(later.map((m) => m.pid)).toEqual([102])
   })
 
   it("never takes a reused pid for a member it knew", () => {
-    const known = new Map<number, string>()
-    treeMembers([entry(100, 1, 100), entry(102, 100, 102)], 100, known)
+    const job = tree(100, "1000")
+    treeMembers([entry(100, 1, 100), entry(102, 100, 102)], job)
     // 102 is gone and its pid now belongs to an unrelated process started later.
     const stranger = { pid: 102, ppid: 1, pgid: 102, zombie: false, startTime: "999999" }
-    expect(treeMembers([entry(1, 0, 1), stranger], 100, known)).toEqual([])
+    expect(treeMembers([entry(1, 0, 1), stranger], job)).toEqual([])
+  })
+
+  it("never takes a stranger that reused the leader's pid, nor its group, for the job", () => {
+    // The leader exited; an unrelated process took pid 100 and leads group 100 with a child.
+    const stranger = { pid: 100, ppid: 1, pgid: 100, zombie: false, startTime: "999999" }
+    const strangersChild = { pid: 300, ppid: 100, pgid: 100, zombie: false, startTime: "999999" }
+    const view = treeView([entry(1, 0, 1), stranger, strangersChild], tree(100, "1000"))
+    expect(view.members).toEqual([])
+    expect(view.groupIsJobs).toBe(false)
+  })
+
+  it("keeps the group of a leader that exited: its pid cannot be reused while the group lives", () => {
+    const view = treeView([entry(1, 0, 1), entry(104, 1, 100)], tree(100, "1000"))
+    expect(view.members.map((m) => m.pid)).toEqual([104])
+    expect(view.groupIsJobs).toBe(true)
   })
 })

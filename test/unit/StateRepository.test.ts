@@ -92,7 +92,7 @@ describe("StateRepository on SQLite", () => {
         const expected = { status: "exited", termination_reason: "terminated_by_user", signal: "SIGTERM", finished_at_ms: 20 }
         expect(Option.getOrThrow(first)).toMatchObject(expected)
         expect(Option.getOrThrow(second)).toMatchObject(expected)
-        expect(yield* repo.listRunningJobs).toEqual([])
+        expect(yield* repo.listUnfinishedJobs).toEqual([])
         const kinds = (yield* repo.listEvents).map((event) => event.kind)
         expect(kinds).toEqual(["cell_created", "job_started", "job_killed"])
       }))

@@ -1,0 +1,93 @@
+import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Internal } from "../rpc/Errors.js"
+import type { JobId } from "../rpc/Ids.js"
+import type { statePaths } from "../services/DaemonConfig.js"
+import { logFileName } from "../services/LogReader.js"
+import type { ProcessExit } from "../services/SandboxRunner.js"
+
+/** Where one job's files live under the state dir. */
+export const jobFiles = (paths: ReturnType<typeof statePaths>, id: JobId) => ({
+  stdout: path.join(paths.logs, logFileName(id, "stdout")),
+  stderr: path.join(paths.logs, logFileName(id, "stderr")),
+  /** Its private TMPDIR: dies with the job. */
+  tmp: path.join(paths.tmp, id),
+  /** The launcher's status (bubblewrap --json-status-fd): kept until the job's end is on disk. */
+  status: path.join(paths.run, `${id}.status`),
+  /** Its rendered macOS sandbox profile. */
+  profile: path.join(paths.sandbox, `${id}.sb`)
+})
+export type JobFiles = ReturnType<typeof jobFiles>
+
+export interface OpenJobFiles {
+  readonly stdout: number
+  readonly stderr: number
+  readonly status: number
+}
+
+const removeQuietly = (file: string) => {
+  try {
+    fs.rmSync(file, { recursive: true, force: true })
+  } catch {
+    // Whatever stopped the job (a full or read-only disk) may stop the clean-up too; it is only disk space.
+  }
+}
+
+/** Removes everything a job that never started created. */
+export const removeAllJobFiles = (files: JobFiles) =>
+  Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
+
+/** Removes what a finished job leaves besides its logs (and its status file, once its end is recorded). */
+export const removeJobLeftovers = (files: JobFiles, options: { readonly status: boolean }) =>
+  Effect.sync(() => [files.tmp, files.profile, ...(options.status ? [files.status] : [])].forEach(removeQuietly))
+
+/**
+ * Creates the job's TMPDIR and opens its log and status files (0600). On
+ * failure nothing is left behind and the error says where and why, e.g.
+ * `no space left on device`.
+ */
+export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, Internal> =>
+  Effect.try({
+    try: () => {
+      const opened: Array<number> = []
+      try {
+        fs.mkdirSync(files.tmp, { recursive: true, mode: 0o700 })
+        for (const file of [files.stdout, files.stderr, files.status]) opened.push(fs.openSync(file, "w", 0o600))
+        return { stdout: opened[0]!, stderr: opened[1]!, status: opened[2]! }
+      } catch (error) {
+        opened.forEach((fd) => fs.closeSync(fd))
+        throw error
+      }
+    },
+    catch: (error) => {
+      const problem = (error as NodeJS.ErrnoException).code === "ENOSPC" ? "no space left on device" : (error as Error).message
+      return new Internal({ message: `cannot prepare the job's files under ${path.dirname(path.dirname(files.stdout))}: ${problem}; nothing was started` })
+    }
+  }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
+
+/** Closes the daemon's copies: the child holds its own. */
+export const closeJobFiles = (open: OpenJobFiles) =>
+  Effect.sync(() => [open.stdout, open.stderr, open.status].forEach((fd) => fs.closeSync(fd)))
+
+/** One line of bubblewrap's status: `{"child-pid": N}` first, `{"exit-code": N}` when the sandbox ends. */
+const ExitLine = Schema.parseJson(Schema.Struct({ "exit-code": Schema.Int }))
+
+/**
+ * The job's exit as its launcher recorded it, or undefined when it wrote
+ * none (no launcher, or it was killed before the job ended). bubblewrap
+ * reports a job killed by signal N as exit code 128+N.
+ */
+export const readLauncherExit = (files: JobFiles): ProcessExit | undefined => {
+  let text: string
+  try {
+    text = fs.readFileSync(files.status, "utf8")
+  } catch {
+    return undefined
+  }
+  for (const line of text.split("\n").reverse()) {
+    const decoded = Schema.decodeUnknownOption(ExitLine)(line)
+    if (decoded._tag === "Some") return { code: decoded.value["exit-code"], signal: null }
+  }
+  return undefined
+}
