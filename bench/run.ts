@@ -121,7 +121,7 @@ const connect = (daemon: BenchDaemon, scope: Scope.CloseableScope) =>
 const createCell = (client: PlanterClientShape, name: string) =>
   client.CellCreate({ name, env: {}, read_paths: [], network: "allow" })
 
-const runJob = (client: PlanterClientShape, cellId: string, argv: ReadonlyArray<string>) =>
+const runJob = (client: PlanterClientShape, cellId: string, argv: readonly [string, ...Array<string>]) =>
   client.JobRun({ cell_id: cellId, argv, env: {}, cwd: null, network: null })
 
 /**

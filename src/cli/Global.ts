@@ -1,9 +1,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 import * as path from "node:path"
 import type { PlanterClientShape } from "../rpc/client.js"
 import { make as makeClient } from "../rpc/client.js"
+import { EnvName } from "../rpc/Models.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { CliFailure, ExitCode, usageError } from "./Output.js"
 
@@ -50,13 +51,16 @@ export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) 
     })
   )
 
+const isEnvName = Schema.is(EnvName)
+
+/** `--env NAME=VALUE` pairs; a bad name is a usage error here, and the daemon refuses one from any client. */
 export const parseEnv = (pairs: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const env: Record<string, string> = {}
     for (const pair of pairs) {
       const eq = pair.indexOf("=")
       const name = eq < 0 ? "" : pair.slice(0, eq)
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      if (!isEnvName(name)) {
         return yield* usageError(`--env ${pair}: expected NAME=VALUE with NAME made of letters, digits and underscores`)
       }
       env[name] = pair.slice(eq + 1)

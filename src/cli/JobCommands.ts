@@ -1,7 +1,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Option } from "effect"
+import { Array as Arr, Effect, Option } from "effect"
 import type { Job } from "../rpc/Models.js"
 import { envOption, forceOption, networkOption, parseEnv, withClient } from "./Global.js"
 import { copyLog } from "./LogsCommand.js"
@@ -17,11 +17,12 @@ export const run = Command.make("run", {
 }, (options) =>
   withClient((client, json) =>
     Effect.gen(function*() {
-      if (options.argv.length === 0) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
+      const argv = options.argv
+      if (!Arr.isNonEmptyReadonlyArray(argv)) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
       const env = yield* parseEnv(options.env)
       const job = yield* client.JobRun({
         cell_id: options.cell,
-        argv: options.argv,
+        argv,
         env,
         cwd: Option.getOrNull(options.cwd),
         network: Option.getOrNull(options.network)

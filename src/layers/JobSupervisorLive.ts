@@ -196,9 +196,6 @@ export const make = Effect.gen(function*() {
 
   const run = Effect.fn("JobSupervisor.run")(function*(cell: Cell, request: RunRequest) {
     const [program, ...args] = request.argv
-    if (program === undefined || program.length === 0) {
-      return yield* new InvalidRequest({ message: "nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi" })
-    }
     const cwd = resolveCwd(cell.dir, request.cwd)
     if (cwd instanceof InvalidRequest) return yield* cwd
     const id = newJobId()

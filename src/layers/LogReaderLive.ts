@@ -3,7 +3,6 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Internal, InvalidRequest } from "../rpc/Errors.js"
 import { LogChunk } from "../rpc/Models.js"
-import { MAX_FOLLOW_WAIT_MS, MAX_LOG_CHUNK_BYTES } from "../rpc/Rpcs.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
@@ -65,17 +64,6 @@ export const make = Effect.gen(function*() {
   const logsDir = statePaths(config.stateDir).logs
 
   const read = Effect.fn("LogReader.read")(function*(request: LogReadRequest) {
-    if (!Number.isSafeInteger(request.offset) || request.offset < 0) {
-      return yield* new InvalidRequest({ message: `offset ${request.offset} is invalid: give a whole number of bytes, 0 or more` })
-    }
-    if (!Number.isSafeInteger(request.maxBytes) || request.maxBytes < 1 || request.maxBytes > MAX_LOG_CHUNK_BYTES) {
-      return yield* new InvalidRequest({
-        message: `max_bytes ${request.maxBytes} is out of range: ask for 1 to ${MAX_LOG_CHUNK_BYTES} bytes per read`
-      })
-    }
-    if (!Number.isFinite(request.waitMs) || request.waitMs < 0 || request.waitMs > MAX_FOLLOW_WAIT_MS) {
-      return yield* new InvalidRequest({ message: `wait_ms ${request.waitMs} is out of range: give 0 to ${MAX_FOLLOW_WAIT_MS}` })
-    }
     // Existence check (and NotFound) through the job's record.
     yield* supervisor.get(request.jobId)
     const file = path.join(logsDir, logFileName(request.jobId, request.stream))

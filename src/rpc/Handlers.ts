@@ -8,7 +8,18 @@ import { SandboxRunner } from "../services/SandboxRunner.js"
 import { InvalidRequest } from "./Errors.js"
 import { JobId } from "./Ids.js"
 import { HealthInfo, VersionInfo } from "./Models.js"
-import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+import { validated } from "./RequestValidation.js"
+import {
+  CellCreatePayload,
+  CellRemovePayload,
+  JobKillPayload,
+  JobListPayload,
+  JobRunPayload,
+  JobStatusPayload,
+  LogsReadPayload,
+  PlanterWireRpcs,
+  PROTOCOL_VERSION
+} from "./Rpcs.js"
 import { PLANTER_VERSION } from "./Version.js"
 
 /** Job ids are checked here, before they reach a path or a query. */
@@ -21,8 +32,11 @@ const parseJobId = (raw: string) =>
     )
   )
 
-/** Thin handlers: validate, call the services, answer. */
-export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
+/**
+ * Thin handlers: decode the payload with its strict schema (a bad field is
+ * `invalid_request` naming it), call the services, answer.
+ */
+export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const config = yield* DaemonConfig
   const cells = yield* Cells
   const supervisor = yield* JobSupervisor
@@ -51,19 +65,18 @@ export const HandlersLive = PlanterRpcs.toLayer(Effect.gen(function*() {
           },
           running_jobs: running
         })),
-    CellCreate: (request) => cells.create(request),
+    CellCreate: validated(CellCreatePayload, cells.create),
     CellList: () => cells.list,
-    CellRemove: ({ cell_id, force }) => cells.remove(cell_id, { force }),
-    JobRun: ({ argv, cell_id, cwd, env, network }) =>
-      Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network })),
-    JobStatus: ({ job_id }) => Effect.flatMap(parseJobId(job_id), supervisor.get),
-    JobList: ({ cell_id }) =>
+    CellRemove: validated(CellRemovePayload, ({ cell_id, force }) => cells.remove(cell_id, { force })),
+    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, network }) =>
+      Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network }))),
+    JobStatus: validated(JobStatusPayload, ({ job_id }) => Effect.flatMap(parseJobId(job_id), supervisor.get)),
+    JobList: validated(JobListPayload, ({ cell_id }) =>
       cell_id === null
         ? supervisor.list(null)
-        : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id)),
-    JobKill: ({ force, job_id }) => Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force })),
-    LogsRead: ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
-      Effect.flatMap(parseJobId(job_id), (jobId) =>
-        logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))
+        : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))),
+    JobKill: validated(JobKillPayload, ({ force, job_id }) => Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force }))),
+    LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
+      Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))
   }
 }))

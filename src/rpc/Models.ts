@@ -1,16 +1,50 @@
 import { Schema } from "effect"
 import { CellId, JobId } from "./Ids.js"
+import { expected, expectedShape } from "./RequestValidation.js"
 
-/** Environment variables as given by a user: names are validated, values are free text. */
-export const EnvName = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
-    message: () => "an environment variable name is letters, digits and underscores, not starting with a digit"
+/**
+ * Text that reaches the OS as a C string (argv, env, paths): a NUL byte would
+ * cut it short or make the call fail, so it is refused where it arrives.
+ */
+export const OsString = Schema.String.annotations(expected("a string")).pipe(
+  Schema.filter((text) => !text.includes("\u0000"), { message: () => "must not contain null bytes (\\0): the OS cannot pass them" })
+)
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+const ENV_NAME_RULE = "an environment variable name is letters, digits and underscores, not starting with a digit"
+
+/** Environment variables as given by a user: names are validated, values are free text without NUL. */
+export const EnvName = Schema.String.pipe(Schema.pattern(ENV_NAME, { message: () => ENV_NAME_RULE }))
+
+/**
+ * Only a plain object is an env: a msgpack map arrives as a `Map`, and a
+ * Record would read none of its entries and answer `{}` without a word.
+ */
+const PlainObject = Schema.declare(
+  (input: unknown): input is { readonly [name: string]: unknown } => {
+    if (typeof input !== "object" || input === null) return false
+    const proto = Object.getPrototypeOf(input)
+    return proto === Object.prototype || proto === null
+  },
+  expectedShape("an object of NAME: \"value\" pairs")
+)
+
+/**
+ * The key schema is a plain string on purpose: a Record whose key schema
+ * refuses a key drops that entry silently (`{"BAD-NAME": "x"}` would decode
+ * as `{}`). The names are checked after, so a bad one is refused, named.
+ */
+export const Env = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: OsString }), { strict: false }).pipe(
+  Schema.filter((env) => {
+    for (const name of Object.keys(env)) {
+      if (!ENV_NAME.test(name)) return { path: [name], message: ENV_NAME_RULE }
+    }
+    return true
   })
 )
-export const Env = Schema.Record({ key: EnvName, value: Schema.String })
 export type Env = typeof Env.Type
 
-export const NetworkPolicy = Schema.Literal("allow", "deny")
+export const NetworkPolicy = Schema.Literal("allow", "deny").annotations(expected('"allow" or "deny"'))
 export type NetworkPolicy = typeof NetworkPolicy.Type
 
 export const SandboxMode = Schema.Literal("disabled", "permissive", "enforced")
@@ -80,7 +114,7 @@ export class Job extends Schema.Class<Job>("Job")({
   sandbox: JobSandbox
 }) {}
 
-export const LogStream = Schema.Literal("stdout", "stderr")
+export const LogStream = Schema.Literal("stdout", "stderr").annotations(expected('"stdout" or "stderr"'))
 export type LogStream = typeof LogStream.Type
 
 export class LogChunk extends Schema.Class<LogChunk>("LogChunk")({

@@ -2,7 +2,8 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "./Errors.js"
-import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, VersionInfo } from "./Models.js"
+import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
+import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
 export const PROTOCOL_VERSION = 2
@@ -14,68 +15,153 @@ export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024
 export const MAX_FOLLOW_WAIT_MS = 60_000
 
 /**
- * Ids travel as plain strings and are validated by the daemon, so a malformed
- * id gets an `invalid_request` that says what an id looks like instead of a
- * protocol-level decode failure.
+ * Ids travel as plain strings and are validated by the daemon (Handlers'
+ * parseJobId, Cells.resolve), so a malformed id gets an `invalid_request`
+ * that says what an id looks like, quoting it.
  */
-const IdString = Schema.String
+const JobIdString = Schema.String.annotations(expected("a job id (job-…)"))
+const CellIdString = Schema.String.annotations(expected("a cell id (cell-…) or name"))
 
+const Flag = Schema.Boolean.annotations(expected("true or false"))
+
+/** A whole number in [min, max]: NaN, fractions, infinities and numbers sent as text are all refused. */
+const wholeNumber = (what: string, min: number, max: number) =>
+  Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min && n <= max), Schema.annotations(expected(what)))
+
+/** A payload: a struct that says which fields it wants when it is sent something else. */
+const payload = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(fields).annotations(expectedShape(`an object with the fields ${Object.keys(fields).join(", ")}`))
+
+/*
+ * The strict payload of each RPC: the types scripts get from the client, and
+ * the rules the daemon holds every request to (RequestValidation decodes
+ * each payload with these, naming the field that breaks one). Each rule
+ * lives here once; the services keep only what needs their state (a cell
+ * name that is taken, a path that does not exist, an offset past a log's end).
+ */
+
+export const CellCreatePayload = payload({
+  name: Schema.String.annotations(expected("a cell name")),
+  env: Env,
+  read_paths: Schema.Array(OsString).annotations(expectedShape("an array of absolute paths")),
+  network: NetworkPolicy
+})
+
+export const CellRemovePayload = payload({ cell_id: CellIdString, force: Flag })
+
+export const JobRunPayload = payload({
+  cell_id: CellIdString,
+  argv: Schema.Array(OsString).annotations(expectedShape("an array of strings: the program and its arguments")).pipe(
+    Schema.filter((argv): argv is readonly [string, ...Array<string>] => argv.length > 0, {
+      message: () => "nothing to run: give the program and its arguments, e.g. [\"echo\", \"hi\"]"
+    }),
+    Schema.filter((argv) => argv[0] !== "" || { path: [0], message: "the program is empty: give its name or path" })
+  ),
+  env: Env,
+  cwd: Schema.NullOr(Schema.String).annotations(expected("a directory in the cell, or null")).pipe(
+    Schema.filter((cwd) => cwd === null || !cwd.includes("\u0000"), { message: () => "must not contain null bytes (\\0): the OS cannot pass them" })
+  ),
+  network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)'))
+})
+
+export const JobStatusPayload = payload({ job_id: JobIdString })
+
+export const JobListPayload = payload({
+  cell_id: Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))
+})
+
+export const JobKillPayload = payload({ job_id: JobIdString, force: Flag })
+
+export const LogsReadPayload = payload({
+  job_id: JobIdString,
+  stream: LogStream,
+  offset: wholeNumber("a whole number of bytes, 0 or more", 0, Number.MAX_SAFE_INTEGER),
+  max_bytes: wholeNumber(`a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}`, 1, MAX_LOG_CHUNK_BYTES),
+  follow: Flag,
+  wait_ms: wholeNumber(`a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}`, 0, MAX_FOLLOW_WAIT_MS)
+})
+
+const Version = Rpc.make("Version", { success: VersionInfo })
+const Health = Rpc.make("Health", { success: HealthInfo, error: Internal })
+const CellCreate = Rpc.make("CellCreate", {
+  payload: CellCreatePayload,
+  success: Cell,
+  error: Schema.Union(InvalidRequest, Conflict, Internal)
+})
+const CellList = Rpc.make("CellList", { success: Schema.Array(Cell), error: Internal })
+const CellRemove = Rpc.make("CellRemove", {
+  payload: CellRemovePayload,
+  success: Cell,
+  error: Schema.Union(InvalidRequest, NotFound, Conflict, Internal)
+})
+const JobRun = Rpc.make("JobRun", {
+  payload: JobRunPayload,
+  success: Job,
+  error: Schema.Union(InvalidRequest, NotFound, SandboxUnavailable, Internal)
+})
+const JobStatus = Rpc.make("JobStatus", {
+  payload: JobStatusPayload,
+  success: Job,
+  error: Schema.Union(InvalidRequest, NotFound, Internal)
+})
+const JobList = Rpc.make("JobList", {
+  payload: JobListPayload,
+  success: Schema.Array(Job),
+  error: Schema.Union(InvalidRequest, NotFound, Internal)
+})
+const JobKill = Rpc.make("JobKill", {
+  payload: JobKillPayload,
+  success: Job,
+  error: Schema.Union(InvalidRequest, NotFound, Internal)
+})
+const LogsRead = Rpc.make("LogsRead", {
+  payload: LogsReadPayload,
+  success: LogChunk,
+  error: Schema.Union(InvalidRequest, NotFound, Internal)
+})
+
+/** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
 export class PlanterRpcs extends RpcGroup.make(
-  Rpc.make("Version", { success: VersionInfo }),
-  Rpc.make("Health", { success: HealthInfo, error: Internal }),
-  Rpc.make("CellCreate", {
-    payload: {
-      name: Schema.String,
-      env: Env,
-      read_paths: Schema.Array(Schema.String),
-      network: NetworkPolicy
-    },
-    success: Cell,
-    error: Schema.Union(InvalidRequest, Conflict, Internal)
-  }),
-  Rpc.make("CellList", { success: Schema.Array(Cell), error: Internal }),
-  Rpc.make("CellRemove", {
-    payload: { cell_id: IdString, force: Schema.Boolean },
-    success: Cell,
-    error: Schema.Union(InvalidRequest, NotFound, Conflict, Internal)
-  }),
-  Rpc.make("JobRun", {
-    payload: {
-      cell_id: IdString,
-      argv: Schema.Array(Schema.String),
-      env: Env,
-      cwd: Schema.NullOr(Schema.String),
-      network: Schema.NullOr(NetworkPolicy)
-    },
-    success: Job,
-    error: Schema.Union(InvalidRequest, NotFound, SandboxUnavailable, Internal)
-  }),
-  Rpc.make("JobStatus", {
-    payload: { job_id: IdString },
-    success: Job,
-    error: Schema.Union(InvalidRequest, NotFound, Internal)
-  }),
-  Rpc.make("JobList", {
-    payload: { cell_id: Schema.NullOr(IdString) },
-    success: Schema.Array(Job),
-    error: Schema.Union(InvalidRequest, NotFound, Internal)
-  }),
-  Rpc.make("JobKill", {
-    payload: { job_id: IdString, force: Schema.Boolean },
-    success: Job,
-    error: Schema.Union(InvalidRequest, NotFound, Internal)
-  }),
-  Rpc.make("LogsRead", {
-    payload: {
-      job_id: IdString,
-      stream: LogStream,
-      offset: Schema.Number,
-      max_bytes: Schema.Number,
-      follow: Schema.Boolean,
-      wait_ms: Schema.Number
-    },
-    success: LogChunk,
-    error: Schema.Union(InvalidRequest, NotFound, Internal)
-  })
+  Version,
+  Health,
+  CellCreate,
+  CellList,
+  CellRemove,
+  JobRun,
+  JobStatus,
+  JobList,
+  JobKill,
+  LogsRead
 ) {}
 
+/**
+ * The same RPC, its payload left unchecked by the protocol. When a payload
+ * does not decode, @effect/rpc answers with a defect carrying the parse
+ * tree, not with one of the RPC's errors; so the daemon takes any payload
+ * and its handler decodes it with the strict schema above, answering
+ * `invalid_request` that names the field. Success and error schemas are
+ * the strict RPC's own.
+ */
+const unchecked = <const Tag extends string, Payload extends Schema.Schema.Any, Success extends Schema.Schema.Any, Error extends Schema.Schema.All>(
+  rpc: Rpc.Rpc<Tag, Payload, Success, Error>
+) => Rpc.make(rpc._tag, { payload: Schema.Unknown, success: rpc.successSchema, error: rpc.errorSchema })
+
+/**
+ * PlanterRpcs as it travels: same tags, successes and errors, payloads
+ * unchecked until a handler decodes them. The daemon serves it, and the
+ * client sends through it (typed as PlanterRpcs), so that a script's bad
+ * payload comes back as a typed `invalid_request` from the daemon rather
+ * than a ParseError thrown by the call. RPCs without a payload keep theirs.
+ */
+export class PlanterWireRpcs extends RpcGroup.make(
+  Version,
+  Health,
+  unchecked(CellCreate),
+  CellList,
+  unchecked(CellRemove),
+  unchecked(JobRun),
+  unchecked(JobStatus),
+  unchecked(JobList),
+  unchecked(JobKill),
+  unchecked(LogsRead)
+) {}

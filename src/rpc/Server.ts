@@ -4,7 +4,7 @@ import * as RpcServer from "@effect/rpc/RpcServer"
 import { Effect, Layer } from "effect"
 import { claimSocketPath, secureAndRemoveOnClose } from "../layers/SocketGuard.js"
 import { HandlersLive } from "./Handlers.js"
-import { PlanterRpcs } from "./Rpcs.js"
+import { PlanterWireRpcs } from "./Rpcs.js"
 import { ServerSerializationLive } from "./Serialization.js"
 
 /** Claims the path, listens, then restricts the socket file; closing unlinks it first, then stops the server. */
@@ -19,9 +19,12 @@ const socketServer = (socketPath: string) =>
     })
   )
 
-/** The RPC server on the Unix socket at `socketPath`, serving PlanterRpcs with HandlersLive. */
+/**
+ * The RPC server on the Unix socket at `socketPath`, serving PlanterWireRpcs
+ * (PlanterRpcs with payloads decoded by the handlers) with HandlersLive.
+ */
 export const layer = (socketPath: string) =>
-  RpcServer.layer(PlanterRpcs, { spanPrefix: "planterd" }).pipe(
+  RpcServer.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(RpcServer.layerProtocolSocketServer),
     Layer.provide(ServerSerializationLive),

@@ -15,12 +15,24 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { daemonAnswers } from "../layers/SocketGuard.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { ClientSerializationLive } from "./Serialization.js"
-import { PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
 export * from "./Errors.js"
 export * from "./Ids.js"
 export * from "./Models.js"
-export { MAX_LOG_CHUNK_BYTES, PlanterRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+export {
+  CellCreatePayload,
+  CellRemovePayload,
+  JobKillPayload,
+  JobListPayload,
+  JobRunPayload,
+  JobStatusPayload,
+  LogsReadPayload,
+  MAX_FOLLOW_WAIT_MS,
+  MAX_LOG_CHUNK_BYTES,
+  PlanterRpcs,
+  PROTOCOL_VERSION
+} from "./Rpcs.js"
 
 /** Nothing answers at the socket: the daemon is not running there. */
 export class DaemonUnavailable extends Schema.TaggedError<DaemonUnavailable>()("DaemonUnavailable", {
@@ -61,7 +73,10 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
       Layer.provide(ClientSerializationLive)
     )
   )
-  const client = yield* RpcClient.make(PlanterRpcs).pipe(Effect.provide(protocol))
+  // Sent through the wire group, typed as PlanterRpcs: the daemon checks every payload and answers a bad
+  // one with a typed `invalid_request` naming the field; the strict group would throw a ParseError from
+  // the call instead. The payload schemas encode every value as itself, so the bytes sent are the same.
+  const client: PlanterClientShape = yield* RpcClient.make(PlanterWireRpcs).pipe(Effect.provide(protocol))
   const version = yield* client.Version().pipe(
     Effect.catchAll((error) =>
       new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` })

@@ -1,11 +1,12 @@
 import { Context } from "effect"
-import type { Effect } from "effect"
+import type { Array as Arr, Effect } from "effect"
 import type { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, Env, Job, NetworkPolicy } from "../rpc/Models.js"
 
 export interface RunRequest {
-  readonly argv: ReadonlyArray<string>
+  /** The program and its arguments; none holds a NUL (JobRunPayload refuses one). */
+  readonly argv: Arr.NonEmptyReadonlyArray<string>
   readonly env: Env
   /** Relative to the cell dir, or absolute inside it; null means the cell dir. */
   readonly cwd: string | null

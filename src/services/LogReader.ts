@@ -4,6 +4,12 @@ import type { Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { LogChunk, LogStream } from "../rpc/Models.js"
 
+/**
+ * A read already held to LogsReadPayload's rules where the request was
+ * decoded: `offset` a whole number of bytes, `maxBytes` 1 to
+ * MAX_LOG_CHUNK_BYTES, `waitMs` 0 to MAX_FOLLOW_WAIT_MS. Only an offset past
+ * the end of the log, which needs the file, is checked here.
+ */
 export interface LogReadRequest {
   readonly jobId: JobId
   readonly stream: LogStream

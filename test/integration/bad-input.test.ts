@@ -6,7 +6,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { PlanterClientShape } from "../../src/rpc/client.js"
-import { make } from "../../src/rpc/client.js"
+import { make, MAX_FOLLOW_WAIT_MS, MAX_LOG_CHUNK_BYTES } from "../../src/rpc/client.js"
 import { pidAlive, planterBin, startDaemon, stopAllDaemons, type TestDaemon, waitFor } from "../support/daemon.js"
 
 /**
@@ -52,6 +52,26 @@ const expectError = async (args: ReadonlyArray<string>, code: string) => {
 /** Runs `f` with a fresh typed client, as a script importing `planter/client` would. */
 const withClient = <A, E>(f: (client: PlanterClientShape) => Effect.Effect<A, E>) =>
   Effect.runPromise(Effect.scoped(Effect.flatMap(make({ socketPath: daemon.socketPath }), f)))
+
+/** The RPCs that take a payload. */
+type PayloadRpc = "CellCreate" | "CellRemove" | "JobRun" | "JobStatus" | "JobList" | "JobKill" | "LogsRead"
+
+interface WireError {
+  readonly _tag: string
+  readonly code?: string
+  readonly message: string
+}
+
+/**
+ * Sends `payload` as `tag` through the typed client, cast past its types as
+ * an untyped script could: the client checks no payload, so what comes back
+ * is the daemon's own verdict.
+ */
+const sendUnchecked = (client: PlanterClientShape, tag: PayloadRpc, payload: unknown) =>
+  (client[tag] as unknown as (payload: unknown) => Effect.Effect<unknown, WireError>)(payload)
+
+/** Like `sendUnchecked`, expecting a refusal; answers the error. */
+const refusal = (client: PlanterClientShape, tag: PayloadRpc, payload: unknown) => Effect.flip(sendUnchecked(client, tag, payload))
 
 const jobCount = async () => (await json<Array<unknown>>(["job", "ls"])).length
 const cellCount = async () => (await json<Array<unknown>>(["cell", "ls"])).length
@@ -177,16 +197,76 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect((JSON.parse(asJson.stdout) as ErrorDoc).error).toMatchObject({ code: "usage", message: expect.stringMatching(/nothing to run/) })
 
     // A script bypasses the CLI's check: the daemon must refuse it itself.
-    const error = await withClient((client) =>
-      Effect.flip(client.JobRun({ cell_id: "demo", argv: [], env: {}, cwd: null, network: null }))
-    )
-    expect(error).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", message: expect.stringMatching(/nothing to run/) })
+    const error = await withClient((client) => refusal(client, "JobRun", { cell_id: "demo", argv: [], env: {}, cwd: null, network: null }))
+    expect(error).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", message: expect.stringMatching(/argv: nothing to run/) })
     // And an argv whose program is the empty string is no better.
     const empty = await withClient((client) =>
       Effect.flip(client.JobRun({ cell_id: "demo", argv: [""], env: {}, cwd: null, network: null }))
     )
-    expect(empty).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request" })
+    expect(empty).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", message: expect.stringMatching(/argv\[0\]/) })
     expect(await jobCount()).toBe(jobsBefore.length)
+  })
+
+  it("refuses every invalid field sent straight to the daemon with invalid_request naming it, and creates nothing", async () => {
+    const jobs = await jobCount()
+    const cells = await cellCount()
+    const cell = { name: "never-made", env: {}, read_paths: [], network: "allow" }
+    const run = { cell_id: "demo", argv: ["true"], env: {}, cwd: null, network: null }
+    const read = { job_id: baselineJob.id, stream: "stdout", offset: 0, max_bytes: 1024, follow: false, wait_ms: 0 }
+    const nameRule = "an environment variable name is letters, digits and underscores, not starting with a digit"
+    // Each of these was silently dropped from the env before: the job ran without it.
+    const badEnvs: Array<[Record<string, string>, string]> = [
+      [{ "BAD-NAME": "x" }, `env["BAD-NAME"]: ${nameRule}`],
+      [{ "1X": "x" }, `env["1X"]: ${nameRule}`],
+      [{ "ÉTÉ": "x" }, `env["ÉTÉ"]: ${nameRule}`],
+      [{ "A\u0000B": "x" }, `env["A\\u0000B"]: ${nameRule}`],
+      [{ OK: "a\u0000b" }, "env[\"OK\"]: must not contain null bytes"]
+    ]
+    const wholeBytes = "expected a whole number of bytes, 0 or more"
+    const cases: Array<[PayloadRpc, unknown, string]> = [
+      ...badEnvs.flatMap(([env, message]): Array<[PayloadRpc, unknown, string]> => [
+        ["CellCreate", { ...cell, env: { KEEP: "1", ...env } }, message],
+        ["JobRun", { ...run, env: { KEEP: "1", ...env } }, message]
+      ]),
+      ["LogsRead", { ...read, stream: "bogus" }, "stream: expected \"stdout\" or \"stderr\", got \"bogus\""],
+      ["LogsRead", { ...read, offset: -1 }, `offset: ${wholeBytes}, got -1`],
+      ["LogsRead", { ...read, offset: 2.5 }, `offset: ${wholeBytes}, got 2.5`],
+      ["LogsRead", { ...read, offset: Number.NaN }, `offset: ${wholeBytes}, got NaN`],
+      ["LogsRead", { ...read, max_bytes: 0 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got 0`],
+      ["LogsRead", { ...read, max_bytes: MAX_LOG_CHUNK_BYTES + 1 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}`],
+      ["LogsRead", { ...read, follow: true, wait_ms: -1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`],
+      ["LogsRead", { ...read, job_id: 7 }, "job_id: expected a job id (job-…), got 7"],
+      ["JobStatus", { job_id: 7 }, "job_id: expected a job id (job-…), got 7"],
+      ["JobKill", { job_id: ["job-x"], force: false }, "job_id: expected a job id (job-…), got an array of 1"],
+      ["JobKill", { job_id: baselineJob.id, force: "yes" }, "force: expected true or false, got \"yes\""],
+      ["JobRun", { ...run, argv: [] }, "argv: nothing to run"],
+      ["JobRun", { ...run, argv: ["echo", 5] }, "argv[1]: expected a string, got 5"],
+      ["JobRun", { ...run, cwd: "sub\u0000" }, "cwd: must not contain null bytes"],
+      ["JobRun", { ...run, network: "maybe" }, "network: expected \"allow\", \"deny\" or null"],
+      ["JobRun", { ...run, cell_id: 7 }, "cell_id: expected a cell id (cell-…) or name, got 7"],
+      ["JobRun", { ...run, sudo: true }, "sudo: unknown field"],
+      ["CellCreate", { ...cell, network: "maybe" }, "network: expected \"allow\" or \"deny\", got \"maybe\""],
+      ["CellCreate", { ...cell, read_paths: ["/tmp\u0000"] }, "read_paths[0]: must not contain null bytes"],
+      ["CellCreate", { ...cell, name: 7 }, "name: expected a cell name, got 7"],
+      ["CellCreate", "demo", "expected an object with the fields name, env, read_paths, network, got \"demo\""],
+      ["CellRemove", { cell_id: "keep" }, "force: missing"],
+      ["JobList", { cell_id: 7 }, "cell_id: expected a cell id (cell-…) or name, or null"]
+    ]
+    await withClient((client) =>
+      Effect.gen(function*() {
+        for (const [tag, payload, message] of cases) {
+          const error = yield* refusal(client, tag, payload)
+          const what = `${tag} ${message}`
+          expect(error, what).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request" })
+          expect(error.message, what).toContain(`invalid request: ${message}`)
+        }
+        // The same connection is still served.
+        expect((yield* client.Health()).ok).toBe(true)
+      })
+    )
+    await expectHealthy()
+    expect(await jobCount()).toBe(jobs)
+    expect(await cellCount()).toBe(cells)
   })
 
   it("answers malformed ids with invalid_request saying what an id looks like", async () => {
@@ -320,9 +400,23 @@ describe("bad input", { timeout: 180_000 }, () => {
       for (const [what, bytes] of cases) {
         const outcome = yield* Effect.promise(() => rawExchange([bytes], 500))
         expect(pidAlive(daemon.pid), `planterd died after ${what}:\n${daemon.output()}`).toBe(true)
-        if (what === "a bogus rpc tag" || what === "a bogus payload") {
-          // These are decodable requests: the daemon answers them (with a defect) rather than hanging up.
+        if (what === "a bogus rpc tag") {
+          // A decodable request for no RPC: the daemon answers it (with a defect: no RPC, no error schema) rather than hanging up.
           expect(decodeAll(outcome.received).length, what).toBeGreaterThan(0)
+        }
+        if (what === "a bogus payload") {
+          // A payload that does not decode is the RPC's own invalid_request, naming the field, not a defect.
+          expect(decodeAll(outcome.received), what).toContainEqual(expect.objectContaining({
+            _tag: "Exit",
+            requestId: "2",
+            exit: expect.objectContaining({
+              _tag: "Failure",
+              cause: expect.objectContaining({
+                _tag: "Fail",
+                error: expect.objectContaining({ _tag: "InvalidRequest", message: expect.stringMatching(/^invalid request: job_id: /) })
+              })
+            })
+          }))
         }
         const health = yield* client.Health()
         expect(health.ok, what).toBe(true)
