@@ -9,7 +9,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
-import { daemonAnswers } from "../src/layers/SocketGuard.js"
+import { daemonAnswers } from "../src/rpc/SocketProbe.js"
 
 /** dist/bench/daemon.js → dist/src/cli/planterd.js */
 export const planterdBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "planterd.js")

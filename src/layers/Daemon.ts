@@ -1,5 +1,5 @@
 import { Effect, Layer } from "effect"
-import * as RpcServerLive from "../rpc/Server.js"
+import * as RpcServerLive from "./RpcServerLive.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import * as CellsLive from "./CellsLive.js"

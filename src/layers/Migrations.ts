@@ -3,7 +3,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
 import { Effect } from "effect"
 import * as path from "node:path"
-import { packageRoot } from "./PackageRoot.js"
+import { packageRoot } from "../rpc/PackageRoot.js"
 
 export const migrationsDir = path.join(packageRoot, "migrations")
 

@@ -15,7 +15,7 @@ import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from 
 import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
-import { packageRoot } from "./PackageRoot.js"
+import { packageRoot } from "../rpc/PackageRoot.js"
 
 const isExecutableFile = (file: string) => {
   try {

@@ -1,5 +1,4 @@
 import { Context, Duration, Layer } from "effect"
-import * as os from "node:os"
 import * as path from "node:path"
 import type { SandboxMode } from "../rpc/Models.js"
 
@@ -17,17 +16,7 @@ export class DaemonConfig extends Context.Tag("planter/DaemonConfig")<DaemonConf
   static layer = (config: DaemonConfigShape) => Layer.succeed(DaemonConfig, config)
 }
 
-/** `$PLANTER_STATE_DIR`, else `~/.planter/state`. */
-export const defaultStateDir = (env: NodeJS.ProcessEnv = process.env): string =>
-  env.PLANTER_STATE_DIR && env.PLANTER_STATE_DIR.length > 0
-    ? path.resolve(env.PLANTER_STATE_DIR)
-    : path.join(os.homedir(), ".planter", "state")
-
-/** `$PLANTER_SOCKET`, else `<state dir>/planterd.sock`. */
-export const defaultSocketPath = (stateDir: string, env: NodeJS.ProcessEnv = process.env): string =>
-  env.PLANTER_SOCKET && env.PLANTER_SOCKET.length > 0
-    ? path.resolve(env.PLANTER_SOCKET)
-    : path.join(stateDir, "planterd.sock")
+export { defaultSocketPath, defaultStateDir } from "../rpc/Defaults.js"
 
 export const statePaths = (stateDir: string) => ({
   database: path.join(stateDir, "planter.db"),

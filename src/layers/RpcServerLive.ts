@@ -2,10 +2,10 @@ import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as SocketServer from "@effect/platform/SocketServer"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import { Effect, Layer } from "effect"
-import { claimSocketPath, secureAndRemoveOnClose } from "../layers/SocketGuard.js"
+import { claimSocketPath, secureAndRemoveOnClose } from "./SocketGuard.js"
 import { HandlersLive } from "./Handlers.js"
-import { PlanterWireRpcs } from "./Rpcs.js"
-import { ServerSerializationLive } from "./Serialization.js"
+import { PlanterWireRpcs } from "../rpc/Rpcs.js"
+import { ServerSerializationLive } from "../rpc/Serialization.js"
 
 /** Claims the path, listens, then restricts the socket file; closing unlinks it first, then stops the server. */
 const socketServer = (socketPath: string) =>

@@ -5,10 +5,10 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
-import { InvalidRequest } from "./Errors.js"
-import { JobId } from "./Ids.js"
-import { HealthInfo, VersionInfo } from "./Models.js"
-import { validated } from "./RequestValidation.js"
+import { InvalidRequest } from "../rpc/Errors.js"
+import { JobId } from "../rpc/Ids.js"
+import { HealthInfo, VersionInfo } from "../rpc/Models.js"
+import { validated } from "../rpc/RequestValidation.js"
 import {
   CellCreatePayload,
   CellRemovePayload,
@@ -19,8 +19,8 @@ import {
   LogsReadPayload,
   PlanterWireRpcs,
   PROTOCOL_VERSION
-} from "./Rpcs.js"
-import { PLANTER_VERSION } from "./Version.js"
+} from "../rpc/Rpcs.js"
+import { PLANTER_VERSION } from "../rpc/Version.js"
 
 /** Job ids are checked here, before they reach a path or a query. */
 const parseJobId = (raw: string) =>
