@@ -12,35 +12,9 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
 import { makeTempDir, pidAlive, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { bwrapEnv, createCell, DENIED, jobIdOf, nodeReadArgs, processTree, sandboxDescribe, sh } from "../support/sandbox.js"
 
-const isExecutable = (file: string) => {
-  try {
-    fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
-  } catch {
-    return false
-  }
-}
-
-const bwrapOnPath = (process.env.PATH ?? "").split(":").filter((dir) => dir.length > 0)
-  .map((dir) => path.join(dir, "bwrap")).find(isExecutable)
-const bwrap = bwrapOnPath ?? (isExecutable("/usr/bin/bwrap") ? "/usr/bin/bwrap" : undefined)
-const required = process.env.PLANTER_REQUIRE_SANDBOX === "1"
-
-if (bwrap === undefined && required) {
-  describe("sandbox prerequisites", () => {
-    it("has bubblewrap installed", () => {
-      throw new Error("bubblewrap is required (PLANTER_REQUIRE_SANDBOX=1) but not installed: apt-get install bubblewrap")
-    })
-  })
-}
-if (bwrap === undefined && !required) {
-  console.warn(
-    "\n*** SKIPPING the sandbox tests: bubblewrap (bwrap) is not installed. Install it (apt-get install bubblewrap) " +
-      "or set PLANTER_REQUIRE_SANDBOX=1 to make its absence fail. ***\n"
-  )
-}
-const describeSandbox = bwrap === undefined ? describe.skip : describe
+const describeSandbox = sandboxDescribe()
 
 // better-sqlite3 ships no types here; the tests need only a read-only query.
 interface ReadonlyDb {
@@ -59,43 +33,8 @@ const events = (daemon: TestDaemon, kind: string) => {
   }
 }
 
-/** `planter run CELL --wait [flags] -- sh -c SCRIPT`: the job's exit code and output. */
-const sh = (daemon: TestDaemon, cell: string, script: string, flags: ReadonlyArray<string> = []) =>
-  daemon.cli(["run", cell, "--wait", ...flags, "--", "sh", "-c", script])
-
-/** The job id `run --wait` prints first on stderr. */
-const jobIdOf = (stderr: string) => stderr.split("\n")[0]!.trim()
-
-const createCell = (daemon: TestDaemon, name: string, flags: ReadonlyArray<string> = []) =>
-  daemon.json<{ id: string; name: string; dir: string }>(["create", "--name", name, ...flags])
-
-const DENIED = /Read-only file system|Permission denied/
-
 /** Each case drives a dozen CLI round trips through real daemons: generous, for loaded machines. */
 const SLOW = 120_000
-
-/** `pid` and all its descendants, found by walking /proc (as a user would with ps). */
-const processTree = (root: number) => {
-  const children = new Map<number, Array<{ pid: number; comm: string }>>()
-  const comms = new Map<number, string>()
-  for (const name of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8")
-      const close = stat.lastIndexOf(")")
-      const comm = stat.slice(stat.indexOf("(") + 1, close)
-      const ppid = Number(stat.slice(close + 2).split(" ")[1])
-      const pid = Number(name)
-      comms.set(pid, comm)
-      children.set(ppid, [...(children.get(ppid) ?? []), { pid, comm }])
-    } catch {
-      // It exited while we looked.
-    }
-  }
-  const tree = [{ pid: root, comm: comms.get(root) ?? "?" }]
-  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!.pid) ?? []))
-  return tree
-}
 
 /** Temp dirs this file made besides the daemons' own; removed when done. */
 const temps: Array<string> = []
@@ -122,7 +61,7 @@ describeSandbox("enforced sandbox (bubblewrap)", { timeout: SLOW }, () => {
       args: ["--sandbox-mode", "enforced"],
       socketPath,
       // bwrap found on PATH is left for the daemon to find the same way.
-      env: { HOME: home, PLANTER_BWRAP: bwrapOnPath !== undefined ? "" : bwrap! }
+      env: { HOME: home, ...bwrapEnv() }
     })
     const health = await daemon.json(["health"])
     // A bwrap that cannot start here (user namespaces off) must say so, not fail each case obscurely.
@@ -213,8 +152,7 @@ describeSandbox("enforced sandbox (bubblewrap)", { timeout: SLOW }, () => {
     try {
       // node runs inside the job; grant its install dir when the policy does not already show it.
       const nodeBin = fs.realpathSync(process.execPath)
-      const shown = ["/usr/", "/bin/", "/sbin/", "/lib", "/etc/", "/opt/"].some((prefix) => nodeBin.startsWith(prefix))
-      const readNode = shown ? [] : ["--read", path.dirname(path.dirname(nodeBin))]
+      const readNode = nodeReadArgs()
       const connect = `${nodeBin} -e '
         const s = require("net").connect(${port}, "127.0.0.1")
         s.on("data", (d) => { console.log("got " + d); process.exit(0) })

@@ -103,6 +103,15 @@ export interface DaemonOptions {
   readonly socketPath?: string
   readonly args?: ReadonlyArray<string>
   readonly env?: NodeJS.ProcessEnv
+  /**
+   * Run planterd as this uid (and the same gid, no supplementary groups)
+   * through `setpriv`, which execs node: the child's pid is the daemon's.
+   * Needs root. A state dir made here is chowned to it; a `stateDir` or a
+   * socket's directory given by the caller must already be its.
+   */
+  readonly user?: number
+  /** Start planterd with this umask (through `sh -c 'umask …; exec …'`, which keeps the pid). */
+  readonly umask?: number
 }
 
 export interface TestDaemon {
@@ -120,16 +129,27 @@ export interface TestDaemon {
 
 const started: Array<TestDaemon> = []
 
-/**
- * Starts a real planterd on a temp state dir and socket and waits until it
- * answers. Sandbox mode defaults to `disabled` unless `args` says otherwise.
- */
-export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaemon> => {
+/** The command line that starts planterd as `options` asks: node, under setpriv and/or a umask wrapper. */
+const daemonCommand = (options: DaemonOptions, daemonArgs: ReadonlyArray<string>): [string, Array<string>] => {
+  let command: Array<string> = [process.execPath, planterdBin, ...daemonArgs]
+  if (options.user !== undefined) {
+    command = ["setpriv", `--reuid=${options.user}`, `--regid=${options.user}`, "--clear-groups", ...command]
+  }
+  if (options.umask !== undefined) {
+    command = ["/bin/sh", "-c", `umask ${options.umask.toString(8).padStart(3, "0")} && exec "$@"`, "planterd-umask", ...command]
+  }
+  return [command[0]!, command.slice(1)]
+}
+
+/** Spawns planterd as `options` asks, without waiting for it to answer; registered for stopAllDaemons. */
+const launchDaemon = (options: DaemonOptions) => {
   const stateDir = options.stateDir ?? makeTempDir()
+  if (options.stateDir === undefined && options.user !== undefined) fs.chownSync(stateDir, options.user, options.user)
   const socketPath = options.socketPath ?? path.join(stateDir, "planterd.sock")
   const args = options.args ?? []
   const withMode = args.includes("--sandbox-mode") ? args : ["--sandbox-mode", "disabled", ...args]
-  const child = spawn(process.execPath, [planterdBin, "--state-dir", stateDir, "--socket", socketPath, ...withMode], {
+  const [file, fileArgs] = daemonCommand(options, ["--state-dir", stateDir, "--socket", socketPath, ...withMode])
+  const child = spawn(file, fileArgs, {
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"]
   })
@@ -151,13 +171,46 @@ export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaem
     }
   }
   started.push(daemon)
-  const deadline = Date.now() + 15_000
-  while (!(await socketAnswers(socketPath))) {
-    if (child.exitCode !== null) throw new Error(`planterd exited with ${child.exitCode} at start:\n${output}`)
-    if (Date.now() > deadline) throw new Error(`planterd did not answer on ${socketPath}:\n${output}`)
+  return daemon
+}
+
+/** Waits until `daemon` answers on its socket ("answered") or exits ("exited"). */
+const awaitStart = async (daemon: TestDaemon, timeoutMs = 15_000): Promise<"answered" | "exited"> => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await socketAnswers(daemon.socketPath))) {
+    if (daemon.process.exitCode !== null || daemon.process.signalCode !== null) return "exited"
+    if (Date.now() > deadline) throw new Error(`planterd did not answer on ${daemon.socketPath}:\n${daemon.output()}`)
     await sleep(20)
   }
+  return "answered"
+}
+
+/**
+ * Starts a real planterd on a temp state dir and socket and waits until it
+ * answers. Sandbox mode defaults to `disabled` unless `args` says otherwise.
+ */
+export const startDaemon = async (options: DaemonOptions = {}): Promise<TestDaemon> => {
+  const daemon = launchDaemon(options)
+  if ((await awaitStart(daemon)) === "exited") {
+    throw new Error(`planterd exited with ${daemon.process.exitCode} at start:\n${daemon.output()}`)
+  }
   return daemon
+}
+
+/**
+ * Starts planterd when it is expected to refuse to start: answers its exit
+ * code and output. If it starts answering instead, it is stopped and the
+ * answer says so (`code: "answered"`), so the test fails with what happened.
+ */
+export const startDaemonExpectingRefusal = async (
+  options: DaemonOptions = {}
+): Promise<{ readonly code: number | null | "answered"; readonly output: string }> => {
+  const daemon = launchDaemon(options)
+  if ((await awaitStart(daemon)) === "answered") {
+    await daemon.stop("SIGTERM")
+    return { code: "answered", output: daemon.output() }
+  }
+  return { code: await daemon.stop(), output: daemon.output() }
 }
 
 /** Stops every daemon this test file started (by pid), which kills their job trees, and removes the temp dirs it made. */
@@ -165,5 +218,14 @@ export const stopAllDaemons = async () => {
   const daemons = started.splice(0)
   await Promise.all(daemons.map((daemon) => daemon.stop("SIGTERM")))
   const dirs = new Set([...daemons.map((daemon) => daemon.stateDir), ...tempDirs.splice(0)])
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
+  // Every dir gets its try, even after one fails (e.g. something still mounted in it); the first failure is reported.
+  const failures: Array<unknown> = []
+  for (const dir of dirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true })
+    } catch (error) {
+      failures.push(error)
+    }
+  }
+  if (failures.length > 0) throw failures[0]
 }
