@@ -12,67 +12,23 @@ import { JobSupervisor } from "../services/JobSupervisor.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
 import { stateToInternal } from "./ErrorMapping.js"
+import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
-
-/** Host views no job may be granted: each job gets its own /proc and /dev, and none of /sys or /run. */
-const KERNEL_FILESYSTEMS = ["/proc", "/sys", "/dev", "/run"]
-
-const realpathOr = (file: string) => {
-  try {
-    return fs.realpathSync(file)
-  } catch {
-    return file
-  }
-}
-
-const isInside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
 
 export const make = Effect.gen(function*() {
   const config = yield* DaemonConfig
   const repo = yield* StateRepository
   const supervisor = yield* JobSupervisor
   const paths = statePaths(config.stateDir)
-  const stateReal = fs.realpathSync(config.stateDir)
-  const socketDir = realpathOr(path.dirname(path.resolve(config.socketPath)))
-  const kernelReal = KERNEL_FILESYSTEMS.map(realpathOr)
-
-  /**
-   * A granted path must exist and must not expose what the sandbox hides:
-   * the state dir (database, cells, logs), the daemon's socket, or the
-   * host's kernel and runtime views (/proc would show the daemon's own
-   * root, fds and environment). Checked on the real path, so a symlink
-   * cannot smuggle one in.
-   */
-  const checkReadPath = (raw: string): string | InvalidRequest => {
-    if (!path.isAbsolute(raw)) return new InvalidRequest({ message: `--read ${raw}: give an absolute path` })
-    let real: string
-    try {
-      real = fs.realpathSync(raw)
-    } catch {
-      return new InvalidRequest({ message: `--read ${raw}: no such file or directory` })
-    }
-    const shown = real === raw ? raw : `${raw} (${real})`
-    const kernel = KERNEL_FILESYSTEMS.find((_, i) => isInside(real, kernelReal[i]!) || isInside(kernelReal[i]!, real))
-    if (kernel !== undefined) {
-      return new InvalidRequest({
-        message: `--read ${shown} would expose the host's ${kernel} to jobs (the daemon's processes, devices and runtime files): jobs get their own ${kernel === "/run" ? "environment" : kernel}; grant a narrower path outside it`
-      })
-    }
-    if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real) || isInside(real, socketDir)) {
-      return new InvalidRequest({
-        message: `--read ${shown} would expose the daemon's state dir or socket to jobs (${stateReal}, ${socketDir}): grant a narrower path outside both`
-      })
-    }
-    return real
-  }
+  const grants = makeReadGrantPolicy(config)
 
   const create = Effect.fn("Cells.create")(function*(request: CreateCellRequest) {
     const problem = cellNameProblem(request.name)
     if (problem !== undefined) return yield* new InvalidRequest({ message: problem })
     const readPaths: Array<string> = []
     for (const raw of request.read_paths) {
-      const checked = checkReadPath(raw)
+      const checked = grants.check(raw)
       if (checked instanceof InvalidRequest) return yield* checked
       readPaths.push(checked)
     }

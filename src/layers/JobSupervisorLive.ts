@@ -21,6 +21,7 @@ import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
 import { closeJobFiles, jobFiles, openJobFiles, readLauncherExit, removeAllJobFiles, removeJobLeftovers } from "./JobFiles.js"
 import { resolveCwd } from "./JobCwd.js"
+import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 /** The environment every job starts from, before its cell's and its own variables. */
 const baseEnv = (id: JobId, cellDir: string, tmpDir: string): Record<string, string> => ({
@@ -51,6 +52,7 @@ export const make = Effect.gen(function*() {
   const scope = yield* Effect.scope
   const fibers = yield* FiberMap.make<JobId>()
   const ends = makeJobEnds(repo, scope)
+  const grants = makeReadGrantPolicy(config)
 
   /** Kills the job's tree; every signal is checked against its recorded identity first. */
   const sweep = (entry: RunningJob, force: boolean) =>
@@ -198,6 +200,8 @@ export const make = Effect.gen(function*() {
     const [program, ...args] = request.argv
     const cwd = resolveCwd(cell.dir, request.cwd)
     if (cwd instanceof InvalidRequest) return yield* cwd
+    const changedGrant = grants.recheck(cell)
+    if (changedGrant !== undefined) return yield* changedGrant
     const id = newJobId()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const files = jobFiles(paths, id)
