@@ -2,7 +2,7 @@ import { Effect, Layer, Option, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Conflict, Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
+import { StateConflict, DaemonFault, InvalidInput, UnknownEntity } from "../services/DomainErrors.js"
 import { CellId } from "../rpc/Ids.js"
 import { Cell } from "../rpc/Models.js"
 import type { CreateCellRequest } from "../services/Cells.js"
@@ -11,7 +11,6 @@ import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
-import { stateToInternal } from "./ErrorMapping.js"
 import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
@@ -25,15 +24,15 @@ export const make = Effect.gen(function*() {
 
   const create = Effect.fn("Cells.create")(function*(request: CreateCellRequest) {
     const problem = cellNameProblem(request.name)
-    if (problem !== undefined) return yield* new InvalidRequest({ message: problem })
+    if (problem !== undefined) return yield* new InvalidInput({ message: problem })
     const readPaths: Array<string> = []
     for (const raw of request.read_paths) {
       const checked = grants.check(raw)
-      if (checked instanceof InvalidRequest) return yield* checked
+      if (checked instanceof InvalidInput) return yield* checked
       readPaths.push(checked)
     }
-    if (Option.isSome(yield* stateToInternal(repo.findCellByName(request.name)))) {
-      return yield* new Conflict({ message: `a cell named ${request.name} already exists: pick another name or remove it first` })
+    if (Option.isSome(yield* repo.findCellByName(request.name))) {
+      return yield* new StateConflict({ message: `a cell named ${request.name} already exists: pick another name or remove it first` })
     }
     const id = newCellId()
     const dir = path.join(paths.cells, id)
@@ -48,9 +47,9 @@ export const make = Effect.gen(function*() {
     })
     yield* Effect.try({
       try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),
-      catch: (error) => new Internal({ message: `cannot create the cell dir ${dir}: ${String(error)}` })
+      catch: (error) => new DaemonFault({ message: `cannot create the cell dir ${dir}: ${String(error)}` })
     })
-    yield* stateToInternal(repo.insertCell(cell)).pipe(
+    yield* repo.insertCell(cell).pipe(
       Effect.tapError(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
     )
     return cell
@@ -60,19 +59,19 @@ export const make = Effect.gen(function*() {
     const found = idOrName.startsWith("cell-")
       ? yield* Schema.decodeUnknown(CellId)(idOrName).pipe(
         Effect.mapError(() =>
-          new InvalidRequest({
+          new InvalidInput({
             message: `invalid cell id ${JSON.stringify(idOrName.slice(0, 80))}: a cell id looks like cell-<letters and digits>, as printed by \`planter cell ls\``
           })
         ),
-        Effect.flatMap((id) => stateToInternal(repo.getCell(id)))
+        Effect.flatMap((id) => repo.getCell(id))
       )
       : cellNameProblem(idOrName) === undefined
-      ? yield* stateToInternal(repo.findCellByName(idOrName))
-      : yield* new InvalidRequest({
+      ? yield* repo.findCellByName(idOrName)
+      : yield* new InvalidInput({
         message: `invalid cell ${JSON.stringify(idOrName.slice(0, 80))}: give a cell id (cell-…) or name, as printed by \`planter cell ls\``
       })
     if (Option.isNone(found)) {
-      return yield* new NotFound({ message: `no cell ${idOrName}: list cells with \`planter cell ls\`` })
+      return yield* new UnknownEntity({ message: `no cell ${idOrName}: list cells with \`planter cell ls\`` })
     }
     return found.value
   })
@@ -88,20 +87,20 @@ export const make = Effect.gen(function*() {
     yield* Effect.tryPromise(() => fs.promises.rm(cell.dir, { recursive: true, force: true })).pipe(
       Effect.catchAll((error) => Effect.logWarning(`cannot delete ${cell.dir}; it is left on disk`, error))
     )
-    yield* stateToInternal(repo.deleteCell(cell.id))
+    yield* repo.deleteCell(cell.id)
   })
 
   const remove = Effect.fn("Cells.remove")(function*(idOrName: string, options: { readonly force: boolean }) {
     const cell = yield* resolve(idOrName)
     // Without --force a cell with running jobs is refused before anything changes.
     if (!options.force) yield* supervisor.stopCell(cell.id, options)
-    yield* stateToInternal(repo.markCellRemoving(cell.id))
+    yield* repo.markCellRemoving(cell.id)
     yield* crashPoint("cell-marked-removing")
     yield* finishRemoval(cell)
     return cell
   })
 
-  return Cells.of({ create, list: stateToInternal(repo.listCells), resolve, remove, finishRemoval })
+  return Cells.of({ create, list: repo.listCells, resolve, remove, finishRemoval })
 })
 
 export const layer = Layer.effect(Cells, make)

@@ -5,6 +5,7 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
+import { onWire } from "./ErrorMapping.js"
 import { InvalidRequest } from "../rpc/Errors.js"
 import { JobId } from "../rpc/Ids.js"
 import { HealthInfo, VersionInfo } from "../rpc/Models.js"
@@ -65,18 +66,21 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
           },
           running_jobs: running
         })),
-    CellCreate: validated(CellCreatePayload, cells.create),
-    CellList: () => cells.list,
-    CellRemove: validated(CellRemovePayload, ({ cell_id, force }) => cells.remove(cell_id, { force })),
+    CellCreate: validated(CellCreatePayload, (request) => onWire(cells.create(request))),
+    CellList: () => onWire(cells.list),
+    CellRemove: validated(CellRemovePayload, ({ cell_id, force }) => onWire(cells.remove(cell_id, { force }))),
     JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, network }) =>
-      Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network }))),
-    JobStatus: validated(JobStatusPayload, ({ job_id }) => Effect.flatMap(parseJobId(job_id), supervisor.get)),
+      onWire(Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network })))),
+    JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
     JobList: validated(JobListPayload, ({ cell_id }) =>
-      cell_id === null
-        ? supervisor.list(null)
-        : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))),
-    JobKill: validated(JobKillPayload, ({ force, job_id }) => Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force }))),
+      onWire(
+        cell_id === null
+          ? supervisor.list(null)
+          : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
+      )),
+    JobKill: validated(JobKillPayload, ({ force, job_id }) =>
+      onWire(Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force })))),
     LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
-      Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))
+      onWire(Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))))
   }
 }))

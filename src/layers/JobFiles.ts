@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Internal } from "../rpc/Errors.js"
+import { DaemonFault } from "../services/DomainErrors.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { statePaths } from "../services/DaemonConfig.js"
 import { logFileName } from "../services/LogReader.js"
@@ -47,7 +47,7 @@ export const removeJobLeftovers = (files: JobFiles, options: { readonly status: 
  * failure nothing is left behind and the error says where and why, e.g.
  * `no space left on device`.
  */
-export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, Internal> =>
+export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, DaemonFault> =>
   Effect.try({
     try: () => {
       const opened: Array<number> = []
@@ -62,7 +62,7 @@ export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, Inter
     },
     catch: (error) => {
       const problem = (error as NodeJS.ErrnoException).code === "ENOSPC" ? "no space left on device" : (error as Error).message
-      return new Internal({ message: `cannot prepare the job's files under ${path.dirname(path.dirname(files.stdout))}: ${problem}; nothing was started` })
+      return new DaemonFault({ message: `cannot prepare the job's files under ${path.dirname(path.dirname(files.stdout))}: ${problem}; nothing was started` })
     }
   }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
 

@@ -1,7 +1,7 @@
 import { Cause, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } from "effect"
 import { randomBytes } from "node:crypto"
-import type { Internal } from "../rpc/Errors.js"
-import { Conflict, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
+import type { DaemonFault } from "../services/DomainErrors.js"
+import { StateConflict, InvalidInput, UnknownEntity, SandboxRefused } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobSandbox } from "../rpc/Models.js"
@@ -14,9 +14,9 @@ import { killTree } from "../services/KillTree.js"
 import { isRunning, JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
+import type { StateError } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
-import { stateToInternal } from "./ErrorMapping.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
 import { closeJobFiles, jobFiles, openJobFiles, readLauncherExit, removeAllJobFiles, removeJobLeftovers } from "./JobFiles.js"
@@ -40,7 +40,7 @@ const isSandboxLauncher = (job: Job) => job.sandbox.backend === "bubblewrap"
 
 const UNKNOWN_EXIT: ProcessExit = { code: null, signal: null }
 
-type StartError = InvalidRequest | SandboxUnavailable | Internal
+type StartError = InvalidInput | SandboxRefused | DaemonFault | StateError
 
 export const make = Effect.gen(function*() {
   const config = yield* DaemonConfig
@@ -145,7 +145,7 @@ export const make = Effect.gen(function*() {
           fallback_reason: null
         })
       })
-      yield* stateToInternal(repo.insertJob(provisional))
+      yield* repo.insertJob(provisional)
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
         Effect.zipRight(
@@ -174,8 +174,8 @@ export const make = Effect.gen(function*() {
         closeJobFiles
       ).pipe(
         Effect.catchTags({
-          SandboxStartError: (error) => new SandboxUnavailable({ message: error.message }),
-          SpawnError: (error) => new InvalidRequest({ message: error.message })
+          SandboxStartError: (error) => new SandboxRefused({ message: error.message }),
+          SpawnError: (error) => new InvalidInput({ message: error.message })
         }),
         Effect.tapError((error) => forget(error.message))
       )
@@ -183,7 +183,7 @@ export const make = Effect.gen(function*() {
       const startTime = (yield* probe.entry(started.pid))?.startTime ?? null
       const job = new Job({ ...provisional, status: "running", pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox })
       const entry = yield* newEntry(job)
-      yield* stateToInternal(repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox })).pipe(
+      yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message)))
       )
@@ -199,7 +199,7 @@ export const make = Effect.gen(function*() {
   const run = Effect.fn("JobSupervisor.run")(function*(cell: Cell, request: RunRequest) {
     const [program, ...args] = request.argv
     const cwd = resolveCwd(cell.dir, request.cwd)
-    if (cwd instanceof InvalidRequest) return yield* cwd
+    if (cwd instanceof InvalidInput) return yield* cwd
     const changedGrant = grants.recheck(cell)
     if (changedGrant !== undefined) return yield* changedGrant
     const id = newJobId()
@@ -236,12 +236,12 @@ export const make = Effect.gen(function*() {
     yield* FiberMap.run(fibers, job.id, supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files))
   })
 
-  const get = (id: JobId): Effect.Effect<Job, NotFound | Internal> => {
+  const get = (id: JobId): Effect.Effect<Job, UnknownEntity | StateError> => {
     const held = ends.held(id)
     if (held !== undefined) return Effect.succeed(held)
-    return stateToInternal(repo.getJob(id)).pipe(
+    return repo.getJob(id).pipe(
       Effect.flatMap(Option.match({
-        onNone: () => Effect.fail(new NotFound({ message: `no job ${id}: list jobs with \`planter job ls\`` })),
+        onNone: () => Effect.fail(new UnknownEntity({ message: `no job ${id}: list jobs with \`planter job ls\`` })),
         onSome: Effect.succeed
       }))
     )
@@ -263,14 +263,14 @@ export const make = Effect.gen(function*() {
     const jobs = (yield* registry.all).filter((entry) => entry.job.cell_id === cellId)
     if (jobs.length === 0) return
     if (!options.force) {
-      return yield* new Conflict({
+      return yield* new StateConflict({
         message: `cell ${cellId} has ${jobs.length} running job(s) (${jobs.map((entry) => entry.job.id).join(", ")}): kill them first, or remove with --force to kill them`
       })
     }
     yield* Effect.forEach(
       jobs,
       // A job that finished meanwhile is already what --force wanted.
-      (entry) => kill(entry.job.id, { force: true }).pipe(Effect.catchTag("NotFound", () => Effect.void)),
+      (entry) => kill(entry.job.id, { force: true }).pipe(Effect.catchTag("UnknownEntity", () => Effect.void)),
       { concurrency: "unbounded", discard: true }
     )
   })
@@ -279,7 +279,7 @@ export const make = Effect.gen(function*() {
     run,
     adopt,
     get,
-    list: (cellId) => stateToInternal(repo.listJobs(cellId)),
+    list: (cellId) => repo.listJobs(cellId),
     kill,
     stopCell,
     degraded: ends.degraded

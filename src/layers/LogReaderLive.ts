@@ -1,7 +1,7 @@
 import { Effect, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Internal, InvalidRequest } from "../rpc/Errors.js"
+import { DaemonFault, InvalidInput } from "../services/DomainErrors.js"
 import { LogChunk } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
@@ -21,13 +21,13 @@ const fileSize = (file: string) => {
 }
 
 const readAt = (file: string, offset: number, length: number) =>
-  Effect.async<Uint8Array, Internal>((resume) => {
+  Effect.async<Uint8Array, DaemonFault>((resume) => {
     fs.open(file, "r", (openError, fd) => {
-      if (openError) return resume(Effect.fail(new Internal({ message: `cannot open ${file}: ${openError.message}` })))
+      if (openError) return resume(Effect.fail(new DaemonFault({ message: `cannot open ${file}: ${openError.message}` })))
       const buffer = Buffer.allocUnsafe(length)
       fs.read(fd, buffer, 0, length, offset, (readError, bytesRead) => {
         fs.close(fd, () => {})
-        if (readError) return resume(Effect.fail(new Internal({ message: `cannot read ${file}: ${readError.message}` })))
+        if (readError) return resume(Effect.fail(new DaemonFault({ message: `cannot read ${file}: ${readError.message}` })))
         resume(Effect.succeed(new Uint8Array(buffer.buffer, buffer.byteOffset, bytesRead)))
       })
     })
@@ -64,7 +64,7 @@ export const make = Effect.gen(function*() {
   const logsDir = statePaths(config.stateDir).logs
 
   const read = Effect.fn("LogReader.read")(function*(request: LogReadRequest) {
-    // Existence check (and NotFound) through the job's record.
+    // Existence check (and UnknownEntity) through the job's record.
     yield* supervisor.get(request.jobId)
     const file = path.join(logsDir, logFileName(request.jobId, request.stream))
     const deadline = Date.now() + (request.follow ? request.waitMs : 0)
@@ -75,7 +75,7 @@ export const make = Effect.gen(function*() {
       const finished = Option.isNone(registry.get(request.jobId))
       const size = fileSize(file)
       if (request.offset > size && finished) {
-        return yield* new InvalidRequest({ message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)` })
+        return yield* new InvalidInput({ message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)` })
       }
       if (size > request.offset) {
         const data = yield* readAt(file, request.offset, Math.min(request.maxBytes, size - request.offset))

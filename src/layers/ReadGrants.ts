@@ -1,6 +1,6 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { InvalidRequest } from "../rpc/Errors.js"
+import { InvalidInput } from "../services/DomainErrors.js"
 import type { Cell } from "../rpc/Models.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 
@@ -32,23 +32,23 @@ export const makeReadGrantPolicy = (config: Pick<DaemonConfigShape, "stateDir" |
   const kernelReal = KERNEL_FILESYSTEMS.map(realpathOr)
 
   /** The grant as stored (its real path), or why it is refused. */
-  const check = (raw: string): string | InvalidRequest => {
-    if (!path.isAbsolute(raw)) return new InvalidRequest({ message: `--read ${raw}: give an absolute path` })
+  const check = (raw: string): string | InvalidInput => {
+    if (!path.isAbsolute(raw)) return new InvalidInput({ message: `--read ${raw}: give an absolute path` })
     let real: string
     try {
       real = fs.realpathSync(raw)
     } catch {
-      return new InvalidRequest({ message: `--read ${raw}: no such file or directory` })
+      return new InvalidInput({ message: `--read ${raw}: no such file or directory` })
     }
     const shown = real === raw ? raw : `${raw} (${real})`
     const kernel = KERNEL_FILESYSTEMS.find((_, i) => isInside(real, kernelReal[i]!) || isInside(kernelReal[i]!, real))
     if (kernel !== undefined) {
-      return new InvalidRequest({
+      return new InvalidInput({
         message: `--read ${shown} would expose the host's ${kernel} to jobs (the daemon's processes, devices and runtime files): jobs get their own ${kernel === "/run" ? "environment" : kernel}; grant a narrower path outside it`
       })
     }
     if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real) || isInside(real, socketDir)) {
-      return new InvalidRequest({
+      return new InvalidInput({
         message: `--read ${shown} would expose the daemon's state dir or socket to jobs (${stateReal}, ${socketDir}): grant a narrower path outside both`
       })
     }
@@ -56,12 +56,12 @@ export const makeReadGrantPolicy = (config: Pick<DaemonConfigShape, "stateDir" |
   }
 
   /** Why a job of `cell` is refused because a grant no longer is what `create` checked, or undefined. */
-  const recheck = (cell: Cell): InvalidRequest | undefined => {
+  const recheck = (cell: Cell): InvalidInput | undefined => {
     for (const granted of cell.read_paths) {
       if (fs.existsSync(granted) && realpathOr(granted) === granted) continue
       const verdict = check(granted)
-      const why = verdict instanceof InvalidRequest ? verdict.message : `it now resolves to ${verdict}`
-      return new InvalidRequest({
+      const why = verdict instanceof InvalidInput ? verdict.message : `it now resolves to ${verdict}`
+      return new InvalidInput({
         message: `the cell's --read grant ${granted} changed since the cell was created (${why}): the job is refused; remove the cell and create it again with the path you mean to grant`
       })
     }

@@ -1,6 +1,7 @@
 import { Context } from "effect"
 import type { Effect } from "effect"
-import type { Conflict, Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
+import type { StateConflict, DaemonFault, InvalidInput, UnknownEntity } from "./DomainErrors.js"
+import type { StateError } from "./StateRepository.js"
 import type { Cell, Env, NetworkPolicy } from "../rpc/Models.js"
 
 export interface CreateCellRequest {
@@ -12,13 +13,13 @@ export interface CreateCellRequest {
 
 /** Cells: a named directory under the state dir with its env and sandbox policy. */
 export interface CellsShape {
-  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidRequest | Conflict | Internal>
-  readonly list: Effect.Effect<ReadonlyArray<Cell>, Internal>
+  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidInput | StateConflict | DaemonFault | StateError>
+  readonly list: Effect.Effect<ReadonlyArray<Cell>, DaemonFault | StateError>
   /** Finds a cell by id (`cell-…`) or by name. */
-  readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidRequest | NotFound | Internal>
-  readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidRequest | NotFound | Conflict | Internal>
+  readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidInput | UnknownEntity | DaemonFault | StateError>
+  readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidInput | UnknownEntity | StateConflict | DaemonFault | StateError>
   /** Kills the cell's jobs, deletes its dir and row; also finishes a removal a crash interrupted. */
-  readonly finishRemoval: (cell: Cell) => Effect.Effect<void, Conflict | Internal>
+  readonly finishRemoval: (cell: Cell) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
 }
 
 export class Cells extends Context.Tag("planter/Cells")<Cells, CellsShape>() {}

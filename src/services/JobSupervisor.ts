@@ -1,6 +1,7 @@
 import { Context } from "effect"
 import type { Array as Arr, Effect } from "effect"
-import type { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
+import type { StateConflict, DaemonFault, InvalidInput, UnknownEntity, SandboxRefused } from "./DomainErrors.js"
+import type { StateError } from "./StateRepository.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, Env, Job, NetworkPolicy } from "../rpc/Models.js"
 
@@ -25,15 +26,15 @@ export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null)
  * to adopt. Who runs now is the JobRegistry's to answer.
  */
 export interface JobSupervisorShape {
-  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidRequest | SandboxUnavailable | Internal>
+  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | SandboxRefused | DaemonFault | StateError>
   /** Takes over a job a previous daemon left running (its pid and start time checked by the caller). */
   readonly adopt: (job: Job) => Effect.Effect<void>
-  readonly get: (id: JobId) => Effect.Effect<Job, NotFound | Internal>
-  readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, Internal>
+  readonly get: (id: JobId) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
+  readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, DaemonFault | StateError>
   /** Kills the job's whole tree and answers its record once the tree is verified empty. */
-  readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, NotFound | Internal>
+  readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
-  readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, Conflict | Internal>
+  readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
   /** Why the daemon cannot keep its records right now (e.g. job ends held in memory on a full disk), or null. */
   readonly degraded: Effect.Effect<string | null>
 }

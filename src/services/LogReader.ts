@@ -1,6 +1,7 @@
 import { Context } from "effect"
 import type { Effect } from "effect"
-import type { Internal, InvalidRequest, NotFound } from "../rpc/Errors.js"
+import type { DaemonFault, InvalidInput, UnknownEntity } from "./DomainErrors.js"
+import type { StateError } from "./StateRepository.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { LogChunk, LogStream } from "../rpc/Models.js"
 
@@ -22,7 +23,7 @@ export interface LogReadRequest {
 
 /** Bounded reads of a job's log files by offset; followers are woken by file changes. */
 export interface LogReaderShape {
-  readonly read: (request: LogReadRequest) => Effect.Effect<LogChunk, InvalidRequest | NotFound | Internal>
+  readonly read: (request: LogReadRequest) => Effect.Effect<LogChunk, InvalidInput | UnknownEntity | DaemonFault | StateError>
 }
 
 export class LogReader extends Context.Tag("planter/LogReader")<LogReader, LogReaderShape>() {}

@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as LogReaderLive from "../../src/layers/LogReaderLive.js"
-import { NotFound } from "../../src/rpc/Errors.js"
+import { UnknownEntity } from "../../src/services/DomainErrors.js"
 import type { JobId } from "../../src/rpc/Ids.js"
 import { DaemonConfig, statePaths } from "../../src/services/DaemonConfig.js"
 import type { JobRegistryShape } from "../../src/services/JobRegistry.js"
@@ -29,7 +29,7 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     kill: unexpected("JobSupervisor.kill"),
     stopCell: unexpected("JobSupervisor.stopCell"),
     degraded: Effect.die("JobSupervisor.degraded was not expected"),
-    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new NotFound({ message: `no job ${id}` })))
+    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
   }
   const registry: JobRegistryShape = {
     add: unexpected("JobRegistry.add"),
@@ -99,7 +99,7 @@ describe("LogReader", () => {
   it.scopedLive("refuses unknown jobs", () =>
     Effect.gen(function*() {
       const { readJob } = yield* setup
-      expect(yield* Effect.flip(readJob("job-other" as JobId))).toMatchObject({ code: "not_found" })
+      expect(yield* Effect.flip(readJob("job-other" as JobId))).toMatchObject({ _tag: "UnknownEntity" })
     }))
 
   it.scopedLive("wakes a follower when bytes are appended, well before its wait runs out", () =>
@@ -123,6 +123,6 @@ describe("LogReader", () => {
       expect([last.data.length, last.offset, last.eof, last.complete]).toEqual([0, 3, true, true])
       const all = yield* read(0)
       expect([text(all.data), all.complete]).toEqual(["abc", true])
-      expect(yield* Effect.flip(read(4))).toMatchObject({ code: "invalid_request" })
+      expect(yield* Effect.flip(read(4))).toMatchObject({ _tag: "InvalidInput" })
     }))
 })
