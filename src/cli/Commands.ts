@@ -30,7 +30,10 @@ const health = Command.make("health", {}, () =>
     Effect.gen(function*() {
       const info = yield* client.Health()
       if (json) return yield* printJson(info)
-      yield* printLine(`planterd ${info.version} ok, pid ${info.pid}, up ${Math.round(info.uptime_ms / 1000)}s`)
+      yield* printLine(
+        `planterd ${info.version} ${info.ok ? "ok" : "DEGRADED"}, pid ${info.pid}, up ${Math.round(info.uptime_ms / 1000)}s`
+      )
+      if (info.degraded !== null) yield* printLine(`degraded:  ${info.degraded}`)
       yield* printLine(`socket:    ${info.socket}`)
       yield* printLine(`state dir: ${info.state_dir}`)
       yield* printLine(

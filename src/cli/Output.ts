@@ -49,8 +49,8 @@ export const cellRows = (cells: ReadonlyArray<Cell>) =>
   )
 
 const outcome = (job: Job) =>
-  job.status === "running"
-    ? "running"
+  job.status !== "exited"
+    ? job.status
     : job.signal !== null
     ? `${job.termination_reason} (${job.signal})`
     : `${job.termination_reason} (exit ${job.exit_code ?? "unknown"})`
