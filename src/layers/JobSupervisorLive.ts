@@ -1,7 +1,6 @@
 import { Cause, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } from "effect"
 import { randomBytes } from "node:crypto"
-import type { DaemonFault } from "../services/DomainErrors.js"
-import { StateConflict, InvalidInput, UnknownEntity, SandboxRefused } from "../services/DomainErrors.js"
+import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobSandbox } from "../rpc/Models.js"
@@ -216,6 +215,13 @@ export const make = Effect.gen(function*() {
         files
       ).pipe(
         Effect.catchAll((error) => Deferred.fail(ready, error)),
+        // A defect must not leave the request waiting forever either.
+        Effect.catchAllDefect((defect) =>
+          Effect.zipRight(
+            Effect.logError(`job ${id} failed to start`, defect),
+            Deferred.fail(ready, new DaemonFault({ message: `job ${id} could not start: ${String(defect)}` }))
+          )
+        ),
         Effect.onInterrupt(() => Deferred.interrupt(ready))
       )
     )

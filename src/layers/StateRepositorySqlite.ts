@@ -75,6 +75,25 @@ const sqliteReason = (cause: SqlError | ParseResult.ParseError) => {
 const stateError = (message: string) => (cause: SqlError | ParseResult.ParseError) =>
   new StateError({ message: `${message}: ${sqliteReason(cause)}`, cause })
 
+/**
+ * Every failure of a repository call becomes a StateError saying what could
+ * not be done, defects included: @effect/sql dies when a ROLLBACK fails, as
+ * it does after SQLite has already rolled back on a full disk, and a
+ * storage failure must never crash a request or hang its caller.
+ */
+const storageFailure = (message: string) => <A, R>(effect: Effect.Effect<A, SqlError | ParseResult.ParseError, R>) =>
+  effect.pipe(
+    Effect.mapError(stateError(message)),
+    Effect.catchAllDefect((defect) =>
+      Effect.fail(
+        new StateError({
+          message: `${message}: ${defect instanceof Error ? sqliteReason(defect as SqlError) : String(defect)}`,
+          cause: defect
+        })
+      )
+    )
+  )
+
 export const make = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   yield* sql`PRAGMA foreign_keys = ON`
@@ -111,21 +130,21 @@ export const make = Effect.gen(function*() {
           journal({ kind: "cell_created", cell_id: cell.id, job_id: null, detail: { name: cell.name } })
         )
       )
-    }, Effect.mapError(stateError("cannot record the cell"))),
+    }, storageFailure("cannot record the cell")),
 
     findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
       const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
       return Option.fromNullable(cells[0])
-    }, Effect.mapError(stateError("cannot read cells"))),
+    }, storageFailure("cannot read cells")),
 
     getCell: Effect.fn("StateRepository.getCell")(function*(id) {
       const cells = yield* sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
       return Option.fromNullable(cells[0])
-    }, Effect.mapError(stateError("cannot read cells"))),
+    }, storageFailure("cannot read cells")),
 
     listCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NULL ORDER BY created_at_ms, id`.pipe(
       Effect.flatMap(decodeCells),
-      Effect.mapError(stateError("cannot read cells")),
+      storageFailure("cannot read cells"),
       Effect.withSpan("StateRepository.listCells")
     ),
 
@@ -136,11 +155,11 @@ export const make = Effect.gen(function*() {
           journal({ kind: "cell_removing", cell_id: id, job_id: null, detail: {} })
         )
       )
-    }, Effect.mapError(stateError("cannot record the cell's removal"))),
+    }, storageFailure("cannot record the cell's removal")),
 
     listRemovingCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NOT NULL ORDER BY removing_at_ms, id`.pipe(
       Effect.flatMap(decodeCells),
-      Effect.mapError(stateError("cannot read cells")),
+      storageFailure("cannot read cells"),
       Effect.withSpan("StateRepository.listRemovingCells")
     ),
 
@@ -151,7 +170,7 @@ export const make = Effect.gen(function*() {
           journal({ kind: "cell_removed", cell_id: id, job_id: null, detail: {} })
         )
       )
-    }, Effect.mapError(stateError("cannot remove the cell"))),
+    }, storageFailure("cannot remove the cell")),
 
     insertJob: Effect.fn("StateRepository.insertJob")(function*(job) {
       const row = yield* encodeJob(job)
@@ -166,7 +185,7 @@ export const make = Effect.gen(function*() {
           })
         )
       )
-    }, Effect.mapError(stateError("cannot record the job"))),
+    }, storageFailure("cannot record the job")),
 
     markJobRunning: Effect.fn("StateRepository.markJobRunning")(function*(id, running: JobProcess) {
       yield* sql`UPDATE jobs SET
@@ -175,13 +194,13 @@ export const make = Effect.gen(function*() {
           pid_start_time = ${running.pid_start_time},
           sandbox_json = ${JSON.stringify(yield* Schema.encode(JobSandbox)(running.sandbox))}
         WHERE id = ${id} AND status = 'starting'`
-    }, Effect.mapError(stateError("cannot record the job's process"))),
+    }, storageFailure("cannot record the job's process")),
 
     deleteStartingJob: Effect.fn("StateRepository.deleteStartingJob")(function*(id, event) {
       yield* sql.withTransaction(
         Effect.zipRight(sql`DELETE FROM jobs WHERE id = ${id} AND status = 'starting'`, journal(event))
       )
-    }, Effect.mapError(stateError("cannot remove the job that did not start"))),
+    }, storageFailure("cannot remove the job that did not start")),
 
     finishJob: Effect.fn("StateRepository.finishJob")(function*(id, finish: JobFinish, event) {
       return yield* sql.withTransaction(
@@ -198,36 +217,36 @@ export const make = Effect.gen(function*() {
           return yield* selectJob(id)
         })
       )
-    }, Effect.mapError(stateError("cannot record the job's end"))),
+    }, storageFailure("cannot record the job's end")),
 
     getJob: (id) =>
-      selectJob(id).pipe(Effect.mapError(stateError("cannot read jobs")), Effect.withSpan("StateRepository.getJob")),
+      selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
 
     listJobs: (cellId) =>
       (cellId === null
         ? sql`SELECT * FROM jobs ORDER BY started_at_ms, id`
         : sql`SELECT * FROM jobs WHERE cell_id = ${cellId} ORDER BY started_at_ms, id`).pipe(
           Effect.flatMap(decodeJobs),
-          Effect.mapError(stateError("cannot read jobs")),
+          storageFailure("cannot read jobs"),
           Effect.withSpan("StateRepository.listJobs")
         ),
 
     listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`.pipe(
       Effect.flatMap(decodeJobs),
-      Effect.mapError(stateError("cannot read jobs")),
+      storageFailure("cannot read jobs"),
       Effect.withSpan("StateRepository.listUnfinishedJobs")
     ),
 
     appendEvent: (event) =>
       journal(event).pipe(
         Effect.asVoid,
-        Effect.mapError(stateError("cannot append to the events journal")),
+        storageFailure("cannot append to the events journal"),
         Effect.withSpan("StateRepository.appendEvent")
       ),
 
     listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, detail_json AS detail FROM events ORDER BY id`.pipe(
       Effect.flatMap(Schema.decodeUnknown(Schema.Array(StoredEvent))),
-      Effect.mapError(stateError("cannot read the events journal")),
+      storageFailure("cannot read the events journal"),
       Effect.withSpan("StateRepository.listEvents")
     )
   })
