@@ -239,7 +239,14 @@ export const make = Effect.gen(function*() {
     const files = jobFiles(paths, job.id)
     const entry = yield* newEntry(job)
     const note = isSandboxLauncher(job) ? undefined : "exit status unknown: the job was adopted after a daemon restart"
-    yield* FiberMap.run(fibers, job.id, supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files))
+    yield* FiberMap.run(
+      fibers,
+      job.id,
+      supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files).pipe(
+        // A fiber of the FiberMap that dies would otherwise vanish without a word.
+        Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect))
+      )
+    )
   })
 
   const get = (id: JobId): Effect.Effect<Job, UnknownEntity | StateError> => {
