@@ -14,6 +14,7 @@ import * as RpcClient from "@effect/rpc/RpcClient"
 import { Context, Effect, Layer, Schema } from "effect"
 import { daemonAnswers } from "./SocketProbe.js"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
+import type { Unauthorized } from "./Errors.js"
 import { ClientSerializationLive } from "./Serialization.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
@@ -23,11 +24,13 @@ export * from "./Models.js"
 export {
   CellCreatePayload,
   CellRemovePayload,
+  EventsListPayload,
   JobKillPayload,
   JobListPayload,
   JobRunPayload,
   JobStatusPayload,
   LogsReadPayload,
+  MAX_EVENTS_PAGE,
   MAX_FOLLOW_WAIT_MS,
   MAX_LOG_CHUNK_BYTES,
   PlanterRpcs,
@@ -78,8 +81,11 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
   // the call instead. The payload schemas encode every value as itself, so the bytes sent are the same.
   const client: PlanterClientShape = yield* RpcClient.make(PlanterWireRpcs).pipe(Effect.provide(protocol))
   const version = yield* client.Version().pipe(
-    Effect.catchAll((error) =>
-      new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` })
+    Effect.catchAll((error): Effect.Effect<never, Unauthorized | DaemonUnavailable> =>
+      // Refused by the daemon's policy: say so, with the daemon's words (who, what, and the flag that allows it).
+      error._tag === "Unauthorized"
+        ? Effect.fail(error)
+        : Effect.fail(new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` }))
     )
   )
   if (version.protocol_version !== PROTOCOL_VERSION) {
