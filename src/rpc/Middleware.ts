@@ -19,7 +19,8 @@ export interface CallerShape {
   readonly pid: number | null
   /** Its primary gid and supplementary groups. */
   readonly groups: ReadonlyArray<number>
-  readonly role: Role
+  /** Null only for requests any peer may make (Version). */
+  readonly role: Role | null
   /** How messages name it: `uid 1001 (alice)`. */
   readonly name: string
 }

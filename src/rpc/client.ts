@@ -12,7 +12,7 @@ import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import { Context, Effect, Layer, Schema } from "effect"
-import { daemonAnswers } from "./SocketProbe.js"
+import { probeSocket } from "./SocketProbe.js"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
 import type { Unauthorized } from "./Errors.js"
 import { ClientSerializationLive } from "./Serialization.js"
@@ -63,7 +63,15 @@ export const resolveSocketPath = (options?: PlanterClientOptions) =>
 /** Connects, then checks the daemon's protocol version before handing out the client. */
 export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
   const socketPath = resolveSocketPath(options)
-  if (!(yield* daemonAnswers(socketPath))) {
+  const probe = yield* probeSocket(socketPath)
+  if (probe === "EACCES") {
+    // The file system refused: the socket's mode, or a directory above it, keeps this user out.
+    return yield* new DaemonUnavailable({
+      socketPath,
+      message: `permission denied on ${socketPath} (uid ${process.getuid?.() ?? "?"}): planterd's socket is not open to this user; ask its operator to allow it (\`planterd --allow-uid ${process.getuid?.() ?? "UID"}:run\` or --allow-group GROUP:run) and to put the socket where it can reach it`
+    })
+  }
+  if (probe !== "answered") {
     return yield* new DaemonUnavailable({
       socketPath,
       message: `no planterd is listening on ${socketPath}: start one with \`planterd --socket ${socketPath}\` (or \`npm start\` in a Planter checkout)`

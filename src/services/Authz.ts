@@ -71,19 +71,21 @@ export const roleOf = (policy: AuthzPolicy, peer: Peer): Role | null => {
 
 /** What each request asks for: the role it needs and how a person names the action. */
 export interface Action {
-  readonly role: Role
+  /** The least role it needs; null: any peer whose credentials were read. */
+  readonly role: Role | null
   readonly what: string
   /** Changes state: audited on success as well as on denial. */
   readonly changesState: boolean
 }
 
 /**
- * Every RPC's action. `Version` needs `read` like any other request; the
- * client asks it first, so a caller without a role learns at once that it
- * is refused and what would allow it.
+ * Every RPC's action. `Version` is answered to any peer (it says only the
+ * daemon's and the protocol's versions): every client asks it first to
+ * check the protocol, and a caller without a role should then be refused
+ * for what it really asked, named.
  */
 export const actions = {
-  Version: { role: "read", what: "ask the daemon's version", changesState: false },
+  Version: { role: null, what: "ask the daemon's version", changesState: false },
   Health: { role: "read", what: "read the daemon's health", changesState: false },
   CellCreate: { role: "run", what: "create cells", changesState: true },
   CellList: { role: "read", what: "list cells", changesState: false },
@@ -108,7 +110,7 @@ export const describeUid = (uid: number, name: Option.Option<string> | string | 
 }
 
 export type Decision =
-  | { readonly allowed: true; readonly role: Role }
+  | { readonly allowed: true; readonly role: Role | null }
   | { readonly allowed: false; readonly role: Role | null; readonly message: string }
 
 /**
@@ -122,7 +124,7 @@ export const decide = (
   options: { readonly who?: string } = {}
 ): Decision => {
   const role = roleOf(policy, peer)
-  if (role !== null && atLeast(role, action.role)) return { allowed: true, role }
+  if (action.role === null || role !== null && atLeast(role, action.role)) return { allowed: true, role }
   const who = options.who ?? describeUid(peer.uid)
   const grant = `\`planterd --allow-uid ${peer.uid}:${action.role}\` (or --allow-group GROUP:${action.role} for one of its groups)`
   const message = policy.strict
@@ -139,7 +141,7 @@ export const decide = (
  * record without an owner (made before ownership was recorded) belongs to
  * the daemon's user.
  */
-export const mayTouch = (policy: AuthzPolicy, caller: { readonly uid: number; readonly role: Role }, ownerUid: number | null) =>
+export const mayTouch = (policy: AuthzPolicy, caller: { readonly uid: number; readonly role: Role | null }, ownerUid: number | null) =>
   caller.role === "admin" || (ownerUid ?? policy.daemonUid) === caller.uid
 
 /** The message for a caller that may not act on another user's cell or job. */
