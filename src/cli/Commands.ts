@@ -5,6 +5,7 @@ import { PLANTER_VERSION } from "../rpc/Version.js"
 import { cellCommand, createCell } from "./CellCommands.js"
 import { planter, withClient } from "./Global.js"
 import { jobCommand, run } from "./JobCommands.js"
+import { events } from "./EventsCommand.js"
 import { logs } from "./LogsCommand.js"
 import { printJson, printLine } from "./Output.js"
 
@@ -47,6 +48,6 @@ const health = Command.make("health", {}, () =>
 
 export const command = planter.pipe(
   Command.withDescription("Talk to planterd: cells, jobs and their logs"),
-  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, logs])
+  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, logs, events])
 )
 

@@ -8,7 +8,10 @@ import { Cause, Duration, Effect, Exit, Layer, Option } from "effect"
 import * as path from "node:path"
 import * as Daemon from "../layers/Daemon.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
+import type { AuthzPolicy, GroupGrant, UidGrant } from "../services/Authz.js"
+import { parseGrant } from "../services/Authz.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
+import { resolveGid, resolveUid } from "../layers/UserDb.js"
 
 const socket = Options.text("socket").pipe(
   Options.withDescription("Unix socket to serve (default: $PLANTER_SOCKET or <state dir>/planterd.sock)"),
@@ -30,11 +33,58 @@ const killGrace = Options.integer("kill-grace-ms").pipe(
   Options.withDefault(5000)
 )
 
+const allowUid = Options.text("allow-uid").pipe(
+  Options.withDescription("let this user (name or uid) use the socket, with role read, run (default) or admin: --allow-uid ci:run (repeatable)"),
+  Options.repeated
+)
+const allowGroup = Options.text("allow-group").pipe(
+  Options.withDescription("let this group's members use the socket, with role read, run (default) or admin: --allow-group viewers:read (repeatable)"),
+  Options.repeated
+)
+const strict = Options.boolean("strict").pipe(
+  Options.withDescription("allow only the daemon's own uid, ignoring every grant, and refuse a socket setup that is not private")
+)
+
+/** A flag planterd cannot act on (an unknown user, a bad role); exit 2 like any usage error. */
+class PolicyFlagError extends Error {
+  readonly _tag = "PolicyFlagError"
+}
+
+/** The policy from the flags; names are resolved once, at start. */
+const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: ReadonlyArray<string>; strict: boolean }) =>
+  Effect.try({
+    try: (): AuthzPolicy => {
+      const daemonUid = process.getuid?.() ?? 0
+      const uids: Array<UidGrant> = []
+      for (const text of options.allowUid) {
+        const grant = parseGrant(text)
+        if (typeof grant === "string") throw new PolicyFlagError(`--allow-uid ${grant}`)
+        const uid = resolveUid(grant.name)
+        if (uid === undefined) throw new PolicyFlagError(`--allow-uid ${text}: no user named ${grant.name} (give a user name or a numeric uid)`)
+        uids.push({ uid, label: grant.name, role: grant.role })
+      }
+      const groups: Array<GroupGrant> = []
+      for (const text of options.allowGroup) {
+        const grant = parseGrant(text)
+        if (typeof grant === "string") throw new PolicyFlagError(`--allow-group ${grant}`)
+        const gid = resolveGid(grant.name)
+        if (gid === undefined) throw new PolicyFlagError(`--allow-group ${text}: no group named ${grant.name} (create it with \`groupadd ${grant.name}\`, or give a numeric gid)`)
+        groups.push({ gid, label: grant.name, role: grant.role })
+      }
+      return { daemonUid, uids, groups, strict: options.strict }
+    },
+    catch: (error) => error as PolicyFlagError
+  })
+
 const planterd = Command.make(
   "planterd",
-  { socket, stateDir, sandboxMode, keepJobs, killGrace },
+  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict },
   (options) =>
     Effect.gen(function*() {
+      const authz = yield* policyFrom(options)
+      if (authz.strict && (authz.uids.length > 0 || authz.groups.length > 0)) {
+        yield* Effect.logWarning("--strict: ignoring every --allow-uid and --allow-group; only the daemon's own uid may use the socket")
+      }
       const state = Option.match(options.stateDir, { onNone: () => defaultStateDir(), onSome: (dir) => path.resolve(dir) })
       const socketPath = Option.match(options.socket, {
         onNone: () => defaultSocketPath(state),
@@ -45,7 +95,8 @@ const planterd = Command.make(
         stateDir: state,
         sandboxMode: options.sandboxMode,
         keepJobs: options.keepJobs,
-        killGrace: Duration.millis(Math.max(0, options.killGrace))
+        killGrace: Duration.millis(Math.max(0, options.killGrace)),
+        authz
       })
       yield* Layer.launch(
         Layer.tap(daemon, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))
@@ -65,6 +116,12 @@ const program: Effect.Effect<number> = cli(process.argv).pipe(
   Effect.catchAll((error) => {
     // @effect/cli has already printed what was wrong with the command line.
     if (ValidationError.isValidationError(error)) return Effect.succeed(2)
+    if (error instanceof PolicyFlagError) {
+      return Effect.sync(() => {
+        process.stderr.write(`planterd: ${error.message}\n`)
+        return 2
+      })
+    }
     const message = (error as { message?: string }).message ?? String(error)
     return Effect.sync(() => {
       process.stderr.write(`planterd: ${message}\n`)

@@ -43,7 +43,8 @@ export const make = Effect.gen(function*() {
       read_paths: readPaths,
       network: request.network,
       dir,
-      created_at_ms: Date.now()
+      created_at_ms: Date.now(),
+      owner_uid: request.owner_uid
     })
     yield* Effect.try({
       try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),

@@ -44,5 +44,5 @@ export const layer = (config: DaemonConfigShape) => {
     Layer.provideMerge(supervisor)
   )
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(services))
-  return RpcServerLive.layer(config.socketPath).pipe(Layer.provide(reconciled))
+  return RpcServerLive.layer(config.socketPath, config.authz, config.stateDir).pipe(Layer.provide(reconciled))
 }

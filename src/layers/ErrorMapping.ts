@@ -1,15 +1,15 @@
 import { Effect } from "effect"
-import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "../rpc/Errors.js"
+import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable, type Unauthorized } from "../rpc/Errors.js"
 import type { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { StateError } from "../services/StateRepository.js"
 
 export type DomainError = InvalidInput | UnknownEntity | StateConflict | SandboxRefused | DaemonFault | StateError
 
-type WireError = InvalidRequest | NotFound | Conflict | SandboxUnavailable | Internal
+type WireError = InvalidRequest | NotFound | Conflict | SandboxUnavailable | Internal | Unauthorized
 
 const isWire = (error: DomainError | WireError): error is WireError =>
   error._tag === "InvalidRequest" || error._tag === "NotFound" || error._tag === "Conflict" ||
-  error._tag === "SandboxUnavailable" || error._tag === "Internal"
+  error._tag === "SandboxUnavailable" || error._tag === "Internal" || error._tag === "Unauthorized"
 
 /**
  * The one place domain errors become wire errors, each with its stable

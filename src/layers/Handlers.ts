@@ -6,13 +6,17 @@ import { JobSupervisor } from "../services/JobSupervisor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import { onWire } from "./ErrorMapping.js"
-import { InvalidRequest } from "../rpc/Errors.js"
-import { JobId } from "../rpc/Ids.js"
-import { HealthInfo, VersionInfo } from "../rpc/Models.js"
+import { InvalidRequest, Unauthorized } from "../rpc/Errors.js"
+import { Caller } from "../rpc/Middleware.js"
+import { mayTouch, notOwnerMessage } from "../services/Authz.js"
+import { StateRepository } from "../services/StateRepository.js"
+import { CellId, JobId } from "../rpc/Ids.js"
+import { HealthInfo, JournalEntry, JournalPage, VersionInfo } from "../rpc/Models.js"
 import { validated } from "../rpc/RequestValidation.js"
 import {
   CellCreatePayload,
   CellRemovePayload,
+  EventsListPayload,
   JobKillPayload,
   JobListPayload,
   JobRunPayload,
@@ -34,6 +38,19 @@ const parseJobId = (raw: string) =>
   )
 
 /**
+ * The caller may act on what `ownerUid` owns (its own, or anything as an
+ * admin); otherwise `unauthorized`, before anything is done.
+ */
+const ownedByCaller = (what: string, target: string, ownerUid: number | null) =>
+  Effect.gen(function*() {
+    const caller = yield* Caller
+    const { authz } = yield* DaemonConfig
+    if (!mayTouch(authz, caller, ownerUid)) {
+      return yield* new Unauthorized({ message: notOwnerMessage(caller, what, target, ownerUid, authz) })
+    }
+  })
+
+/**
  * Thin handlers: decode the payload with its strict schema (a bad field is
  * `invalid_request` naming it), call the services, answer.
  */
@@ -44,6 +61,7 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const registry = yield* JobRegistry
   const logs = yield* LogReader
   const sandbox = yield* SandboxRunner
+  const repo = yield* StateRepository
   const startedAt = Date.now()
 
   return {
@@ -66,11 +84,22 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
           },
           running_jobs: running
         })),
-    CellCreate: validated(CellCreatePayload, (request) => onWire(cells.create(request))),
+    CellCreate: validated(CellCreatePayload, (request) =>
+      onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))),
     CellList: () => onWire(cells.list),
-    CellRemove: validated(CellRemovePayload, ({ cell_id, force }) => onWire(cells.remove(cell_id, { force }))),
+    CellRemove: validated(CellRemovePayload, ({ cell_id, force }) =>
+      onWire(Effect.gen(function*() {
+        const cell = yield* cells.resolve(cell_id)
+        yield* ownedByCaller("remove cell", `${cell.name} (${cell.id})`, cell.owner_uid)
+        return yield* cells.remove(cell.id, { force })
+      }))),
     JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, network }) =>
-      onWire(Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.run(cell, { argv, env, cwd, network })))),
+      onWire(Effect.gen(function*() {
+        const caller = yield* Caller
+        const cell = yield* cells.resolve(cell_id)
+        yield* ownedByCaller("run jobs in cell", `${cell.name} (${cell.id})`, cell.owner_uid)
+        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid })
+      }))),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
     JobList: validated(JobListPayload, ({ cell_id }) =>
       onWire(
@@ -79,7 +108,28 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
           : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
       )),
     JobKill: validated(JobKillPayload, ({ force, job_id }) =>
-      onWire(Effect.flatMap(parseJobId(job_id), (id) => supervisor.kill(id, { force })))),
+      onWire(Effect.gen(function*() {
+        const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)
+        yield* ownedByCaller("kill job", job.id, job.owner_uid)
+        return yield* supervisor.kill(job.id, { force })
+      }))),
+    EventsList: validated(EventsListPayload, ({ after_id, cell_id, job_id, limit, since_ms }) =>
+      onWire(Effect.gen(function*() {
+        // A removed cell's events stay reachable by its id; a name must name a current cell.
+        const cellId = cell_id === null
+          ? null
+          : cell_id.startsWith("cell-")
+          ? yield* Schema.decodeUnknown(CellId)(cell_id).pipe(
+            Effect.mapError(() => new InvalidRequest({ message: `invalid cell id ${JSON.stringify(cell_id.slice(0, 80))}` }))
+          )
+          : (yield* cells.resolve(cell_id)).id
+        const jobId = job_id === null ? null : yield* parseJobId(job_id)
+        const rows = yield* repo.pageEvents({ afterId: after_id, sinceMs: since_ms, cellId, jobId, limit })
+        return new JournalPage({
+          events: rows.map((row) => new JournalEntry({ ...row })),
+          next_id: rows.length === limit ? rows[rows.length - 1]!.id : null
+        })
+      }))),
     LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
       onWire(Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))))
   }

@@ -142,7 +142,8 @@ export const make = Effect.gen(function*() {
           backend: sandbox.status.available ? sandbox.status.backend : "none",
           network,
           fallback_reason: null
-        })
+        }),
+        owner_uid: request.owner_uid
       })
       yield* repo.insertJob(provisional)
       yield* crashPoint("job-recorded")

@@ -2,31 +2,42 @@ import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as SocketServer from "@effect/platform/SocketServer"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import { Effect, Layer } from "effect"
-import { claimSocketPath, secureAndRemoveOnClose } from "./SocketGuard.js"
+import type { AuthzPolicy } from "../services/Authz.js"
+import { checkSocketDir, claimSocketPath, secureAndRemoveOnClose, withPrivateUmask } from "./SocketGuard.js"
+import * as CallerMiddlewareLive from "./CallerMiddlewareLive.js"
 import { HandlersLive } from "./Handlers.js"
+import * as PeerSocketProtocol from "./PeerSocketProtocol.js"
 import { PlanterWireRpcs } from "../rpc/Rpcs.js"
 import { ServerSerializationLive } from "../rpc/Serialization.js"
 
-/** Claims the path, listens, then restricts the socket file; closing unlinks it first, then stops the server. */
-const socketServer = (socketPath: string) =>
+/**
+ * Checks the socket's directory, claims the path, listens, then gives the
+ * socket the mode and group the policy needs and verifies them; closing
+ * unlinks it first, then stops the server.
+ */
+const socketServer = (socketPath: string, policy: AuthzPolicy, stateDir: string) =>
   Layer.scoped(
     SocketServer.SocketServer,
     Effect.gen(function*() {
-      yield* claimSocketPath(socketPath)
-      const server = yield* NodeSocketServer.make({ path: socketPath })
-      yield* secureAndRemoveOnClose(socketPath)
+      const dir = yield* checkSocketDir(socketPath, policy, stateDir)
+      yield* claimSocketPath(socketPath, dir)
+      const server = yield* withPrivateUmask(NodeSocketServer.make({ path: socketPath }))
+      yield* secureAndRemoveOnClose(socketPath, policy)
       return server
     })
   )
 
 /**
  * The RPC server on the Unix socket at `socketPath`, serving PlanterWireRpcs
- * (PlanterRpcs with payloads decoded by the handlers) with HandlersLive.
+ * (PlanterRpcs with payloads decoded by the handlers) with HandlersLive,
+ * every request going through the CallerMiddleware (peer credentials read
+ * at accept time → role → Caller, audit).
  */
-export const layer = (socketPath: string) =>
+export const layer = (socketPath: string, policy: AuthzPolicy, stateDir: string) =>
   RpcServer.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
-    Layer.provide(RpcServer.layerProtocolSocketServer),
+    Layer.provide(CallerMiddlewareLive.layer),
+    Layer.provideMerge(PeerSocketProtocol.layer),
     Layer.provide(ServerSerializationLive),
-    Layer.provide(socketServer(socketPath))
+    Layer.provide(socketServer(socketPath, policy, stateDir))
   )

@@ -17,7 +17,8 @@ const CellRow = Schema.Struct({
   read_paths_json: Schema.parseJson(Schema.Array(Schema.String)),
   network: NetworkPolicy,
   dir: Schema.String,
-  created_at_ms: Schema.Number
+  created_at_ms: Schema.Number,
+  owner_uid: Schema.NullOr(Schema.Number)
 })
 
 const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
@@ -30,7 +31,8 @@ const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
       read_paths: row.read_paths_json,
       network: row.network,
       dir: row.dir,
-      created_at_ms: row.created_at_ms
+      created_at_ms: row.created_at_ms,
+      owner_uid: row.owner_uid
     }),
   encode: (cell) => ({
     id: cell.id,
@@ -39,7 +41,8 @@ const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
     read_paths_json: cell.read_paths,
     network: cell.network,
     dir: cell.dir,
-    created_at_ms: cell.created_at_ms
+    created_at_ms: cell.created_at_ms,
+    owner_uid: cell.owner_uid
   })
 })
 
@@ -55,7 +58,8 @@ const JobRow = Schema.Struct({
   pid_start_time: Schema.NullOr(Schema.String),
   started_at_ms: Schema.Number,
   finished_at_ms: Schema.NullOr(Schema.Number),
-  sandbox_json: Schema.parseJson(JobSandbox)
+  sandbox_json: Schema.parseJson(JobSandbox),
+  owner_uid: Schema.NullOr(Schema.Number)
 })
 
 const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
@@ -106,6 +110,7 @@ export const make = Effect.gen(function*() {
   const decodeJobs = Schema.decodeUnknown(Schema.Array(JobFromRow))
   const encodeCell = Schema.encode(CellFromRow)
   const encodeJob = Schema.encode(JobFromRow)
+  const decodeEvents = Schema.decodeUnknown(Schema.Array(StoredEvent))
 
   const journal = (event: JournalEvent) =>
     sql`INSERT INTO events ${
@@ -114,6 +119,8 @@ export const make = Effect.gen(function*() {
         kind: event.kind,
         cell_id: event.cell_id,
         job_id: event.job_id,
+        uid: event.uid ?? null,
+        pid: event.pid ?? null,
         detail_json: JSON.stringify(event.detail)
       })
     }`
@@ -127,7 +134,7 @@ export const make = Effect.gen(function*() {
       yield* sql.withTransaction(
         Effect.zipRight(
           sql`INSERT INTO cells ${sql.insert(row)}`,
-          journal({ kind: "cell_created", cell_id: cell.id, job_id: null, detail: { name: cell.name } })
+          journal({ kind: "cell_created", cell_id: cell.id, job_id: null, detail: { name: cell.name }, uid: cell.owner_uid })
         )
       )
     }, storageFailure("cannot record the cell")),
@@ -181,7 +188,8 @@ export const make = Effect.gen(function*() {
             kind: "job_started",
             cell_id: job.cell_id,
             job_id: job.id,
-            detail: { argv: job.command.argv }
+            detail: { argv: job.command.argv },
+            uid: job.owner_uid
           })
         )
       )
@@ -244,11 +252,25 @@ export const make = Effect.gen(function*() {
         Effect.withSpan("StateRepository.appendEvent")
       ),
 
-    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, detail_json AS detail FROM events ORDER BY id`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(Schema.Array(StoredEvent))),
+    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events ORDER BY id`.pipe(
+      Effect.flatMap(decodeEvents),
       storageFailure("cannot read the events journal"),
       Effect.withSpan("StateRepository.listEvents")
-    )
+    ),
+
+    pageEvents: (query) =>
+      sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events WHERE ${
+        sql.and([
+          sql`id > ${query.afterId ?? 0}`,
+          ...(query.sinceMs === null ? [] : [sql`at_ms >= ${query.sinceMs}`]),
+          ...(query.jobId === null ? [] : [sql`job_id = ${query.jobId}`]),
+          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`])
+        ])
+      } ORDER BY id LIMIT ${query.limit}`.pipe(
+        Effect.flatMap(decodeEvents),
+        storageFailure("cannot read the events journal"),
+        Effect.withSpan("StateRepository.pageEvents")
+      )
   })
 })
 

@@ -53,6 +53,9 @@ export type SandboxMode = typeof SandboxMode.Type
 export const SandboxBackend = Schema.Literal("none", "bubblewrap", "sandbox-exec")
 export type SandboxBackend = typeof SandboxBackend.Type
 
+/** Optional on the wire and in constructors, always present once decoded. */
+const OwnerUid = Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null })
+
 export class Cell extends Schema.Class<Cell>("Cell")({
   id: CellId,
   name: Schema.String,
@@ -60,7 +63,9 @@ export class Cell extends Schema.Class<Cell>("Cell")({
   read_paths: Schema.Array(Schema.String),
   network: NetworkPolicy,
   dir: Schema.String,
-  created_at_ms: Schema.Number
+  created_at_ms: Schema.Number,
+  /** The uid of the caller that created it (null: made before owners were recorded, i.e. the daemon's user). */
+  owner_uid: OwnerUid
 }) {}
 
 export const ResourceLimits = Schema.NullOr(Schema.Struct({}))
@@ -111,7 +116,28 @@ export class Job extends Schema.Class<Job>("Job")({
   pid_start_time: Schema.NullOr(Schema.String),
   started_at_ms: Schema.Number,
   finished_at_ms: Schema.NullOr(Schema.Number),
-  sandbox: JobSandbox
+  sandbox: JobSandbox,
+  /** The uid of the caller that started it (null: started before owners were recorded, i.e. the daemon's user). */
+  owner_uid: OwnerUid
+}) {}
+
+/** One row of the events journal: what happened, to which cell or job, and who asked (uid and pid of the caller). */
+export class JournalEntry extends Schema.Class<JournalEntry>("JournalEntry")({
+  id: Schema.Number,
+  at_ms: Schema.Number,
+  kind: Schema.String,
+  cell_id: Schema.NullOr(Schema.String),
+  job_id: Schema.NullOr(Schema.String),
+  /** The caller's uid; null for what the daemon did on its own (a job exiting, a restart adopting). */
+  uid: Schema.NullOr(Schema.Number),
+  pid: Schema.NullOr(Schema.Number),
+  detail: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+}) {}
+
+/** A page of the journal, oldest first; `next_id` is the cursor of the next page, null at the end. */
+export class JournalPage extends Schema.Class<JournalPage>("JournalPage")({
+  events: Schema.Array(JournalEntry),
+  next_id: Schema.NullOr(Schema.Number)
 }) {}
 
 export const LogStream = Schema.Literal("stdout", "stderr").annotations(expected('"stdout" or "stderr"'))

@@ -1,18 +1,22 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
-import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable } from "./Errors.js"
-import { Cell, Env, HealthInfo, Job, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
+import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
+import { CallerMiddleware } from "./Middleware.js"
+import { Cell, Env, HealthInfo, Job, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024
 
 /** The longest a LogsRead follow may wait for new bytes before answering with what it has. */
 export const MAX_FOLLOW_WAIT_MS = 60_000
+
+/** The most journal rows one EventsList answers; the client pages with `after_id` for more. */
+export const MAX_EVENTS_PAGE = 1000
 
 /**
  * Ids travel as plain strings and are validated by the daemon (Handlers'
@@ -81,43 +85,64 @@ export const LogsReadPayload = payload({
   wait_ms: wholeNumber(`a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}`, 0, MAX_FOLLOW_WAIT_MS)
 })
 
-const Version = Rpc.make("Version", { success: VersionInfo })
-const Health = Rpc.make("Health", { success: HealthInfo, error: Internal })
+export const EventsListPayload = payload({
+  /** Only events at or after this time (ms since the epoch), or null for all. */
+  since_ms: Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER)),
+  /** Only events after this id (the cursor of the previous page), or null from the start. */
+  after_id: Schema.NullOr(wholeNumber("an event id, or null", 0, Number.MAX_SAFE_INTEGER)),
+  job_id: Schema.NullOr(JobIdString),
+  cell_id: Schema.NullOr(Schema.String.annotations(expected("a cell id (cell-…), or null"))),
+  limit: wholeNumber(`a whole number of events from 1 to ${MAX_EVENTS_PAGE}`, 1, MAX_EVENTS_PAGE)
+})
+
+/*
+ * Every RPC can answer `unauthorized`: the caller's role (from its
+ * connection's peer credentials) does not allow the request, or the cell
+ * or job it targets belongs to another user.
+ */
+const Version = Rpc.make("Version", { success: VersionInfo, error: Unauthorized })
+const Health = Rpc.make("Health", { success: HealthInfo, error: Schema.Union(Unauthorized, Internal) })
 const CellCreate = Rpc.make("CellCreate", {
   payload: CellCreatePayload,
   success: Cell,
-  error: Schema.Union(InvalidRequest, Conflict, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, Conflict, Internal)
 })
-const CellList = Rpc.make("CellList", { success: Schema.Array(Cell), error: Internal })
+const CellList = Rpc.make("CellList", { success: Schema.Array(Cell), error: Schema.Union(Unauthorized, Internal) })
 const CellRemove = Rpc.make("CellRemove", {
   payload: CellRemovePayload,
   success: Cell,
-  error: Schema.Union(InvalidRequest, NotFound, Conflict, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 const JobRun = Rpc.make("JobRun", {
   payload: JobRunPayload,
   success: Job,
-  error: Schema.Union(InvalidRequest, NotFound, SandboxUnavailable, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, SandboxUnavailable, Internal)
 })
 const JobStatus = Rpc.make("JobStatus", {
   payload: JobStatusPayload,
   success: Job,
-  error: Schema.Union(InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 const JobList = Rpc.make("JobList", {
   payload: JobListPayload,
   success: Schema.Array(Job),
-  error: Schema.Union(InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 const JobKill = Rpc.make("JobKill", {
   payload: JobKillPayload,
   success: Job,
-  error: Schema.Union(InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 const LogsRead = Rpc.make("LogsRead", {
   payload: LogsReadPayload,
   success: LogChunk,
-  error: Schema.Union(InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+})
+
+const EventsList = Rpc.make("EventsList", {
+  payload: EventsListPayload,
+  success: JournalPage,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 
 /** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
@@ -131,8 +156,9 @@ export class PlanterRpcs extends RpcGroup.make(
   JobStatus,
   JobList,
   JobKill,
-  LogsRead
-) {}
+  LogsRead,
+  EventsList
+).middleware(CallerMiddleware) {}
 
 /**
  * The same RPC, its payload left unchecked by the protocol. When a payload
@@ -163,5 +189,6 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobStatus),
   unchecked(JobList),
   unchecked(JobKill),
-  unchecked(LogsRead)
-) {}
+  unchecked(LogsRead),
+  unchecked(EventsList)
+).middleware(CallerMiddleware) {}

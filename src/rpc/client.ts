@@ -12,8 +12,9 @@ import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcClient from "@effect/rpc/RpcClient"
 import { Context, Effect, Layer, Schema } from "effect"
-import { daemonAnswers } from "./SocketProbe.js"
+import { probeSocket } from "./SocketProbe.js"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
+import type { Unauthorized } from "./Errors.js"
 import { ClientSerializationLive } from "./Serialization.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
@@ -23,11 +24,13 @@ export * from "./Models.js"
 export {
   CellCreatePayload,
   CellRemovePayload,
+  EventsListPayload,
   JobKillPayload,
   JobListPayload,
   JobRunPayload,
   JobStatusPayload,
   LogsReadPayload,
+  MAX_EVENTS_PAGE,
   MAX_FOLLOW_WAIT_MS,
   MAX_LOG_CHUNK_BYTES,
   PlanterRpcs,
@@ -60,7 +63,15 @@ export const resolveSocketPath = (options?: PlanterClientOptions) =>
 /** Connects, then checks the daemon's protocol version before handing out the client. */
 export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
   const socketPath = resolveSocketPath(options)
-  if (!(yield* daemonAnswers(socketPath))) {
+  const probe = yield* probeSocket(socketPath)
+  if (probe === "EACCES") {
+    // The file system refused: the socket's mode, or a directory above it, keeps this user out.
+    return yield* new DaemonUnavailable({
+      socketPath,
+      message: `permission denied on ${socketPath} (uid ${process.getuid?.() ?? "?"}): planterd's socket is not open to this user; ask its operator to allow it (\`planterd --allow-uid ${process.getuid?.() ?? "UID"}:run\` or --allow-group GROUP:run) and to put the socket where it can reach it`
+    })
+  }
+  if (probe !== "answered") {
     return yield* new DaemonUnavailable({
       socketPath,
       message: `no planterd is listening on ${socketPath}: start one with \`planterd --socket ${socketPath}\` (or \`npm start\` in a Planter checkout)`
@@ -78,8 +89,11 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
   // the call instead. The payload schemas encode every value as itself, so the bytes sent are the same.
   const client: PlanterClientShape = yield* RpcClient.make(PlanterWireRpcs).pipe(Effect.provide(protocol))
   const version = yield* client.Version().pipe(
-    Effect.catchAll((error) =>
-      new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` })
+    Effect.catchAll((error): Effect.Effect<never, Unauthorized | DaemonUnavailable> =>
+      // Refused by the daemon's policy: say so, with the daemon's words (who, what, and the flag that allows it).
+      error._tag === "Unauthorized"
+        ? Effect.fail(error)
+        : Effect.fail(new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` }))
     )
   )
   if (version.protocol_version !== PROTOCOL_VERSION) {

@@ -9,6 +9,8 @@ export interface CreateCellRequest {
   readonly env: Env
   readonly read_paths: ReadonlyArray<string>
   readonly network: NetworkPolicy
+  /** The uid of the caller creating it: only it (or an admin) may remove it or run jobs in it. */
+  readonly owner_uid: number | null
 }
 
 /** Cells: a named directory under the state dir with its env and sandbox policy. */

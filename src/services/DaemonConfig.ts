@@ -1,6 +1,7 @@
 import { Context, Duration, Layer } from "effect"
 import * as path from "node:path"
 import type { SandboxMode } from "../rpc/Models.js"
+import type { AuthzPolicy } from "./Authz.js"
 
 export interface DaemonConfigShape {
   readonly socketPath: string
@@ -10,6 +11,8 @@ export interface DaemonConfigShape {
   readonly keepJobs: boolean
   /** How long `job kill` waits after SIGTERM before SIGKILL. */
   readonly killGrace: Duration.Duration
+  /** Who may use the socket, and with which role. */
+  readonly authz: AuthzPolicy
 }
 
 export class DaemonConfig extends Context.Tag("planter/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {

@@ -13,6 +13,8 @@ export interface RunRequest {
   readonly cwd: string | null
   /** Null inherits the cell's policy; a job may tighten it, never loosen it. */
   readonly network: NetworkPolicy | null
+  /** The uid of the caller starting it: only it (or an admin) may kill it. */
+  readonly owner_uid: number | null
 }
 
 /** A job may tighten its cell's network policy, never loosen it: deny from either wins. */

@@ -19,7 +19,11 @@ export const EventKind = Schema.Literal(
   "job_killed",
   "job_adopted",
   "job_lost",
-  "cell_removing"
+  "cell_removing",
+  /** A state-changing request, audited with the caller's uid and pid and its outcome. */
+  "request",
+  /** A request refused by the authorization policy (role too low, or another user's cell or job). */
+  "denied"
 )
 export type EventKind = typeof EventKind.Type
 
@@ -28,6 +32,18 @@ export interface JournalEvent {
   readonly cell_id: CellId | null
   readonly job_id: JobId | null
   readonly detail: Record<string, unknown>
+  /** Who asked: the caller's uid and pid (absent for what the daemon does on its own). */
+  readonly uid?: number | null
+  readonly pid?: number | null
+}
+
+/** A page of the journal: events after `afterId` (a cursor), at or after `sinceMs`, oldest first. */
+export interface EventQuery {
+  readonly sinceMs: number | null
+  readonly afterId: number | null
+  readonly jobId: string | null
+  readonly cellId: string | null
+  readonly limit: number
 }
 
 export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
@@ -36,6 +52,8 @@ export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
   kind: EventKind,
   cell_id: Schema.NullOr(Schema.String),
   job_id: Schema.NullOr(Schema.String),
+  uid: Schema.NullOr(Schema.Number),
+  pid: Schema.NullOr(Schema.Number),
   detail: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {}
 
@@ -80,6 +98,8 @@ export interface StateRepositoryShape {
   readonly listUnfinishedJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly appendEvent: (event: JournalEvent) => Effect.Effect<void, StateError>
   readonly listEvents: Effect.Effect<ReadonlyArray<StoredEvent>, StateError>
+  /** One bounded page of the journal, by the indexed id cursor. */
+  readonly pageEvents: (query: EventQuery) => Effect.Effect<ReadonlyArray<StoredEvent>, StateError>
 }
 
 export class StateRepository extends Context.Tag("planter/StateRepository")<StateRepository, StateRepositoryShape>() {}

@@ -6,6 +6,7 @@ import * as path from "node:path"
 import * as LogReaderLive from "../../src/layers/LogReaderLive.js"
 import { UnknownEntity } from "../../src/services/DomainErrors.js"
 import type { JobId } from "../../src/rpc/Ids.js"
+import { defaultPolicy } from "../../src/services/Authz.js"
 import { DaemonConfig, statePaths } from "../../src/services/DaemonConfig.js"
 import type { JobRegistryShape } from "../../src/services/JobRegistry.js"
 import { JobRegistry } from "../../src/services/JobRegistry.js"
@@ -60,7 +61,8 @@ const setup = Effect.gen(function*() {
       stateDir,
       sandboxMode: "disabled",
       keepJobs: false,
-      killGrace: Duration.seconds(1)
+      killGrace: Duration.seconds(1),
+      authz: defaultPolicy(0)
     }))
   )
   const reader = yield* Effect.provide(LogReader, layer)

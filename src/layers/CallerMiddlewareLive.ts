@@ -1,0 +1,111 @@
+import { Cause, Effect, Exit, Layer, Schema } from "effect"
+import { CellId, JobId } from "../rpc/Ids.js"
+import { Unauthorized } from "../rpc/Errors.js"
+import { Caller, CallerMiddleware, type CallerShape } from "../rpc/Middleware.js"
+import { actionOf, decide, describeUid } from "../services/Authz.js"
+import { DaemonConfig } from "../services/DaemonConfig.js"
+import type { JournalEvent } from "../services/StateRepository.js"
+import { StateRepository } from "../services/StateRepository.js"
+import { PeerRegistry } from "./PeerSocketProtocol.js"
+import { userName } from "./UserDb.js"
+
+/** What an audit row says about the request: its target and, for a run, the command (bounded). */
+const requestFacts = (payload: unknown): Record<string, unknown> => {
+  if (typeof payload !== "object" || payload === null) return {}
+  const raw = payload as Record<string, unknown>
+  const facts: Record<string, unknown> = {}
+  for (const key of ["cell_id", "job_id", "name"] as const) {
+    if (typeof raw[key] === "string") facts[key] = (raw[key] as string).slice(0, 200)
+  }
+  if (typeof raw.force === "boolean") facts.force = raw.force
+  if (Array.isArray(raw.argv)) {
+    facts.argv = raw.argv.slice(0, 32).map((arg) => (typeof arg === "string" ? arg.slice(0, 256) : "?"))
+  }
+  return facts
+}
+
+/** The ids an answer names (the cell or job created, killed or removed), for the audit row's columns. */
+const resultIds = (value: unknown): { cell_id: CellId | null; job_id: JobId | null } => {
+  const record = (typeof value === "object" && value !== null ? value : {}) as Record<string, unknown>
+  if (isJobId(record.id)) return { job_id: record.id, cell_id: isCellId(record.cell_id) ? record.cell_id : null }
+  if (isCellId(record.id)) return { cell_id: record.id, job_id: null }
+  return { cell_id: null, job_id: null }
+}
+
+const isCellId = Schema.is(CellId)
+const isJobId = Schema.is(JobId)
+
+/**
+ * The CallerMiddleware: every request's connection is mapped to the peer
+ * credentials read when it was accepted; the policy decides before the
+ * handler runs (a denial is `unauthorized`, audited, and nothing else
+ * happens); the handler gets the Caller; every state-changing request is
+ * audited with its outcome, and so is a denial the handler makes (another
+ * user's cell or job).
+ */
+export const layer = Layer.effect(
+  CallerMiddleware,
+  Effect.gen(function*() {
+    const config = yield* DaemonConfig
+    const peers = yield* PeerRegistry
+    const repo = yield* StateRepository
+
+    const audit = (event: JournalEvent) =>
+      repo.appendEvent(event).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`cannot audit ${event.kind} by uid ${event.uid}`, error))
+      )
+
+    return CallerMiddleware.of(({ clientId, next, payload, rpc }) =>
+      Effect.gen(function*() {
+        const peer = peers.get(clientId)
+        if (peer === undefined) {
+          return yield* new Unauthorized({ message: "this connection's peer credentials are unknown: reconnect" })
+        }
+        const action = actionOf(rpc._tag) ?? { role: "admin" as const, what: `call ${rpc._tag}`, changesState: true }
+        const who = describeUid(peer.uid, userName(peer.uid))
+        const decision = decide(config.authz, peer, action, { who })
+        const facts = requestFacts(payload)
+        const ids = {
+          // A cell may be named by its name; only a valid id goes into the indexed column.
+          cell_id: isCellId(facts.cell_id) ? facts.cell_id : null,
+          job_id: isJobId(facts.job_id) ? facts.job_id : null
+        }
+        if (!decision.allowed) {
+          yield* audit({
+            kind: "denied",
+            ...ids,
+            uid: peer.uid,
+            pid: peer.pid,
+            detail: { rpc: rpc._tag, role: decision.role, ...facts, message: decision.message }
+          })
+          return yield* new Unauthorized({ message: decision.message })
+        }
+        const caller: CallerShape = { ...peer, role: decision.role, name: who }
+        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller))
+        const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+        const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
+        if (error?._tag === "Unauthorized") {
+          yield* audit({
+            kind: "denied",
+            ...ids,
+            uid: peer.uid,
+            pid: peer.pid,
+            detail: { rpc: rpc._tag, role: decision.role, ...facts, message: error.message }
+          })
+        } else if (action.changesState) {
+          const outcome = Exit.isSuccess(exit) ? "ok" : error?.code ?? "internal"
+          const answered = Exit.isSuccess(exit) ? resultIds(exit.value) : { cell_id: null, job_id: null }
+          yield* audit({
+            kind: "request",
+            cell_id: answered.cell_id ?? ids.cell_id,
+            job_id: answered.job_id ?? ids.job_id,
+            uid: peer.uid,
+            pid: peer.pid,
+            detail: { rpc: rpc._tag, role: decision.role, ...facts, outcome }
+          })
+        }
+        return yield* exit
+      })
+    )
+  })
+)

@@ -1,0 +1,131 @@
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Socket from "@effect/platform/Socket"
+import * as SocketServer from "@effect/platform/SocketServer"
+import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessage"
+import { ResponseDefectEncoded } from "@effect/rpc/RpcMessage"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import { Context, Effect, Layer, Mailbox, Option, Predicate, Scope } from "effect"
+import type { PeerCredentials } from "./PeerCredentials.js"
+import * as PeerCredentialsNative from "./PeerCredentials.js"
+
+/**
+ * The peer credentials of each open connection, by the RPC server's
+ * clientId: written when a connection is accepted (before any of its bytes
+ * are read), removed when it closes. The CallerMiddleware reads it.
+ */
+export class PeerRegistry extends Context.Tag("planter/PeerRegistry")<PeerRegistry, {
+  readonly get: (clientId: number) => PeerCredentials | undefined
+}>() {}
+
+/**
+ * @effect/rpc's socket-server protocol (RpcServer.makeProtocolSocketServer),
+ * with one addition: each accepted connection's peer credentials are read
+ * from its fd first, and recorded under the clientId this protocol gives
+ * it. A connection whose credentials cannot be read is closed unanswered.
+ * Owning the clientId here is what makes the mapping exact: no ordering
+ * between accepting and @effect/rpc's own numbering is assumed.
+ */
+export const make = Effect.gen(function*() {
+  const server = yield* SocketServer.SocketServer
+  const serialization = yield* RpcSerialization.RpcSerialization
+  const disconnects = yield* Mailbox.make<number>()
+  yield* PeerCredentialsNative.ensureLoaded
+
+  let nextId = 0
+  const clients = new Map<number, { readonly write: (response: FromServerEncoded) => Effect.Effect<void> }>()
+  const peers = new Map<number, PeerCredentials>()
+  const clientIds = new Set<number>()
+  let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
+
+  const onSocket = (socket: Socket.Socket) =>
+    Effect.gen(function*() {
+      // Provided per connection by NodeSocketServer.
+      const conn = yield* Effect.serviceOption(NodeSocket.NetSocket)
+      if (Option.isNone(conn)) return yield* Effect.logError("a connection without its net.Socket: closed")
+      const peer = yield* Effect.either(PeerCredentialsNative.read(conn.value))
+      if (peer._tag === "Left") {
+        yield* Effect.logWarning(`closing an unauthenticated connection: ${peer.left.message}`)
+        yield* Effect.sync(() => conn.value.destroy())
+        return
+      }
+      const scope = yield* Effect.scope
+      const parser = serialization.unsafeMake()
+      const id = nextId++
+      peers.set(id, peer.right)
+      yield* Scope.addFinalizerExit(scope, () => {
+        clientIds.delete(id)
+        clients.delete(id)
+        peers.delete(id)
+        return disconnects.offer(id)
+      })
+
+      const writeRaw = yield* socket.writer
+      const write = (response: FromServerEncoded) => {
+        try {
+          const encoded = parser.encode(response)
+          if (encoded === undefined) return Effect.void
+          return Effect.orDie(writeRaw(encoded))
+        } catch (cause) {
+          return Effect.orDie(writeRaw(parser.encode(ResponseDefectEncoded(cause))!))
+        }
+      }
+      clientIds.add(id)
+      clients.set(id, { write })
+
+      yield* socket.runRaw((data) => {
+        try {
+          const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
+          if (decoded.length === 0) return Effect.void
+          let i = 0
+          return Effect.whileLoop({
+            while: () => i < decoded.length,
+            body: () => writeRequest(id, decoded[i++]!),
+            step: () => {}
+          })
+        } catch (cause) {
+          if (Predicate.isTagged(cause, "RpcSerializationError")) {
+            return writeRaw(new Socket.CloseEvent(1009, (cause as RpcSerialization.RpcSerializationError).message))
+          }
+          return writeRaw(parser.encode(ResponseDefectEncoded(cause))!)
+        }
+      }).pipe(
+        Effect.interruptible,
+        Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
+        Effect.orDie,
+        Effect.withUnhandledErrorLogLevel(Option.none())
+      )
+    })
+
+  const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
+    writeRequest = writeRequest_
+    return Effect.succeed({
+      disconnects,
+      send: (clientId, response) => {
+        const client = clients.get(clientId)
+        if (!client) return Effect.void
+        return Effect.orDie(client.write(response))
+      },
+      end: (_clientId) => Effect.void,
+      clientIds: Effect.sync(() => clientIds),
+      initialMessage: Effect.succeedNone,
+      supportsAck: true,
+      supportsTransferables: false,
+      supportsSpanPropagation: true
+    })
+  })
+
+  yield* server.run((socket) => Effect.scoped(onSocket(socket))).pipe(Effect.interruptible, Effect.forkScoped)
+
+  return { protocol, registry: PeerRegistry.of({ get: (clientId) => peers.get(clientId) }) }
+})
+
+/** The RPC protocol on the socket server, and the registry of its connections' peers. */
+export const layer: Layer.Layer<
+  RpcServer.Protocol | PeerRegistry,
+  PeerCredentialsNative.PeerCredentialsError,
+  RpcSerialization.RpcSerialization | SocketServer.SocketServer
+> = Layer.scopedContext(
+  Effect.map(make, ({ protocol, registry }) =>
+    Context.make(RpcServer.Protocol, protocol).pipe(Context.add(PeerRegistry, registry)))
+)
