@@ -9,6 +9,7 @@ import * as path from "node:path"
 import * as Daemon from "../layers/Daemon.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
+import { importLegacy } from "./ImportLegacyCommand.js"
 
 const socket = Options.text("socket").pipe(
   Options.withDescription("Unix socket to serve (default: $PLANTER_SOCKET or <state dir>/planterd.sock)"),
@@ -30,7 +31,7 @@ const killGrace = Options.integer("kill-grace-ms").pipe(
   Options.withDefault(5000)
 )
 
-const planterd = Command.make(
+const daemon = Command.make(
   "planterd",
   { socket, stateDir, sandboxMode, keepJobs, killGrace },
   (options) =>
@@ -51,7 +52,12 @@ const planterd = Command.make(
         Layer.tap(daemon, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))
       ).pipe(Effect.withSpan("planterd"))
     })
-).pipe(Command.withDescription("The Planter daemon: runs jobs in cells and serves them over a Unix socket"))
+)
+
+const planterd = daemon.pipe(
+  Command.withDescription("The Planter daemon: runs jobs in cells and serves them over a Unix socket"),
+  Command.withSubcommands([importLegacy(Effect.map(daemon, (options) => options.stateDir))])
+)
 
 const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION })
 
@@ -61,7 +67,8 @@ const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION }
  * Defects still surface in full through runMain's error reporting.
  */
 const program: Effect.Effect<number> = cli(process.argv).pipe(
-  Effect.as(0),
+  // A subcommand (import-legacy) answers its own exit code; the daemon, 0 once stopped cleanly.
+  Effect.map((result) => (typeof result === "number" ? result : 0)),
   Effect.catchAll((error) => {
     // @effect/cli has already printed what was wrong with the command line.
     if (ValidationError.isValidationError(error)) return Effect.succeed(2)
