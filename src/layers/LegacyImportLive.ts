@@ -194,7 +194,10 @@ const copyBuffer = Buffer.allocUnsafe(1024 * 1024)
  * Copies one log to `to`, created new (never over a file that exists) and
  * private (0600): answers why the source cannot be read, or undefined once
  * copied; a failed write (a full disk) throws. `created` is called as soon
- * as `to` exists, so a failure can remove it.
+ * as `to` exists, so a failure can remove it. An empty log is not copied:
+ * Planter reads a missing log as empty, from offset 0, exactly as it would
+ * the empty file, and most jobs leave one stream empty (creating files is
+ * most of what a large import costs).
  */
 const copyLog = (from: string, to: string, created: () => void): string | undefined => {
   let input: number
@@ -204,9 +207,12 @@ const copyLog = (from: string, to: string, created: () => void): string | undefi
     return readProblem(error)
   }
   try {
+    const size = fs.fstatSync(input).size
+    if (size === 0) return undefined
     const output = fs.openSync(to, "wx", 0o600)
     created()
     try {
+      let copied = 0
       for (;;) {
         let read: number
         try {
@@ -216,6 +222,9 @@ const copyLog = (from: string, to: string, created: () => void): string | undefi
         }
         if (read === 0) return undefined
         fs.writeSync(output, copyBuffer, 0, read)
+        copied += read
+        // A short read at the recorded size is the end: no need to ask again.
+        if (read < copyBuffer.length && copied >= size) return undefined
       }
     } finally {
       fs.closeSync(output)
