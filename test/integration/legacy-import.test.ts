@@ -267,6 +267,13 @@ describe("the edges of real prototype state dirs", () => {
     fs.symlinkSync(path.join(stateDir, "elsewhere/job-211.json"), path.join(stateDir, "jobs/job-211.json"))
     fs.mkdirSync(path.join(stateDir, "cells/cell-400"))
     fs.writeFileSync(path.join(stateDir, "cells/cell-400/cell.json"), "<html>not json</html>")
+    fs.mkdirSync(path.join(stateDir, "jobs/job-212.json"))
+    // Unreadable: only as a user other than root, for whom permissions do not apply.
+    const asRoot = process.getuid?.() === 0
+    if (!asRoot) {
+      job("job-213")
+      fs.chmodSync(path.join(stateDir, "jobs/job-213.json"), 0)
+    }
 
     const daemon = await startDaemon({ stateDir })
     const line = importLine(daemon)!
@@ -278,7 +285,9 @@ describe("the edges of real prototype state dirs", () => {
       ["jobs/job-210.json", "not a prototype job record: status"],
       ["jobs/notes.txt", "not a job record"],
       ["jobs/job-211.json", "a symlink: never followed"],
-      ["cells/cell-400/cell.json", "not JSON"]
+      ["cells/cell-400/cell.json", "not JSON"],
+      ["jobs/job-212.json", "not a job record"],
+      ...(asRoot ? [] : [["jobs/job-213.json", "unreadable: permission denied"]])
     ]
     expect(line).toContain(`; ${skipped.length} file(s) skipped: `)
     for (const [file, reason] of skipped) expect(line).toContain(`${path.join(stateDir, file!)} (${reason}`)
