@@ -252,11 +252,10 @@ export const LEGACY_SANDBOX = new JobSandbox({
 
 const CELL_FILE = "cell.json"
 
-/** `cells/<id>/cell.json`, `jobs/<id>.json`, `logs/<id>.<stream>.log`: relative to a state dir. */
+/** `cells/<id>/cell.json`, `cells/<id>`, `logs/<id>.<stream>.log`: relative to a state dir. */
 export const legacyPaths = {
   cellFile: (id: string) => path.join("cells", id, CELL_FILE),
   cellDir: (id: string) => path.join("cells", id),
-  jobFile: (id: string) => path.join("jobs", `${id}.json`),
   log: (id: string, stream: LogStream) => path.join("logs", `${id}.${stream}.log`)
 }
 
@@ -266,7 +265,9 @@ export const legacyPaths = {
  * none of them names a place on the machine that wrote it, and is kept as
  * recorded (nothing ever reads or writes it).
  */
-export const rewritePath = (recorded: string, roots: ReadonlyArray<{ readonly from: string; readonly to: string }>) => {
+export const rewritePath = (given: string, roots: ReadonlyArray<{ readonly from: string; readonly to: string }>) => {
+  // `a/../..` is resolved first, so a rewritten path never climbs out of where it was put.
+  const recorded = path.normalize(given)
   for (const { from, to } of roots) {
     const base = from.replace(/\/+$/, "")
     if (base.length === 0) continue

@@ -172,6 +172,7 @@ describe("rewriting the records' absolute paths", () => {
     expect(rewritePath(`${OLD}/elsewhere`, roots)).toBe(`${STATE}/elsewhere`)
     expect(rewritePath(`${OLD}-other/x`, roots)).toBe(`${OLD}-other/x`)
     expect(rewritePath("/opt/tools", roots)).toBe("/opt/tools")
+    expect(rewritePath(`${OLD}/cells/cell-1/../../../../etc`, roots)).toBe("/Users/alice/etc")
   })
 })
 
