@@ -30,8 +30,15 @@ export const makeTempDir = (prefix: string) => fs.mkdtempSync(path.join(os.tmpdi
 
 const socketAnswers = (socketPath: string) => Effect.runPromise(daemonAnswers(socketPath))
 
-export const startDaemon = async (sandboxMode: "disabled" | "permissive" | "enforced"): Promise<BenchDaemon> => {
-  const stateDir = makeTempDir(`planter-bench-${sandboxMode}-`)
+/**
+ * Starts planterd on a temp state dir, or on `options.stateDir`; the state
+ * dir is removed when it stops unless `keepStateDir` says otherwise.
+ */
+export const startDaemon = async (
+  sandboxMode: "disabled" | "permissive" | "enforced",
+  options: { readonly stateDir?: string; readonly keepStateDir?: boolean } = {}
+): Promise<BenchDaemon> => {
+  const stateDir = options.stateDir ?? makeTempDir(`planter-bench-${sandboxMode}-`)
   const socketPath = path.join(stateDir, "planterd.sock")
   const child = spawn(
     process.execPath,
@@ -52,7 +59,7 @@ export const startDaemon = async (sandboxMode: "disabled" | "permissive" | "enfo
       await exited
       clearTimeout(timer)
     }
-    fs.rmSync(stateDir, { recursive: true, force: true })
+    if (options.keepStateDir !== true) fs.rmSync(stateDir, { recursive: true, force: true })
   }
 
   const deadline = Date.now() + 20_000

@@ -5,6 +5,9 @@
  *
  *   npm run bench            a table on stdout (progress on stderr)
  *   npm run bench -- --json  the figures as one JSON document
+ *   npm run bench -- --only legacy_import[,health,…]
+ *                            only these groups: jobrun, bubblewrap, health,
+ *                            follow, logsread, legacy_import
  *
  * It starts its own daemons (dist/src/cli/planterd.js) on temp state dirs and
  * sockets and stops them by pid when done, also on error or Ctrl-C.
@@ -17,10 +20,18 @@ import { type Job, make, type PlanterClientShape } from "../src/rpc/client.js"
 import { linuxSystemPaths, resolveExecutable } from "../src/layers/SandboxRunnerLive.js"
 import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
-import { type BenchDaemon, killAllDaemonsNow, makeTempDir, startDaemon } from "./daemon.js"
+import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, startDaemon } from "./daemon.js"
+import { timeNode, writePrototypeState } from "./legacy.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 
 const asJson = process.argv.includes("--json")
+const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import"] as const
+const onlyArg = process.argv.indexOf("--only")
+const only = onlyArg < 0 ? undefined : new Set((process.argv[onlyArg + 1] ?? "").split(","))
+for (const group of only ?? []) {
+  if (!(GROUPS as ReadonlyArray<string>).includes(group)) throw new Error(`--only ${group}: the groups are ${GROUPS.join(", ")}`)
+}
+const selected = (group: typeof GROUPS[number]) => only === undefined || only.has(group)
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`)
 
 // Iteration counts: enough samples for a p99, small enough that the whole run
@@ -35,6 +46,8 @@ const LOG_ROUNDS = 3
 const FOLLOW_LINES = 250
 const FOLLOW_WARMUP_LINES = 10
 const FOLLOW_INTERVAL_MS = 20
+const LEGACY_JOBS = 10_000
+const LEGACY_ROUNDS = 3
 
 /** The environment a job starts from in the daemon (JobSupervisorLive's base env), reused by the baselines. */
 const jobEnv = (home: string, tmp: string) => ({
@@ -382,6 +395,87 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
   })
 }
 
+const benchLegacyImport = async (scratch: string) => {
+  progress(`legacy import: ${LEGACY_JOBS} prototype job files (and ${2 * LEGACY_JOBS} logs), ${LEGACY_ROUNDS} rounds each of import-legacy and of a daemon start importing in place`)
+  const source = path.join(scratch, "prototype")
+  writePrototypeState(source, LEGACY_JOBS)
+  const command: Array<number> = []
+  const daemonStart: Array<number> = []
+  const emptyStart: Array<number> = []
+  const restart: Array<number> = []
+  for (let round = 0; round < LEGACY_ROUNDS; round++) {
+    // `planterd import-legacy --from DIR`: the whole command, node start-up included, copying every log.
+    const target = path.join(scratch, `imported-${round}`)
+    const result = await timeNode(planterdBin, ["import-legacy", "--from", source, "--state-dir", target, "--json"])
+    const report = JSON.parse(result.stdout)
+    if (report.jobs !== LEGACY_JOBS || report.logs !== 2 * LEGACY_JOBS || report.skipped.length !== 0) {
+      throw new Error(`import-legacy imported ${report.jobs} jobs and ${report.logs} logs, skipped ${report.skipped.length}: the figure would be meaningless`)
+    }
+    command.push(result.ms)
+    fs.rmSync(target, { recursive: true, force: true })
+
+    // A daemon started on the prototype's own state dir: it imports in place before it answers.
+    const inPlace = path.join(scratch, `in-place-${round}`)
+    fs.cpSync(source, inPlace, { recursive: true })
+    fs.chmodSync(inPlace, 0o700)
+    const empty = makeTempDir("planter-bench-empty-")
+    let start = performance.now()
+    const baseline = await startDaemon("disabled", { stateDir: empty })
+    emptyStart.push(performance.now() - start)
+    await baseline.stop()
+    start = performance.now()
+    const importing = await startDaemon("disabled", { stateDir: inPlace, keepStateDir: true })
+    daemonStart.push(performance.now() - start)
+    const line = importing.output().split("\n").find((text) => text.includes("legacy import from"))
+    if (line === undefined || !line.includes(`${LEGACY_JOBS} job(s)`)) throw new Error(`the daemon did not import the ${LEGACY_JOBS} jobs:\n${importing.output()}`)
+    await importing.stop()
+    // Started again: everything is imported already, only the listing is read.
+    start = performance.now()
+    const again = await startDaemon("disabled", { stateDir: inPlace })
+    restart.push(performance.now() - start)
+    await again.stop()
+  }
+  const commandMs = median(command)
+  const importMs = median(daemonStart) - median(emptyStart)
+  const commandPass = commandMs <= 5000
+  const inPlacePass = importMs <= 5000
+  const name = `legacy import, ${LEGACY_JOBS} job files`
+  figures.push({
+    id: "legacy_import",
+    name,
+    unit: "ms",
+    measured: {
+      jobs: LEGACY_JOBS,
+      rounds: LEGACY_ROUNDS,
+      import_legacy_command_median_ms: round(commandMs, 1),
+      daemon_start_importing_median_ms: round(median(daemonStart), 1),
+      daemon_restart_after_import_median_ms: round(median(restart), 1)
+    },
+    baseline: { daemon_start_empty_state_dir_median_ms: round(median(emptyStart), 1) },
+    checks: [
+      { target: "import-legacy command <= 5000 ms", threshold: 5000, pass: commandPass },
+      { target: "daemon start importing in place, over an empty start, <= 5000 ms", threshold: 5000, pass: inPlacePass }
+    ]
+  })
+  checks.push({
+    figure: `${name} (import-legacy)`,
+    measured: ms(commandMs),
+    baseline: "—",
+    target: "≤ 5 s",
+    result: verdict(commandPass)
+  })
+  checks.push({
+    figure: `${name} (at daemon start)`,
+    measured: `+${ms(importMs)}`,
+    baseline: `start ${ms(median(emptyStart))}`,
+    target: "≤ 5 s over an empty start",
+    result: verdict(inPlacePass)
+  })
+  notes.push(
+    `legacy import: import-legacy ${command.map((x) => ms(x)).join(", ")} (whole command: node start-up, reading, one transaction, copying the ${LEGACY_JOBS} non-empty logs; empty ones are not copied); daemon start importing in place ${daemonStart.map((x) => ms(x)).join(", ")}, on an empty state dir ${emptyStart.map((x) => ms(x)).join(", ")}, restart after the import ${restart.map((x) => ms(x)).join(", ")}`
+  )
+}
+
 // ---------------------------------------------------------------------------
 // Report
 
@@ -427,25 +521,28 @@ const main = async () => {
   const scratch = makeTempDir("planter-bench-scratch-")
   progress(`machine: ${info.cpu}, ${info.cores} cores, ${info.memory_gib} GiB, node ${info.node}, ${info.kernel}`)
   try {
-    const daemon = await startDaemon("disabled")
-    const scope = Effect.runSync(Scope.make())
-    try {
-      const client = await connect(daemon, scope)
-      const cell = await Effect.runPromise(createCell(client, "bench"))
-      await benchJobRunDisabled(client, cell.id, scratch)
-      await benchHealth(client, scratch)
-      await benchFollow(client, cell.id)
-      await benchLogsRead(client, cell.id, daemon)
-    } finally {
-      await Effect.runPromise(Scope.close(scope, Exit.void))
-      await daemon.stop()
+    if (selected("jobrun") || selected("health") || selected("follow") || selected("logsread")) {
+      const daemon = await startDaemon("disabled")
+      const scope = Effect.runSync(Scope.make())
+      try {
+        const client = await connect(daemon, scope)
+        const cell = await Effect.runPromise(createCell(client, "bench"))
+        if (selected("jobrun")) await benchJobRunDisabled(client, cell.id, scratch)
+        if (selected("health")) await benchHealth(client, scratch)
+        if (selected("follow")) await benchFollow(client, cell.id)
+        if (selected("logsread")) await benchLogsRead(client, cell.id, daemon)
+      } finally {
+        await Effect.runPromise(Scope.close(scope, Exit.void))
+        await daemon.stop()
+      }
     }
-    await benchJobRunBubblewrap(scratch)
+    if (selected("bubblewrap")) await benchJobRunBubblewrap(scratch)
+    if (selected("legacy_import")) await benchLegacyImport(scratch)
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })
   }
 
-  const order = ["jobrun_latency_disabled", "jobrun_latency_bubblewrap", "health_round_trip", "logsread_throughput", "follow_latency"]
+  const order = ["jobrun_latency_disabled", "jobrun_latency_bubblewrap", "health_round_trip", "logsread_throughput", "follow_latency", "legacy_import"]
   const rank = (name: string) => order.indexOf(figures.find((f) => name.startsWith(f.name))?.id ?? "")
   const rows = [...checks].sort((a, b) => rank(a.figure) - rank(b.figure))
   const seconds = (performance.now() - startedAt) / 1000

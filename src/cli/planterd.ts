@@ -12,6 +12,7 @@ import type { AuthzPolicy, GroupGrant, UidGrant } from "../services/Authz.js"
 import { parseGrant } from "../services/Authz.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { resolveGid, resolveUid } from "../layers/UserDb.js"
+import { importLegacy } from "./ImportLegacyCommand.js"
 
 const socket = Options.text("socket").pipe(
   Options.withDescription("Unix socket to serve (default: $PLANTER_SOCKET or <state dir>/planterd.sock)"),
@@ -76,7 +77,7 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
     catch: (error) => error as PolicyFlagError
   })
 
-const planterd = Command.make(
+const daemon = Command.make(
   "planterd",
   { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict },
   (options) =>
@@ -90,7 +91,7 @@ const planterd = Command.make(
         onNone: () => defaultSocketPath(state),
         onSome: (file) => path.resolve(file)
       })
-      const daemon = Daemon.layer({
+      const daemonLayer = Daemon.layer({
         socketPath,
         stateDir: state,
         sandboxMode: options.sandboxMode,
@@ -99,10 +100,15 @@ const planterd = Command.make(
         authz
       })
       yield* Layer.launch(
-        Layer.tap(daemon, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))
+        Layer.tap(daemonLayer, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))
       ).pipe(Effect.withSpan("planterd"))
     })
-).pipe(Command.withDescription("The Planter daemon: runs jobs in cells and serves them over a Unix socket"))
+)
+
+const planterd = daemon.pipe(
+  Command.withDescription("The Planter daemon: runs jobs in cells and serves them over a Unix socket"),
+  Command.withSubcommands([importLegacy(Effect.map(daemon, (options) => options.stateDir))])
+)
 
 const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION })
 
@@ -112,7 +118,8 @@ const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION }
  * Defects still surface in full through runMain's error reporting.
  */
 const program: Effect.Effect<number> = cli(process.argv).pipe(
-  Effect.as(0),
+  // A subcommand (import-legacy) answers its own exit code; the daemon, 0 once stopped cleanly.
+  Effect.map((result) => (typeof result === "number" ? result : 0)),
   Effect.catchAll((error) => {
     // @effect/cli has already printed what was wrong with the command line.
     if (ValidationError.isValidationError(error)) return Effect.succeed(2)

@@ -6,6 +6,7 @@ import * as CellsLive from "./CellsLive.js"
 import { holdStateDirLock } from "./DaemonLock.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
+import * as LegacyImportLive from "./LegacyImportLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
 import * as ProcessProbeLive from "./ProcessProbeLive.js"
 import * as ReconcilerLive from "./ReconcilerLive.js"
@@ -30,8 +31,9 @@ const stateDir = (config: DaemonConfigShape) =>
  * The whole daemon. Layers are released in reverse order of construction:
  * the socket stops accepting and requests end first, then the supervisor
  * kills job trees (or leaves them for adoption), SQLite closes, and the
- * state dir's lock is released last. The reconciler runs once, before the
- * socket opens.
+ * state dir's lock is released last. Before the socket opens, the earlier
+ * prototype's records found in the state dir are imported, then the
+ * reconciler runs once.
  */
 export const layer = (config: DaemonConfigShape) => {
   const configLayer = Layer.merge(DaemonConfig.layer(config), stateDir(config))
@@ -43,6 +45,7 @@ export const layer = (config: DaemonConfigShape) => {
   const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, TreeTrackerLive.layer).pipe(
     Layer.provideMerge(supervisor)
   )
-  const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(services))
+  const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
+  const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
   return RpcServerLive.layer(config.socketPath, config.authz, config.stateDir).pipe(Layer.provide(reconciled))
 }

@@ -30,7 +30,7 @@ const jobIdsIn = (dir: string) => {
 /**
  * Runs once at start, before the socket opens, and leaves the state as if
  * the previous daemon had stopped cleanly: jobs still alive (same pid and
- * start time) are adopted; `starting` rows are resolved (adopt the process
+ * start time; a row without a start time is never adopted by its pid) are adopted; `starting` rows are resolved (adopt the process
  * if one was started, else finish the row); jobs that ended while no daemon
  * ran get their real exit where the launcher recorded it, else `lost`;
  * cell removals a crash interrupted are finished; leftovers of jobs that no
@@ -82,7 +82,11 @@ export const reconcile = Effect.gen(function*() {
       yield* adopt(new Job({ ...job, ...process, status: "running" }))
       continue
     }
-    if (job.pid !== null && isRunning(yield* probe.entry(job.pid), job.pid_start_time)) yield* adopt(job)
+    // A pid alone proves nothing: without the start time recorded with it, a
+    // live process under that pid may be a stranger that reused it.
+    if (job.pid !== null && job.pid_start_time === null) {
+      yield* finish(job, `no process start time was recorded with pid ${job.pid}, so nothing proves a process under that pid is the job: not adopted, never signalled`)
+    } else if (job.pid !== null && isRunning(yield* probe.entry(job.pid), job.pid_start_time)) yield* adopt(job)
     else yield* finish(job, "the job's process was gone when the daemon started")
   }
 

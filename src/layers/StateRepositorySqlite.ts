@@ -2,10 +2,13 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Effect, Layer, Option, ParseResult, Schema } from "effect"
+import { Array as Arr, Effect, Layer, Option, ParseResult, Schema } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
-import type { JobFinish, JobProcess, JournalEvent } from "../services/StateRepository.js"
+import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
 import { runMigrations } from "./Migrations.js"
 
@@ -76,6 +79,19 @@ const sqliteReason = (cause: SqlError | ParseResult.ParseError) => {
   return typeof inner?.message === "string" ? `${cause.message}: ${inner.message}` : cause.message
 }
 
+/**
+ * Rows per multi-row statement: well under SQLite's limit on bound
+ * parameters (32766) for the widest table, and large enough that a bulk
+ * import is a few hundred statements, not one per row.
+ */
+const CHUNK = 500
+
+const LegacyFileRow = Schema.Struct({
+  path: Schema.String,
+  outcome: Schema.Literal("imported", "skipped"),
+  fingerprint: Schema.NullOr(Schema.String)
+})
+
 const stateError = (message: string) => (cause: SqlError | ParseResult.ParseError) =>
   new StateError({ message: `${message}: ${sqliteReason(cause)}`, cause })
 
@@ -112,18 +128,28 @@ export const make = Effect.gen(function*() {
   const encodeJob = Schema.encode(JobFromRow)
   const decodeEvents = Schema.decodeUnknown(Schema.Array(StoredEvent))
 
-  const journal = (event: JournalEvent) =>
-    sql`INSERT INTO events ${
-      sql.insert({
-        at_ms: Date.now(),
-        kind: event.kind,
-        cell_id: event.cell_id,
-        job_id: event.job_id,
-        uid: event.uid ?? null,
-        pid: event.pid ?? null,
-        detail_json: JSON.stringify(event.detail)
-      })
-    }`
+  const eventRow = (event: JournalEvent, atMs: number) => ({
+    at_ms: atMs,
+    kind: event.kind,
+    cell_id: event.cell_id,
+    job_id: event.job_id,
+    uid: event.uid ?? null,
+    pid: event.pid ?? null,
+    detail_json: JSON.stringify(event.detail)
+  })
+
+  const journal = (event: JournalEvent) => sql`INSERT INTO events ${sql.insert(eventRow(event, Date.now()))}`
+
+  /** Runs `each` over `items` in chunks of CHUNK, one after the other. */
+  const inChunks = <A, B, E>(items: ReadonlyArray<A>, each: (chunk: Array<A>) => Effect.Effect<B, E>) =>
+    Effect.forEach(Arr.chunksOf(items, CHUNK), (chunk) => each([...chunk]), { discard: true })
+
+  /** The values among `values` found by `query` (run on chunks of them): lookups bounded by their input. */
+  const lookup = <R>(values: ReadonlyArray<string>, query: (chunk: Array<string>) => Effect.Effect<ReadonlyArray<R>, SqlError>) =>
+    Effect.map(
+      Effect.forEach(Arr.chunksOf([...new Set(values)], CHUNK), (chunk) => query([...chunk])),
+      (results) => results.flat()
+    )
 
   const selectJob = (id: JobId) =>
     sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(Effect.flatMap(decodeJobs), Effect.map((jobs) => Option.fromNullable(jobs[0])))
@@ -270,7 +296,54 @@ export const make = Effect.gen(function*() {
         Effect.flatMap(decodeEvents),
         storageFailure("cannot read the events journal"),
         Effect.withSpan("StateRepository.pageEvents")
+      ),
+
+    legacyHandledFiles: Effect.fn("StateRepository.legacyHandledFiles")(function*(source) {
+      const rows = yield* sql`SELECT path, outcome, fingerprint FROM legacy_import_files WHERE source = ${source}`.pipe(
+        Effect.flatMap(Schema.decodeUnknown(Schema.Array(LegacyFileRow)))
       )
+      return new Map(rows.map((row) => [row.path, { outcome: row.outcome, fingerprint: row.fingerprint }]))
+    }, storageFailure("cannot read the record of earlier imports")),
+
+    takenIds: Effect.fn("StateRepository.takenIds")(function*(query) {
+      const cells = yield* lookup(query.cellIds, (ids) => sql<{ id: string; dir: string }>`SELECT id, dir FROM cells WHERE ${sql.in("id", ids)}`)
+      const names = yield* lookup(query.cellNames, (chunk) => sql<{ name: string }>`SELECT name FROM cells WHERE ${sql.in("name", chunk)}`)
+      const prefixed = yield* sql<{ name: string }>`SELECT name FROM cells WHERE substr(name, 1, ${query.namePrefix.length}) = ${query.namePrefix}`
+      const jobs = yield* lookup(query.jobIds, (ids) => sql<{ id: string }>`SELECT id FROM jobs WHERE ${sql.in("id", ids)}`)
+      return {
+        cells: new Map(cells.map((row) => [row.id, row.dir])),
+        cellNames: new Set([...names, ...prefixed].map((row) => row.name)),
+        jobIds: new Set(jobs.map((row) => row.id))
+      }
+    }, storageFailure("cannot read cells and jobs")),
+
+    importLegacy: Effect.fn("StateRepository.importLegacy")(function*(batch: LegacyImportBatch) {
+      const cells = yield* Effect.forEach(batch.cells, (cell) => encodeCell(cell))
+      const jobs = yield* Effect.forEach(batch.jobs, (job) => encodeJob(job))
+      const now = Date.now()
+      yield* sql.withTransaction(Effect.gen(function*() {
+        const [recorded] = yield* sql<{ id: number }>`INSERT INTO legacy_imports ${
+          sql.insert({ source: batch.source, at_ms: now, report_json: JSON.stringify(batch.report) })
+        } RETURNING id`
+        // Plain INSERTs: a row that exists already fails the whole import rather than being overwritten.
+        yield* inChunks(cells, (chunk) => sql`INSERT INTO cells ${sql.insert(chunk)}`)
+        yield* inChunks(jobs, (chunk) => sql`INSERT INTO jobs ${sql.insert(chunk)}`)
+        const events: Array<JournalEvent> = [
+          ...batch.events,
+          { kind: "legacy_import", cell_id: null, job_id: null, detail: { source: batch.source, import_id: recorded!.id, ...batch.summary } }
+        ]
+        yield* inChunks(events, (chunk) => sql`INSERT INTO events ${sql.insert(chunk.map((event) => eventRow(event, now)))}`)
+        yield* inChunks(batch.files, (chunk) =>
+          sql`INSERT INTO legacy_import_files ${
+            sql.insert(chunk.map((file) => ({ source: batch.source, import_id: recorded!.id, ...file })))
+          } ON CONFLICT (source, path) DO UPDATE SET
+              import_id = excluded.import_id,
+              record_id = excluded.record_id,
+              outcome = excluded.outcome,
+              reason = excluded.reason,
+              fingerprint = excluded.fingerprint`)
+      }))
+    }, storageFailure("cannot record the import of the prototype's state"))
   })
 })
 
@@ -282,3 +355,28 @@ const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrati
 /** The repository on `filename` (WAL); closing the layer closes the database. */
 export const layer = (filename: string) =>
   layerFromClient.pipe(Layer.provide(SqliteClient.layer({ filename })))
+
+/**
+ * The repository on a private copy of the database at `filename` (and its
+ * WAL, so commits not yet checkpointed are there too), or on an empty one
+ * when there is none: reads see the state dir as it is, writes and
+ * migrations touch only the copy, which is deleted when the layer closes.
+ * For a dry run that must not change anything under the state dir.
+ */
+export const layerSnapshot = (filename: string) =>
+  Layer.unwrapScoped(
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const dir = fs.mkdtempSync(path.join(os.tmpdir(), "planter-snapshot-"))
+          const copy = path.join(dir, path.basename(filename))
+          for (const suffix of ["", "-wal"]) {
+            if (fs.existsSync(filename + suffix)) fs.copyFileSync(filename + suffix, copy + suffix)
+          }
+          return { dir, copy }
+        }),
+        ({ dir }) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      ),
+      ({ copy }) => layer(copy)
+    )
+  )

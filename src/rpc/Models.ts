@@ -68,7 +68,22 @@ export class Cell extends Schema.Class<Cell>("Cell")({
   owner_uid: OwnerUid
 }) {}
 
-export const ResourceLimits = Schema.NullOr(Schema.Struct({}))
+/** One limit: a whole number (milliseconds or bytes), or null for none. */
+const LimitValue = Schema.NullOr(Schema.Int.pipe(Schema.nonNegative()))
+
+/**
+ * A job's limits, in the shape the earlier prototype recorded (and the limits
+ * issue adopts): `timeout_ms`, `max_rss_bytes`, `max_log_bytes`, each null or
+ * a whole number. Every field is optional so that `{}` (what jobs started by
+ * this daemon record today, as `null`) and the prototype's full objects both
+ * decode; nothing enforces them yet.
+ */
+export const ResourceLimits = Schema.NullOr(Schema.Struct({
+  timeout_ms: Schema.optional(LimitValue),
+  max_rss_bytes: Schema.optional(LimitValue),
+  max_log_bytes: Schema.optional(LimitValue)
+}))
+export type ResourceLimits = typeof ResourceLimits.Type
 
 export class JobCommand extends Schema.Class<JobCommand>("JobCommand")({
   argv: Schema.NonEmptyArray(Schema.String),
@@ -92,7 +107,9 @@ export const TerminationReason = Schema.Literal(
   "memory_limit",
   "log_quota",
   "daemon_shutdown",
-  "lost"
+  "lost",
+  // Only in records imported from the earlier prototype, which said so when it did not know how a job ended.
+  "unknown"
 )
 export type TerminationReason = typeof TerminationReason.Type
 

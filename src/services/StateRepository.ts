@@ -23,7 +23,8 @@ export const EventKind = Schema.Literal(
   /** A state-changing request, audited with the caller's uid and pid and its outcome. */
   "request",
   /** A request refused by the authorization policy (role too low, or another user's cell or job). */
-  "denied"
+  "denied",
+  "legacy_import"
 )
 export type EventKind = typeof EventKind.Type
 
@@ -71,6 +72,43 @@ export interface JobFinish {
   readonly finished_at_ms: number
 }
 
+/** What an import of the prototype's state decided about one of its record files. */
+export interface LegacyFileOutcome {
+  /** Relative to the source dir: `cells/<id>/cell.json`, `jobs/<id>.json`. */
+  readonly path: string
+  readonly record_id: string | null
+  readonly outcome: "imported" | "skipped"
+  readonly reason: string | null
+  /** Size and change time of a skipped file, so that a changed one is considered again. */
+  readonly fingerprint: string | null
+}
+
+/** What earlier imports of a source decided, by relative path. */
+export type LegacyHandledFiles = ReadonlyMap<string, Pick<LegacyFileOutcome, "outcome" | "fingerprint">>
+
+/** Which of the given ids and names are already taken. */
+export interface TakenIds {
+  /** Cells (any, also one being removed) by id, with their dir. */
+  readonly cells: ReadonlyMap<string, string>
+  readonly cellNames: ReadonlySet<string>
+  readonly jobIds: ReadonlySet<string>
+}
+
+/** One import of the prototype's state: everything it adds, written in one transaction. */
+export interface LegacyImportBatch {
+  /** The source dir, absolute: the key that says which source was imported. */
+  readonly source: string
+  readonly cells: ReadonlyArray<Cell>
+  /** Finished jobs only: an imported job is never `running`. */
+  readonly jobs: ReadonlyArray<Job>
+  /** Per-job notes (a job the prototype recorded running, imported lost). */
+  readonly events: ReadonlyArray<JournalEvent>
+  readonly files: ReadonlyArray<LegacyFileOutcome>
+  /** The import's report, kept with it and journaled as `legacy_import` (with `summary`). */
+  readonly report: Record<string, unknown>
+  readonly summary: Record<string, unknown>
+}
+
 /**
  * Durable state: cells, jobs and the append-only events journal. Each
  * mutation and its journal entry commit together, before the caller replies.
@@ -100,6 +138,22 @@ export interface StateRepositoryShape {
   readonly listEvents: Effect.Effect<ReadonlyArray<StoredEvent>, StateError>
   /** One bounded page of the journal, by the indexed id cursor. */
   readonly pageEvents: (query: EventQuery) => Effect.Effect<ReadonlyArray<StoredEvent>, StateError>
+  /** What earlier imports of the prototype's state at `source` decided about its files. */
+  readonly legacyHandledFiles: (source: string) => Effect.Effect<LegacyHandledFiles, StateError>
+  /** Which of these cell ids, cell names (or names starting with `namePrefix`) and job ids are taken. */
+  readonly takenIds: (query: {
+    readonly cellIds: ReadonlyArray<string>
+    readonly cellNames: ReadonlyArray<string>
+    readonly namePrefix: string
+    readonly jobIds: ReadonlyArray<string>
+  }) => Effect.Effect<TakenIds, StateError>
+  /**
+   * Writes one import of the prototype's state in one transaction: its cells
+   * and jobs (a colliding id fails it all: nothing is ever overwritten), the
+   * journal (`legacy_import` with counts, and the batch's events), the import
+   * and the outcome of every file it dealt with.
+   */
+  readonly importLegacy: (batch: LegacyImportBatch) => Effect.Effect<void, StateError>
 }
 
 export class StateRepository extends Context.Tag("planter/StateRepository")<StateRepository, StateRepositoryShape>() {}

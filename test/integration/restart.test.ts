@@ -16,7 +16,10 @@ const TIMEOUT = 90_000
 
 /** better-sqlite3 ships no types here; this is all the test uses of it. */
 interface ReadOnlyDb {
-  prepare: (sql: string) => { all: (...params: Array<unknown>) => Array<Record<string, unknown>> }
+  prepare: (sql: string) => {
+    all: (...params: Array<unknown>) => Array<Record<string, unknown>>
+    run: (...params: Array<unknown>) => unknown
+  }
   close: () => void
 }
 const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { readonly: boolean }) => ReadOnlyDb
@@ -122,6 +125,42 @@ describe("restart", () => {
     expect(await next.json(["job", "status", job.id])).toMatchObject({ status: "running", pid: job.pid })
     expect(await next.json(["job", "kill", job.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
     expect(pidAlive(job.pid)).toBe(false)
+  }, TIMEOUT)
+
+  it("a row without a process start time is never adopted by its pid alone, even when that pid is alive", async () => {
+    const first = await startDaemon()
+    const cell = await first.json(["create", "--name", "nostart"])
+    expect(await first.stop("SIGTERM")).toBe(0)
+    // A process that holds the recorded pid now: for all anyone can prove, a stranger that reused it.
+    const stranger = spawn("sleep", ["300"], { stdio: "ignore" })
+    leaders.set(stranger.pid!, startTimeOf(stranger.pid!)!)
+    const db = new Database(path.join(first.stateDir, "planter.db"), { readonly: false })
+    try {
+      db.prepare(`INSERT INTO jobs (id, cell_id, command_json, status, pid, pid_start_time, started_at_ms, sandbox_json)
+        VALUES (?, ?, ?, 'running', ?, NULL, ?, ?)`).run(
+        "job-nostarttime",
+        cell.id,
+        JSON.stringify({ argv: ["sleep", "300"], cwd: cell.dir, env: {}, limits: null }),
+        stranger.pid,
+        Date.now(),
+        JSON.stringify({ mode: "disabled", backend: "none", network: "allow", fallback_reason: null })
+      )
+    } finally {
+      db.close()
+    }
+
+    const next = await startDaemon({ stateDir: first.stateDir })
+    expect(await next.json(["job", "status", "job-nostarttime"])).toMatchObject({ status: "exited", termination_reason: "lost", exit_code: null })
+    expect((await next.json(["health"])).running_jobs).toBe(0)
+    expect(pidAlive(stranger.pid!)).toBe(true)
+    const events = new Database(path.join(first.stateDir, "planter.db"), { readonly: true })
+    try {
+      const lost = events.prepare("SELECT detail_json FROM events WHERE kind = 'job_lost' AND job_id = 'job-nostarttime'").all()
+      expect(JSON.parse(String(lost[0]!.detail_json)).note).toContain("no process start time was recorded")
+    } finally {
+      events.close()
+    }
+    process.kill(stranger.pid!, "SIGKILL")
   }, TIMEOUT)
 })
 

@@ -123,4 +123,82 @@ describe("StateRepository on SQLite", () => {
       }))
       expect(error._tag).toBe("StateError")
     }))
+
+  describe("the import of the prototype's state", () => {
+    const imported = (id: string, cellId: string) =>
+      new Job({ ...job(id, cellId, 5), status: "exited", exit_code: 0, termination_reason: "exited", pid_start_time: null, finished_at_ms: 6 })
+    const batch = (cells: Array<Cell>, jobs: Array<Job>) => ({
+      source: "/old/state",
+      cells,
+      jobs,
+      events: [{ kind: "job_lost" as const, cell_id: cells[0]?.id ?? null, job_id: jobs[0]?.id ?? null, detail: { note: "was running" } }],
+      files: jobs.map((j) => ({ path: `jobs/${j.id}.json`, record_id: j.id, outcome: "imported" as const, reason: null, fingerprint: null })),
+      report: { jobs: jobs.length },
+      summary: { jobs: jobs.length }
+    })
+
+    it.scoped("writes cells, jobs, journal and the files it dealt with together", () =>
+      Effect.gen(function*() {
+        const file = yield* tempDb
+        yield* withRepo(file, (repo) => Effect.gen(function*() {
+          yield* repo.importLegacy(batch([cell("cell-1", "website")], [imported("job-2", "cell-1"), imported("job-3", "cell-1")]))
+          expect((yield* repo.listJobs(null)).map((j) => j.id)).toEqual(["job-2", "job-3"])
+          expect(yield* repo.getCell("cell-1" as CellId)).toEqual(Option.some(cell("cell-1", "website")))
+          const events = yield* repo.listEvents
+          expect(events.map((event) => event.kind)).toEqual(["job_lost", "legacy_import"])
+          expect(events[1]!.detail).toMatchObject({ source: "/old/state", jobs: 2 })
+          expect(yield* repo.legacyHandledFiles("/old/state")).toEqual(new Map([
+            ["jobs/job-2.json", { outcome: "imported", fingerprint: null }],
+            ["jobs/job-3.json", { outcome: "imported", fingerprint: null }]
+          ]))
+          expect((yield* repo.legacyHandledFiles("/elsewhere")).size).toBe(0)
+          const taken = yield* repo.takenIds({ cellIds: ["cell-1", "cell-9"], cellNames: ["website", "other"], namePrefix: "web", jobIds: ["job-3", "job-4"] })
+          expect(taken).toEqual({
+            cells: new Map([["cell-1", "/state/cells/cell-1"]]),
+            cellNames: new Set(["website"]),
+            jobIds: new Set(["job-3"])
+          })
+        }))
+      }))
+
+    it.scoped("writes nothing at all when one row collides: nothing is overwritten", () =>
+      Effect.gen(function*() {
+        const file = yield* tempDb
+        yield* withRepo(file, (repo) => Effect.gen(function*() {
+          yield* repo.insertCell(cell("cell-a1", "alpha"))
+          yield* repo.insertJob(job("job-2", "cell-a1", 10))
+          const error = yield* Effect.flip(repo.importLegacy(batch([cell("cell-1", "website")], [imported("job-3", "cell-1"), imported("job-2", "cell-1")])))
+          expect(error._tag).toBe("StateError")
+          expect((yield* repo.listCells).map((c) => c.id)).toEqual(["cell-a1"])
+          expect(yield* repo.getJob("job-2" as JobId)).toEqual(Option.some(job("job-2", "cell-a1", 10)))
+          expect(Option.isNone(yield* repo.getJob("job-3" as JobId))).toBe(true)
+          expect((yield* repo.legacyHandledFiles("/old/state")).size).toBe(0)
+          expect((yield* repo.listEvents).map((event) => event.kind)).toEqual(["cell_created", "job_started"])
+        }))
+      }))
+
+    it.scoped("imports thousands of jobs in chunks", () =>
+      Effect.gen(function*() {
+        const file = yield* tempDb
+        yield* withRepo(file, (repo) => Effect.gen(function*() {
+          const jobs = Array.from({ length: 1234 }, (_, i) => imported(`job-${i}`, "cell-1"))
+          yield* repo.importLegacy(batch([cell("cell-1", "website")], jobs))
+          expect((yield* repo.listJobs(null)).length).toBe(1234)
+          expect((yield* repo.legacyHandledFiles("/old/state")).size).toBe(1234)
+          const taken = yield* repo.takenIds({ cellIds: [], cellNames: [], namePrefix: "x", jobIds: jobs.map((j) => j.id) })
+          expect(taken.jobIds.size).toBe(1234)
+        }))
+      }))
+
+    it.scoped("keeps a prototype job's limits as recorded", () =>
+      Effect.gen(function*() {
+        const file = yield* tempDb
+        yield* withRepo(file, (repo) => Effect.gen(function*() {
+          const limits = { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: 1048576 }
+          const limited = new Job({ ...imported("job-2", "cell-1"), command: new JobCommand({ ...imported("job-2", "cell-1").command, limits }) })
+          yield* repo.importLegacy(batch([cell("cell-1", "website")], [limited]))
+          expect(Option.getOrThrow(yield* repo.getJob("job-2" as JobId)).command.limits).toEqual(limits)
+        }))
+      }))
+  })
 })
