@@ -62,7 +62,7 @@ export const CellCreatePayload = payload({
   read_paths: Schema.Array(OsString).annotations(expectedShape("an array of absolute paths")),
   network: NetworkPolicy,
   /** Default limits of the cell's jobs (absent or null: none). */
-  limits: Schema.optionalWith(LimitsPayload, { default: () => null })
+  limits: Schema.optional(LimitsPayload)
 })
 
 export const CellRemovePayload = payload({ cell_id: CellIdString, force: Flag })
@@ -81,7 +81,7 @@ export const JobRunPayload = payload({
   ),
   network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)')),
   /** The job's limits, tightening its cell's (absent, null or a null field: the cell's). */
-  limits: Schema.optionalWith(LimitsPayload, { default: () => null })
+  limits: Schema.optional(LimitsPayload)
 })
 
 export const JobStatusPayload = payload({ job_id: JobIdString })

@@ -12,7 +12,7 @@ export interface CreateCellRequest {
   /** The uid of the caller creating it: only it (or an admin) may remove it or run jobs in it. */
   readonly owner_uid: number | null
   /** Default limits of its jobs (each a positive whole number or null); a job may tighten them. */
-  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null
+  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null | undefined
 }
 
 /** Cells: a named directory under the state dir with its env and sandbox policy. */

@@ -16,7 +16,7 @@ export interface RunRequest {
   /** The uid of the caller starting it: only it (or an admin) may kill it. */
   readonly owner_uid: number | null
   /** Its own limits as asked (null fields inherit the cell's); checked by `run`. */
-  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null
+  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null | undefined
 }
 
 /** The reasons a limit ends a job with. */
