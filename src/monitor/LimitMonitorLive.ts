@@ -121,10 +121,13 @@ export const make = Effect.gen(function*() {
     const limit = fromStored(job.command.limits).timeout_ms
     if (limit === null) return Effect.void
     const fire = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const wait = job.started_at_ms + limit - now
-      if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
-      const at = yield* Clock.currentTimeMillis
+      const deadline = job.started_at_ms + limit
+      // A timer may wake a millisecond early by the wall clock: never end a job before its deadline.
+      let at = yield* Clock.currentTimeMillis
+      while (at < deadline) {
+        yield* Effect.sleep(Duration.millis(deadline - at))
+        at = yield* Clock.currentTimeMillis
+      }
       yield* endJob(job.id, "timeout", new LimitDetail({ limit, observed: at - job.started_at_ms, at_ms: at }))
     })
     return FiberMap.run(timers, job.id, fire, { onlyIfMissing: true }).pipe(Effect.asVoid)
