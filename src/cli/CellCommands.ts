@@ -3,7 +3,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import * as path from "node:path"
-import { envOption, forceOption, networkOption, parseEnv, withClient } from "./Global.js"
+import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
 import { cellRows, encodeCell, printJson, printLine } from "./Output.js"
 
 export const createCell = (name: string) =>
@@ -14,12 +14,17 @@ export const createCell = (name: string) =>
       Options.withDescription("extra path the cell's jobs may read (repeatable)"),
       Options.repeated
     ),
-    network: networkOption
+    network: networkOption,
+    timeout: timeoutOption,
+    maxRss: maxRssOption,
+    maxLog: maxLogOption
   }, (options) =>
     withClient((client, json) =>
       Effect.gen(function*() {
         const env = yield* parseEnv(options.env)
+        const limits = yield* parseLimitFlags(options)
         const cell = yield* client.CellCreate({
+          limits,
           name: options.name,
           env,
           read_paths: options.read.map((p) => path.resolve(p)),

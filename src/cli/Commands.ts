@@ -4,7 +4,7 @@ import { PROTOCOL_VERSION } from "../rpc/client.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { cellCommand, createCell } from "./CellCommands.js"
 import { planter, withClient } from "./Global.js"
-import { jobCommand, run } from "./JobCommands.js"
+import { jobCommand, run, top } from "./JobCommands.js"
 import { events } from "./EventsCommand.js"
 import { logs } from "./LogsCommand.js"
 import { printJson, printLine } from "./Output.js"
@@ -43,11 +43,17 @@ const health = Command.make("health", {}, () =>
         }`
       )
       yield* printLine(`running:   ${info.running_jobs} job(s)`)
+      if (info.monitor) {
+        const m = info.monitor
+        yield* printLine(
+          `monitor:   every ${m.interval_ms} ms, last tick ${m.last_tick_at_ms === null ? "never" : new Date(m.last_tick_at_ms).toISOString()}, ${m.ticks} ticks, ${m.restarts} restart(s), ${m.mean_tick_cpu_us} µs CPU per tick (${m.cpu_percent_of_core}% of a core)`
+        )
+      }
     })
   )).pipe(Command.withDescription("Check that the daemon answers, and how it runs"))
 
 export const command = planter.pipe(
   Command.withDescription("Talk to planterd: cells, jobs and their logs"),
-  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, logs, events])
+  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, top("top"), logs, events])
 )
 

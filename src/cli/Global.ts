@@ -7,6 +7,7 @@ import { make as makeClient } from "../rpc/client.js"
 import { EnvName } from "../rpc/Models.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { CliFailure, ExitCode, usageError } from "./Output.js"
+import { parseDuration, parseSize } from "../services/Limits.js"
 
 /** The root command: its options are global, read by every subcommand. */
 export const planter = Command.make("planter", {
@@ -78,3 +79,40 @@ export const networkOption = Options.choice("network", ["allow", "deny"]).pipe(
 )
 export const forceOption = Options.boolean("force")
 
+
+export const timeoutOption = Options.text("timeout").pipe(
+  Options.withDescription("end the job with reason timeout after this long, e.g. 30s, 5m, 500ms"),
+  Options.optional
+)
+export const maxRssOption = Options.text("max-rss").pipe(
+  Options.withDescription("end the job with reason memory_limit when its tree's total RSS passes this, e.g. 512M, 2G (K = 1024)"),
+  Options.optional
+)
+export const maxLogOption = Options.text("max-log").pipe(
+  Options.withDescription("end the job with reason log_quota when stdout + stderr pass this, e.g. 100M"),
+  Options.optional
+)
+
+/** `--timeout`, `--max-rss`, `--max-log` in human units; nonsense is refused with `limit_invalid` before anything is sent. */
+export const parseLimitFlags = (flags: {
+  readonly timeout: Option.Option<string>
+  readonly maxRss: Option.Option<string>
+  readonly maxLog: Option.Option<string>
+}) =>
+  Effect.gen(function*() {
+    const parsed: { timeout_ms?: number; max_rss_bytes?: number; max_log_bytes?: number } = {}
+    const each = [
+      ["timeout", flags.timeout, parseDuration, "timeout_ms"],
+      ["max-rss", flags.maxRss, parseSize, "max_rss_bytes"],
+      ["max-log", flags.maxLog, parseSize, "max_log_bytes"]
+    ] as const
+    for (const [flag, value, parse, field] of each) {
+      if (Option.isNone(value)) continue
+      const result = parse(value.value)
+      if (typeof result === "string") {
+        return yield* new CliFailure({ exitCode: ExitCode.usage, code: "limit_invalid", message: `--${flag} ${result}` })
+      }
+      parsed[field] = result
+    }
+    return Object.keys(parsed).length === 0 ? null : parsed
+  })

@@ -3,9 +3,9 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Array as Arr, Effect, Option } from "effect"
 import type { Job } from "../rpc/Models.js"
-import { envOption, forceOption, networkOption, parseEnv, withClient } from "./Global.js"
+import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
 import { copyLog } from "./LogsCommand.js"
-import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, usageError, write } from "./Output.js"
+import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, topRows, usageError, write } from "./Output.js"
 
 export const run = Command.make("run", {
   cell: Args.text({ name: "CELL" }),
@@ -13,6 +13,9 @@ export const run = Command.make("run", {
   env: envOption,
   cwd: Options.text("cwd").pipe(Options.withDescription("working directory inside the cell dir"), Options.optional),
   network: networkOption,
+  timeout: timeoutOption,
+  maxRss: maxRssOption,
+  maxLog: maxLogOption,
   wait: Options.boolean("wait").pipe(Options.withDescription("stream the job's output and exit with its exit code"))
 }, (options) =>
   withClient((client, json) =>
@@ -20,7 +23,9 @@ export const run = Command.make("run", {
       const argv = options.argv
       if (!Arr.isNonEmptyReadonlyArray(argv)) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
       const env = yield* parseEnv(options.env)
+      const limits = yield* parseLimitFlags(options)
       const job = yield* client.JobRun({
+        limits,
         cell_id: options.cell,
         argv,
         env,
@@ -75,8 +80,27 @@ const jobKill = Command.make("kill", {
     })
   )).pipe(Command.withDescription("Kill a job's whole process tree"))
 
+/** Running jobs with their live usage: refreshed every interval, or printed once (always once with --json). */
+export const top = (name: string) =>
+  Command.make(name, {
+    once: Options.boolean("once").pipe(Options.withDescription("print once and exit")),
+    interval: Options.integer("interval-ms").pipe(Options.withDescription("refresh period"), Options.withDefault(1000))
+  }, ({ interval, once }) =>
+    withClient((client, json) =>
+      Effect.gen(function*() {
+        const running = Effect.map(client.JobList({ cell_id: null }), (jobs) => jobs.filter((job) => job.status !== "exited"))
+        if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
+        if (once) return yield* printLine(topRows(yield* running))
+        while (true) {
+          const text = topRows(yield* running)
+          yield* write(process.stdout, `\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n${text}\n`)
+          yield* Effect.sleep(Math.max(100, interval))
+        }
+      })
+    )).pipe(Command.withDescription("Show running jobs with their live usage (RSS, CPU %, processes, log bytes)"))
+
 export const jobCommand = Command.make("job").pipe(
   Command.withDescription("Inspect and kill jobs"),
-  Command.withSubcommands([jobStatus, jobLs, jobKill])
+  Command.withSubcommands([jobStatus, jobLs, jobKill, top("stats")])
 )
 

@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as os from "node:os"
 import { Cell, Job } from "../rpc/Models.js"
+import { formatBytes, formatDuration, formatLimit, fromStored, limitOfReason } from "../services/Limits.js"
 
 /** Exit codes of `planter`, as the CLI contract fixes them. */
 export const ExitCode = { ok: 0, daemonError: 1, usage: 2, noDaemon: 3 } as const
@@ -76,8 +77,63 @@ export const jobDetails = (job: Job) =>
     `finished:     ${time(job.finished_at_ms)}`,
     `sandbox:      ${job.sandbox.mode}, backend ${job.sandbox.backend}, network ${job.sandbox.network}${
       job.sandbox.fallback_reason ? `\nfallback:     ${job.sandbox.fallback_reason}` : ""
-    }`
+    }`,
+    `limits:       ${limitsLine(job)}`,
+    ...usageLines(job),
+    ...killLine(job)
   ].join("\n")
+
+const limitsLine = (job: Job) => {
+  const limits = fromStored(job.command.limits)
+  return [
+    `timeout ${limits.timeout_ms === null ? "none" : formatDuration(limits.timeout_ms)}`,
+    `max rss ${limits.max_rss_bytes === null ? "none" : formatBytes(limits.max_rss_bytes)}`,
+    `max log ${limits.max_log_bytes === null ? "none" : formatBytes(limits.max_log_bytes)}`
+  ].join(", ")
+}
+
+const usageLines = (job: Job): Array<string> => {
+  const usage = job.usage
+  if (usage !== null) {
+    return [
+      `usage:        rss ${formatBytes(usage.rss_bytes)} (peak ${formatBytes(usage.peak_rss_bytes)}), cpu ${
+        usage.cpu_percent === null ? "-" : `${usage.cpu_percent}%`
+      } (${formatDuration(usage.cpu_ms)}), ${usage.processes} process(es), log ${formatBytes(usage.log_bytes)}, elapsed ${formatDuration(usage.elapsed_ms)}`
+    ]
+  }
+  if (job.status === "exited" && (job.peak_rss_bytes !== null || job.cpu_ms !== null)) {
+    return [`peak:         rss ${job.peak_rss_bytes === null ? "-" : formatBytes(job.peak_rss_bytes)}, cpu time ${job.cpu_ms === null ? "-" : formatDuration(job.cpu_ms)}`]
+  }
+  return []
+}
+
+/** `killed: memory_limit (observed 612 MiB > limit 512 MiB)` for a job a limit ended. */
+export const killLine = (job: Job): Array<string> => {
+  const name = limitOfReason(job.termination_reason)
+  if (name === undefined || job.limit_detail === null) return []
+  const { limit, observed } = job.limit_detail
+  return [`killed:       ${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${formatLimit(name, limit)})`]
+}
+
+export const topRows = (jobs: ReadonlyArray<Job>) =>
+  jobs.length === 0
+    ? "no running jobs"
+    : table(
+      ["ID", "CELL", "RSS", "CPU", "PROCS", "LOG", "ELAPSED", "COMMAND"],
+      jobs.map((job) => {
+        const usage = job.usage
+        return [
+          job.id,
+          job.cell_id,
+          usage ? formatBytes(usage.rss_bytes) : "-",
+          usage?.cpu_percent != null ? `${usage.cpu_percent}%` : "-",
+          usage ? String(usage.processes) : "-",
+          usage ? formatBytes(usage.log_bytes) : "-",
+          usage ? formatDuration(usage.elapsed_ms) : "-",
+          commandLine(job.command.argv)
+        ]
+      })
+    )
 
 /** The exit code `run --wait` ends with: the job's own, or 128+signal as shells do. */
 export const jobExitCode = (job: Job): number => {

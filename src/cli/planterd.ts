@@ -13,6 +13,7 @@ import { parseGrant } from "../services/Authz.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { resolveGid, resolveUid } from "../layers/UserDb.js"
 import { importLegacy } from "./ImportLegacyCommand.js"
+import { parseDuration, parseSize } from "../services/Limits.js"
 
 const socket = Options.text("socket").pipe(
   Options.withDescription("Unix socket to serve (default: $PLANTER_SOCKET or <state dir>/planterd.sock)"),
@@ -34,6 +35,15 @@ const killGrace = Options.integer("kill-grace-ms").pipe(
   Options.withDefault(5000)
 )
 
+const monitorInterval = Options.text("monitor-interval").pipe(
+  Options.withDescription("how often the usage monitor samples running jobs, e.g. 1s, 250ms"),
+  Options.withDefault("1s")
+)
+const defaultMaxLog = Options.text("default-max-log").pipe(
+  Options.withDescription("log quota (stdout + stderr) of a job whose command and cell set none, e.g. 1G, 100M"),
+  Options.withDefault("1G")
+)
+
 const allowUid = Options.text("allow-uid").pipe(
   Options.withDescription("let this user (name or uid) use the socket, with role read, run (default) or admin: --allow-uid ci:run (repeatable)"),
   Options.repeated
@@ -46,7 +56,7 @@ const strict = Options.boolean("strict").pipe(
   Options.withDescription("allow only the daemon's own uid, ignoring every grant, and refuse a socket setup that is not private")
 )
 
-/** A flag planterd cannot act on (an unknown user, a bad role); exit 2 like any usage error. */
+/** A flag planterd cannot act on (an unknown user, a bad role, a limit it cannot parse); exit 2 like any usage error. */
 class PolicyFlagError extends Error {
   readonly _tag = "PolicyFlagError"
 }
@@ -79,10 +89,14 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
 
 const daemon = Command.make(
   "planterd",
-  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict },
+  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog },
   (options) =>
     Effect.gen(function*() {
       const authz = yield* policyFrom(options)
+      const interval = parseDuration(options.monitorInterval)
+      if (typeof interval === "string") return yield* Effect.fail(new PolicyFlagError(`--monitor-interval ${interval}`))
+      const maxLog = parseSize(options.defaultMaxLog)
+      if (typeof maxLog === "string") return yield* Effect.fail(new PolicyFlagError(`--default-max-log ${maxLog}`))
       if (authz.strict && (authz.uids.length > 0 || authz.groups.length > 0)) {
         yield* Effect.logWarning("--strict: ignoring every --allow-uid and --allow-group; only the daemon's own uid may use the socket")
       }
@@ -97,7 +111,9 @@ const daemon = Command.make(
         sandboxMode: options.sandboxMode,
         keepJobs: options.keepJobs,
         killGrace: Duration.millis(Math.max(0, options.killGrace)),
-        authz
+        authz,
+        monitorInterval: Duration.millis(interval),
+        defaultMaxLogBytes: maxLog
       })
       yield* Layer.launch(
         Layer.tap(daemonLayer, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))

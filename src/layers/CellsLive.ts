@@ -11,6 +11,7 @@ import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
+import { checkLimits } from "../services/Limits.js"
 import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
@@ -25,6 +26,8 @@ export const make = Effect.gen(function*() {
   const create = Effect.fn("Cells.create")(function*(request: CreateCellRequest) {
     const problem = cellNameProblem(request.name)
     if (problem !== undefined) return yield* new InvalidInput({ message: problem })
+    const limits = checkLimits(request.limits ?? null)
+    if (!("timeout_ms" in limits)) return yield* limits
     const readPaths: Array<string> = []
     for (const raw of request.read_paths) {
       const checked = grants.check(raw)
@@ -44,7 +47,8 @@ export const make = Effect.gen(function*() {
       network: request.network,
       dir,
       created_at_ms: Date.now(),
-      owner_uid: request.owner_uid
+      owner_uid: request.owner_uid,
+      limits: Object.values(limits).every((value) => value === null) ? null : { ...limits }
     })
     yield* Effect.try({
       try: () => fs.mkdirSync(dir, { recursive: true, mode: 0o700 }),

@@ -14,6 +14,7 @@ import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
 import * as TreeTrackerLive from "./TreeTrackerLive.js"
+import * as LimitMonitorLive from "../monitor/LimitMonitorLive.js"
 
 /**
  * The state dir, checked private and locked for this daemon alone before
@@ -42,7 +43,7 @@ export const layer = (config: DaemonConfigShape) => {
     Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
   )
-  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, TreeTrackerLive.layer).pipe(
+  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, TreeTrackerLive.layer, LimitMonitorLive.layer).pipe(
     Layer.provideMerge(supervisor)
   )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))

@@ -1,14 +1,14 @@
 import { Effect } from "effect"
-import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable, type Unauthorized } from "../rpc/Errors.js"
-import type { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
+import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, type Unauthorized } from "../rpc/Errors.js"
+import type { DaemonFault, InvalidInput, LimitRejected, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { StateError } from "../services/StateRepository.js"
 
-export type DomainError = InvalidInput | UnknownEntity | StateConflict | SandboxRefused | DaemonFault | StateError
+export type DomainError = InvalidInput | LimitRejected | UnknownEntity | StateConflict | SandboxRefused | DaemonFault | StateError
 
-type WireError = InvalidRequest | NotFound | Conflict | SandboxUnavailable | Internal | Unauthorized
+type WireError = InvalidRequest | LimitInvalid | NotFound | Conflict | SandboxUnavailable | Internal | Unauthorized
 
 const isWire = (error: DomainError | WireError): error is WireError =>
-  error._tag === "InvalidRequest" || error._tag === "NotFound" || error._tag === "Conflict" ||
+  error._tag === "InvalidRequest" || error._tag === "LimitInvalid" || error._tag === "NotFound" || error._tag === "Conflict" ||
   error._tag === "SandboxUnavailable" || error._tag === "Internal" || error._tag === "Unauthorized"
 
 /**
@@ -21,6 +21,8 @@ export const toWireError = (error: DomainError | WireError): Effect.Effect<never
   switch (error._tag) {
     case "InvalidInput":
       return Effect.fail(new InvalidRequest({ message: error.message }))
+    case "LimitRejected":
+      return Effect.fail(new LimitInvalid({ message: error.message }))
     case "UnknownEntity":
       return Effect.fail(new NotFound({ message: error.message }))
     case "StateConflict":
@@ -39,6 +41,7 @@ export const toWireError = (error: DomainError | WireError): Effect.Effect<never
 
 /** The wire error each domain error becomes (wire errors stay as they are). */
 export type WireOf<E> = E extends { readonly _tag: "InvalidInput" } ? InvalidRequest
+  : E extends { readonly _tag: "LimitRejected" } ? LimitInvalid
   : E extends { readonly _tag: "UnknownEntity" } ? NotFound
   : E extends { readonly _tag: "StateConflict" } ? Conflict
   : E extends { readonly _tag: "SandboxRefused" } ? SandboxUnavailable

@@ -3,6 +3,7 @@ import { Cells } from "../services/Cells.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
+import { LimitMonitor } from "../monitor/LimitMonitor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import { onWire } from "./ErrorMapping.js"
@@ -62,12 +63,13 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const logs = yield* LogReader
   const sandbox = yield* SandboxRunner
   const repo = yield* StateRepository
+  const monitor = yield* LimitMonitor
   const startedAt = Date.now()
 
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
     Health: () =>
-      Effect.map(Effect.all([registry.count, supervisor.degraded]), ([running, degraded]) =>
+      Effect.map(Effect.all([registry.count, supervisor.degraded, monitor.stats]), ([running, degraded, monitorStats]) =>
         new HealthInfo({
           ok: degraded === null,
           degraded,
@@ -82,7 +84,8 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
             available: sandbox.status.available,
             unavailable_reason: sandbox.status.unavailableReason
           },
-          running_jobs: running
+          running_jobs: running,
+          monitor: monitorStats
         })),
     CellCreate: validated(CellCreatePayload, (request) =>
       onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))),
@@ -93,12 +96,12 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         yield* ownedByCaller("remove cell", `${cell.name} (${cell.id})`, cell.owner_uid)
         return yield* cells.remove(cell.id, { force })
       }))),
-    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, network }) =>
+    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, limits, network }) =>
       onWire(Effect.gen(function*() {
         const caller = yield* Caller
         const cell = yield* cells.resolve(cell_id)
         yield* ownedByCaller("run jobs in cell", `${cell.name} (${cell.id})`, cell.owner_uid)
-        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid })
+        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits })
       }))),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
     JobList: validated(JobListPayload, ({ cell_id }) =>

@@ -1,7 +1,7 @@
 import { Effect, Schedule } from "effect"
 import type { Scope } from "effect"
 import type { JobId } from "../rpc/Ids.js"
-import type { TerminationReason } from "../rpc/Models.js"
+import type { LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job } from "../rpc/Models.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 import type { JournalEvent, StateRepositoryShape } from "../services/StateRepository.js"
@@ -29,22 +29,47 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
   const write = (job: Job, event: JournalEvent) =>
     repo.finishJob(
       job.id,
-      { exit_code: job.exit_code, signal: job.signal, termination_reason: job.termination_reason!, finished_at_ms: job.finished_at_ms! },
+      {
+        exit_code: job.exit_code,
+        signal: job.signal,
+        termination_reason: job.termination_reason!,
+        finished_at_ms: job.finished_at_ms!,
+        peak_rss_bytes: job.peak_rss_bytes,
+        cpu_ms: job.cpu_ms,
+        limit_detail: job.limit_detail
+      },
       event
     )
 
   /** The job's final record: the stored one when the write succeeded, else the one held in memory. */
-  const record = (job: Job, exit: ProcessExit, reason: TerminationReason, detail: Record<string, unknown> = {}) =>
+  const record = (
+    job: Job,
+    exit: ProcessExit,
+    reason: TerminationReason,
+    detail: Record<string, unknown> = {},
+    observed: { readonly peak_rss_bytes: number | null; readonly cpu_ms: number | null; readonly limit_detail: LimitDetail | null } = {
+      peak_rss_bytes: null,
+      cpu_ms: null,
+      limit_detail: null
+    }
+  ) =>
     Effect.gen(function*() {
       const ended = new Job({
         ...job,
+        ...observed,
+        usage: null,
         status: "exited",
         exit_code: exit.code,
         signal: exit.signal,
         termination_reason: reason,
         finished_at_ms: Date.now()
       })
-      const event = finishEvent(job, reason, { exit_code: exit.code, signal: exit.signal, ...detail })
+      const event = finishEvent(job, reason, {
+        exit_code: exit.code,
+        signal: exit.signal,
+        ...(observed.limit_detail ? { limit_detail: { ...observed.limit_detail } } : {}),
+        ...detail
+      })
       const stored = yield* Effect.either(write(ended, event))
       if (stored._tag === "Right") return stored.right._tag === "Some" ? stored.right.value : ended
       held.set(job.id, ended)

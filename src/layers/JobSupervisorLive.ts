@@ -2,12 +2,14 @@ import { Cause, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } fr
 import { randomBytes } from "node:crypto"
 import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, TerminationReason } from "../rpc/Models.js"
+import type { Cell, LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobSandbox } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import type { RunningJob } from "../services/JobRegistry.js"
 import { JobRegistry } from "../services/JobRegistry.js"
-import type { RunRequest } from "../services/JobSupervisor.js"
+import type { LimitReason, RunRequest } from "../services/JobSupervisor.js"
+import type { Limits } from "../services/Limits.js"
+import { checkLimits, DEFAULT_MAX_LOG_BYTES, effectiveLimits, fromStored } from "../services/Limits.js"
 import { effectiveNetwork, JobSupervisor } from "../services/JobSupervisor.js"
 import { killTree } from "../services/KillTree.js"
 import { isRunning, JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
@@ -85,7 +87,12 @@ export const make = Effect.gen(function*() {
       const exit = Exit.isSuccess(result)
         ? result.value
         : yield* leaderExit.pipe(Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => UNKNOWN_EXIT }))
-      const ended = yield* ends.record(entry.job, exit, reason, note ? { note } : {})
+      const usage = entry.observed.usage
+      const ended = yield* ends.record(entry.job, exit, reason, note ? { note } : {}, {
+        peak_rss_bytes: usage?.peak_rss_bytes ?? null,
+        cpu_ms: usage?.cpu_ms ?? null,
+        limit_detail: entry.observed.limitDetail
+      })
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
       yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
@@ -112,7 +119,8 @@ export const make = Effect.gen(function*() {
         job,
         tree: { leaderPid: job.pid!, leaderStartTime: job.pid_start_time, known: new Map() },
         endReason,
-        ended
+        ended,
+        observed: { usage: null, limitDetail: null }
       }))
     )
 
@@ -122,13 +130,21 @@ export const make = Effect.gen(function*() {
    * process or a row that the next start resolves. A refused start removes
    * what it created and says why.
    */
-  const start = (cell: Cell, id: JobId, argv: readonly [string, ...Array<string>], cwd: string, request: RunRequest, files: JobFiles) =>
+  const start = (
+    cell: Cell,
+    id: JobId,
+    argv: readonly [string, ...Array<string>],
+    cwd: string,
+    request: RunRequest,
+    limits: Limits,
+    files: JobFiles
+  ) =>
     Effect.gen(function*() {
       const network = effectiveNetwork(cell.network, request.network)
       const provisional = new Job({
         id,
         cell_id: cell.id,
-        command: new JobCommand({ argv, cwd, env: request.env, limits: null }),
+        command: new JobCommand({ argv, cwd, env: request.env, limits: { ...limits } }),
         status: "starting",
         exit_code: null,
         signal: null,
@@ -202,6 +218,10 @@ export const make = Effect.gen(function*() {
     if (cwd instanceof InvalidInput) return yield* cwd
     const changedGrant = grants.recheck(cell)
     if (changedGrant !== undefined) return yield* changedGrant
+    const own = checkLimits(request.limits ?? null)
+    if (!("timeout_ms" in own)) return yield* own
+    const limits = effectiveLimits(fromStored(cell.limits), own, config.defaultMaxLogBytes ?? DEFAULT_MAX_LOG_BYTES)
+    if (!("timeout_ms" in limits)) return yield* limits
     const id = newJobId()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const files = jobFiles(paths, id)
@@ -212,7 +232,7 @@ export const make = Effect.gen(function*() {
       fibers,
       id,
       supervise(
-        Effect.tap(start(cell, id, [program, ...args], cwd, request, files), ({ entry }) => Deferred.succeed(ready, entry.job)),
+        Effect.tap(start(cell, id, [program, ...args], cwd, request, limits, files), ({ entry }) => Deferred.succeed(ready, entry.job)),
         files
       ).pipe(
         Effect.catchAll((error) => Deferred.fail(ready, error)),
@@ -250,10 +270,18 @@ export const make = Effect.gen(function*() {
     )
   })
 
+  /** A running job's record with the monitor's last sample of its usage. */
+  const withUsage = (job: Job): Job => {
+    if (job.status === "exited") return job
+    const usage = Option.getOrUndefined(registry.get(job.id))?.observed.usage ?? null
+    return usage === null ? job : new Job({ ...job, usage })
+  }
+
   const get = (id: JobId): Effect.Effect<Job, UnknownEntity | StateError> => {
     const held = ends.held(id)
     if (held !== undefined) return Effect.succeed(held)
     return repo.getJob(id).pipe(
+      Effect.map(Option.map(withUsage)),
       Effect.flatMap(Option.match({
         onNone: () => Effect.fail(new UnknownEntity({ message: `no job ${id}: list jobs with \`planter job ls\`` })),
         onSome: Effect.succeed
@@ -268,6 +296,23 @@ export const make = Effect.gen(function*() {
     yield* Ref.update(entry.value.endReason, (reason) => reason ?? (options.force ? "forced_kill" : "terminated_by_user"))
     // A forced kill also cuts short a graceful one already in its grace period.
     if (options.force) yield* sweep(entry.value, true)
+    const fiber = yield* FiberMap.get(fibers, id).pipe(Effect.option)
+    if (Option.isSome(fiber)) yield* Fiber.interruptFork(fiber.value)
+    return yield* Deferred.await(entry.value.ended)
+  })
+
+  /** Ends a job for a limit: the reason and what was observed are set only if nothing ended it first. */
+  const end = Effect.fn("JobSupervisor.end")(function*(id: JobId, reason: LimitReason, detail: LimitDetail) {
+    const entry = registry.get(id)
+    if (Option.isNone(entry)) return yield* get(id)
+    // The detail is set in the same atomic step as the reason, so the release never sees one without the other.
+    const won = yield* Ref.modify(entry.value.endReason, (current): [boolean, TerminationReason | null] => {
+      if (current !== null) return [false, current]
+      entry.value.observed.limitDetail = detail
+      return [true, reason]
+    })
+    if (!won) return yield* Deferred.await(entry.value.ended)
+    yield* Effect.logInfo(`ending ${id}: ${reason} (observed ${detail.observed}, limit ${detail.limit})`)
     const fiber = yield* FiberMap.get(fibers, id).pipe(Effect.option)
     if (Option.isSome(fiber)) yield* Fiber.interruptFork(fiber.value)
     return yield* Deferred.await(entry.value.ended)
@@ -293,8 +338,9 @@ export const make = Effect.gen(function*() {
     run,
     adopt,
     get,
-    list: (cellId) => repo.listJobs(cellId),
+    list: (cellId) => Effect.map(repo.listJobs(cellId), (jobs) => jobs.map(withUsage)),
     kill,
+    end,
     stopCell,
     degraded: ends.degraded
   })

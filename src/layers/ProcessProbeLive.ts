@@ -1,14 +1,30 @@
 import { Effect, Layer } from "effect"
-import { execFile } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import type { ProcessEntry } from "../services/ProcessProbe.js"
 import { JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
 
+/** A number `getconf` answers (PAGESIZE, CLK_TCK), asked once at start; `fallback` if it cannot. */
+const getconf = (name: string, fallback: number) => {
+  if (process.platform !== "linux") return fallback
+  try {
+    const value = Number(execFileSync("getconf", [name], { encoding: "utf8", timeout: 2000 }).trim())
+    return Number.isInteger(value) && value > 0 ? value : fallback
+  } catch {
+    return fallback
+  }
+}
+
+export const PAGE_SIZE = getconf("PAGESIZE", 4096)
+export const CLOCK_TICKS = getconf("CLK_TCK", 100)
+
 /**
  * Parses `/proc/<pid>/stat`. The command name sits in parentheses and may
  * itself contain spaces or parentheses, so fields are counted from the last `)`.
+ * The same read gives usage: utime and stime (fields 14, 15, clock ticks)
+ * and rss (field 24, pages).
  */
-export const parseProcStat = (text: string): ProcessEntry | undefined => {
+export const parseProcStat = (text: string, pageSize = PAGE_SIZE, clockTicks = CLOCK_TICKS): ProcessEntry | undefined => {
   const open = text.indexOf("(")
   const close = text.lastIndexOf(")")
   if (open < 0 || close < 0) return undefined
@@ -20,7 +36,17 @@ export const parseProcStat = (text: string): ProcessEntry | undefined => {
   const pgid = Number(fields[2])
   const startTime = fields[19]
   if (!Number.isInteger(pid) || state === undefined || startTime === undefined) return undefined
-  return { pid, ppid, pgid, zombie: state === "Z" || state === "X", startTime }
+  const ticks = Number(fields[11]) + Number(fields[12])
+  const pages = Number(fields[21])
+  return {
+    pid,
+    ppid,
+    pgid,
+    zombie: state === "Z" || state === "X",
+    startTime,
+    rssBytes: Number.isFinite(pages) ? pages * pageSize : 0,
+    cpuMs: Number.isFinite(ticks) ? Math.round((ticks * 1000) / clockTicks) : 0
+  }
 }
 
 /**
@@ -73,8 +99,33 @@ const linux = ProcessProbe.of({
     }).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
 })
 
-/** Parses `ps -axo pid=,ppid=,pgid=,stat=,lstart=` lines (macOS and BSD). */
+/** `ps` cputime: `[[dd-]hh:]mm:ss[.hh]`, in ms. */
+const parseCpuTime = (text: string): number => {
+  const [days, rest] = text.includes("-") ? text.split("-", 2) as [string, string] : ["0", text]
+  const parts = rest.split(":").map(Number)
+  let seconds = 0
+  for (const part of parts) seconds = seconds * 60 + part
+  const ms = Math.round((Number(days) * 86400 + seconds) * 1000)
+  return Number.isFinite(ms) ? ms : 0
+}
+
+/**
+ * Parses `ps -axo pid=,ppid=,pgid=,stat=,rss=,time=,lstart=` lines (macOS
+ * and BSD; rss in KiB), or the older form without rss and time.
+ */
 export const parsePsLine = (line: string): ProcessEntry | undefined => {
+  const withUsage = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(\d+)\s+([\d:.-]+)\s+([A-Z][a-z]{2} .+?)\s*$/.exec(line)
+  if (withUsage) {
+    return {
+      pid: Number(withUsage[1]),
+      ppid: Number(withUsage[2]),
+      pgid: Number(withUsage[3]),
+      zombie: withUsage[4]!.startsWith("Z"),
+      startTime: withUsage[7]!,
+      rssBytes: Number(withUsage[5]) * 1024,
+      cpuMs: parseCpuTime(withUsage[6]!)
+    }
+  }
   const match = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s+(.+?)\s*$/.exec(line)
   if (!match) return undefined
   return {
@@ -88,7 +139,7 @@ export const parsePsLine = (line: string): ProcessEntry | undefined => {
 
 const ps = (args: ReadonlyArray<string>) =>
   Effect.async<ReadonlyArray<ProcessEntry>>((resume) => {
-    execFile("ps", ["-o", "pid=,ppid=,pgid=,stat=,lstart=", ...args], (_error, stdout) => {
+    execFile("ps", ["-o", "pid=,ppid=,pgid=,stat=,rss=,time=,lstart=", ...args], (_error, stdout) => {
       resume(Effect.succeed(
         stdout.split("\n").map(parsePsLine).filter((entry): entry is ProcessEntry => entry !== undefined)
       ))

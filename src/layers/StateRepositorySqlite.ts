@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { CellId, JobId } from "../rpc/Ids.js"
-import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
+import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, LimitDetail, NetworkPolicy, ResourceLimits, TerminationReason } from "../rpc/Models.js"
 import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
 import { runMigrations } from "./Migrations.js"
@@ -21,7 +21,8 @@ const CellRow = Schema.Struct({
   network: NetworkPolicy,
   dir: Schema.String,
   created_at_ms: Schema.Number,
-  owner_uid: Schema.NullOr(Schema.Number)
+  owner_uid: Schema.NullOr(Schema.Number),
+  limits_json: Schema.NullOr(Schema.parseJson(ResourceLimits))
 })
 
 const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
@@ -35,7 +36,8 @@ const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
       network: row.network,
       dir: row.dir,
       created_at_ms: row.created_at_ms,
-      owner_uid: row.owner_uid
+      owner_uid: row.owner_uid,
+      limits: row.limits_json
     }),
   encode: (cell) => ({
     id: cell.id,
@@ -45,7 +47,8 @@ const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
     network: cell.network,
     dir: cell.dir,
     created_at_ms: cell.created_at_ms,
-    owner_uid: cell.owner_uid
+    owner_uid: cell.owner_uid,
+    limits_json: cell.limits
   })
 })
 
@@ -62,13 +65,23 @@ const JobRow = Schema.Struct({
   started_at_ms: Schema.Number,
   finished_at_ms: Schema.NullOr(Schema.Number),
   sandbox_json: Schema.parseJson(JobSandbox),
-  owner_uid: Schema.NullOr(Schema.Number)
+  owner_uid: Schema.NullOr(Schema.Number),
+  peak_rss_bytes: Schema.NullOr(Schema.Number),
+  cpu_ms: Schema.NullOr(Schema.Number),
+  limit_detail_json: Schema.NullOr(Schema.parseJson(LimitDetail))
 })
 
+/** Live usage is never stored: it is the monitor's, in memory, while the job runs. */
 const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
   strict: true,
-  decode: ({ command_json, sandbox_json, ...rest }) => new Job({ ...rest, command: command_json, sandbox: sandbox_json }),
-  encode: ({ command, sandbox, ...rest }) => ({ ...rest, command_json: command, sandbox_json: sandbox })
+  decode: ({ command_json, limit_detail_json, sandbox_json, ...rest }) =>
+    new Job({ ...rest, command: command_json, sandbox: sandbox_json, limit_detail: limit_detail_json, usage: null }),
+  encode: ({ command, limit_detail, sandbox, usage: _usage, ...rest }) => ({
+    ...rest,
+    command_json: command,
+    sandbox_json: sandbox,
+    limit_detail_json: limit_detail
+  })
 })
 
 /** SQLite's own words (e.g. "database or disk is full"), which SqlError keeps as its cause. */
@@ -245,7 +258,10 @@ export const make = Effect.gen(function*() {
               exit_code = ${finish.exit_code},
               signal = ${finish.signal},
               termination_reason = ${finish.termination_reason},
-              finished_at_ms = ${finish.finished_at_ms}
+              finished_at_ms = ${finish.finished_at_ms},
+              peak_rss_bytes = ${finish.peak_rss_bytes ?? null},
+              cpu_ms = ${finish.cpu_ms ?? null},
+              limit_detail_json = ${finish.limit_detail ? JSON.stringify(finish.limit_detail) : null}
             WHERE id = ${id} AND status IN ('starting', 'running') RETURNING id`
           if (updated.length > 0) yield* journal(event)
           return yield* selectJob(id)

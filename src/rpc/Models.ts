@@ -56,6 +56,24 @@ export type SandboxBackend = typeof SandboxBackend.Type
 /** Optional on the wire and in constructors, always present once decoded. */
 const OwnerUid = Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null })
 
+/** One limit: a whole number (milliseconds or bytes), or null for none. */
+const LimitValue = Schema.NullOr(Schema.Int.pipe(Schema.nonNegative()))
+
+/**
+ * A job's limits, in the shape the earlier prototype recorded (and the limits
+ * issue adopts): `timeout_ms`, `max_rss_bytes`, `max_log_bytes`, each null or
+ * a whole number. Every field is optional so that `{}`, `null` (jobs recorded
+ * before limits existed) and the prototype's full objects all decode. A job
+ * records its effective limits (its own, its cell's defaults, the daemon's
+ * default log quota); the LimitMonitor enforces them.
+ */
+export const ResourceLimits = Schema.NullOr(Schema.Struct({
+  timeout_ms: Schema.optional(LimitValue),
+  max_rss_bytes: Schema.optional(LimitValue),
+  max_log_bytes: Schema.optional(LimitValue)
+}))
+export type ResourceLimits = typeof ResourceLimits.Type
+
 export class Cell extends Schema.Class<Cell>("Cell")({
   id: CellId,
   name: Schema.String,
@@ -65,25 +83,39 @@ export class Cell extends Schema.Class<Cell>("Cell")({
   dir: Schema.String,
   created_at_ms: Schema.Number,
   /** The uid of the caller that created it (null: made before owners were recorded, i.e. the daemon's user). */
-  owner_uid: OwnerUid
+  owner_uid: OwnerUid,
+  /** Default limits of its jobs, which a job may tighten but not loosen (null: none). */
+  limits: Schema.optionalWith(ResourceLimits, { default: () => null })
 }) {}
 
-/** One limit: a whole number (milliseconds or bytes), or null for none. */
-const LimitValue = Schema.NullOr(Schema.Int.pipe(Schema.nonNegative()))
 
-/**
- * A job's limits, in the shape the earlier prototype recorded (and the limits
- * issue adopts): `timeout_ms`, `max_rss_bytes`, `max_log_bytes`, each null or
- * a whole number. Every field is optional so that `{}` (what jobs started by
- * this daemon record today, as `null`) and the prototype's full objects both
- * decode; nothing enforces them yet.
- */
-export const ResourceLimits = Schema.NullOr(Schema.Struct({
-  timeout_ms: Schema.optional(LimitValue),
-  max_rss_bytes: Schema.optional(LimitValue),
-  max_log_bytes: Schema.optional(LimitValue)
-}))
-export type ResourceLimits = typeof ResourceLimits.Type
+/** The names of the limits, as fields of ResourceLimits. */
+export const LIMIT_NAMES = ["timeout_ms", "max_rss_bytes", "max_log_bytes"] as const
+export type LimitName = typeof LIMIT_NAMES[number]
+
+/** A running job's usage, as the monitor last sampled it (its whole tree). */
+export class JobUsage extends Schema.Class<JobUsage>("JobUsage")({
+  /** When this sample was taken (ms since the epoch). */
+  sampled_at_ms: Schema.Number,
+  rss_bytes: Schema.Number,
+  /** CPU time (user + system) of the live members, in ms. */
+  cpu_ms: Schema.Number,
+  /** CPU use since the previous sample, in % of one core (null on the first sample). */
+  cpu_percent: Schema.NullOr(Schema.Number),
+  processes: Schema.Number,
+  /** stdout + stderr bytes on disk. */
+  log_bytes: Schema.Number,
+  elapsed_ms: Schema.Number,
+  /** The highest RSS seen so far. */
+  peak_rss_bytes: Schema.Number
+}) {}
+
+/** What a limit kill observed: the limit (ms or bytes), the value seen, and when. */
+export class LimitDetail extends Schema.Class<LimitDetail>("LimitDetail")({
+  limit: Schema.Number,
+  observed: Schema.Number,
+  at_ms: Schema.Number
+}) {}
 
 export class JobCommand extends Schema.Class<JobCommand>("JobCommand")({
   argv: Schema.NonEmptyArray(Schema.String),
@@ -135,7 +167,14 @@ export class Job extends Schema.Class<Job>("Job")({
   finished_at_ms: Schema.NullOr(Schema.Number),
   sandbox: JobSandbox,
   /** The uid of the caller that started it (null: started before owners were recorded, i.e. the daemon's user). */
-  owner_uid: OwnerUid
+  owner_uid: OwnerUid,
+  /** Live usage while it runs (null once it ended, or before the first sample). */
+  usage: Schema.optionalWith(Schema.NullOr(JobUsage), { default: () => null }),
+  /** After it ended: the highest RSS and the CPU time the monitor saw (null when never sampled). */
+  peak_rss_bytes: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null }),
+  cpu_ms: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null }),
+  /** For `timeout`, `memory_limit` and `log_quota`: the limit and what was observed. */
+  limit_detail: Schema.optionalWith(Schema.NullOr(LimitDetail), { default: () => null })
 }) {}
 
 /** One row of the events journal: what happened, to which cell or job, and who asked (uid and pid of the caller). */
@@ -191,5 +230,17 @@ export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
     available: Schema.Boolean,
     unavailable_reason: Schema.NullOr(Schema.String)
   }),
-  running_jobs: Schema.Number
+  running_jobs: Schema.Number,
+  /** The usage monitor: its last tick and its own cost (null before its first tick). */
+  monitor: Schema.optionalWith(Schema.NullOr(Schema.Struct({
+    interval_ms: Schema.Number,
+    last_tick_at_ms: Schema.NullOr(Schema.Number),
+    ticks: Schema.Number,
+    restarts: Schema.Number,
+    /** CPU time of the daemon spent in the last tick, and on average per tick, in µs. */
+    last_tick_cpu_us: Schema.Number,
+    mean_tick_cpu_us: Schema.Number,
+    /** The average CPU share of one core the monitor uses at its interval. */
+    cpu_percent_of_core: Schema.Number
+  })), { default: () => null })
 }) {}

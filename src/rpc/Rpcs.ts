@@ -1,13 +1,13 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
-import { Conflict, Internal, InvalidRequest, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
+import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
 import { Cell, Env, HealthInfo, Job, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024
@@ -32,6 +32,18 @@ const Flag = Schema.Boolean.annotations(expected("true or false"))
 const wholeNumber = (what: string, min: number, max: number) =>
   Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min && n <= max), Schema.annotations(expected(what)))
 
+/**
+ * Limits as a request carries them: each a number or null (none / inherit).
+ * Whether a number is a usable limit (a positive whole number, no looser
+ * than the cell's) is the daemon's to decide, answering `limit_invalid`.
+ */
+const LimitField = Schema.optional(Schema.NullOr(Schema.Number.annotations(expected("a number (ms or bytes) or null"))))
+const LimitsPayload = Schema.NullOr(
+  Schema.Struct({ timeout_ms: LimitField, max_rss_bytes: LimitField, max_log_bytes: LimitField }).annotations(
+    expectedShape("an object with the fields timeout_ms, max_rss_bytes, max_log_bytes")
+  )
+)
+
 /** A payload: a struct that says which fields it wants when it is sent something else. */
 const payload = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
   Schema.Struct(fields).annotations(expectedShape(`an object with the fields ${Object.keys(fields).join(", ")}`))
@@ -48,7 +60,9 @@ export const CellCreatePayload = payload({
   name: Schema.String.annotations(expected("a cell name")),
   env: Env,
   read_paths: Schema.Array(OsString).annotations(expectedShape("an array of absolute paths")),
-  network: NetworkPolicy
+  network: NetworkPolicy,
+  /** Default limits of the cell's jobs (absent or null: none). */
+  limits: Schema.optional(LimitsPayload)
 })
 
 export const CellRemovePayload = payload({ cell_id: CellIdString, force: Flag })
@@ -65,7 +79,9 @@ export const JobRunPayload = payload({
   cwd: Schema.NullOr(Schema.String).annotations(expected("a directory in the cell, or null")).pipe(
     Schema.filter((cwd) => cwd === null || !cwd.includes("\u0000"), { message: () => "must not contain null bytes (\\0): the OS cannot pass them" })
   ),
-  network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)'))
+  network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)')),
+  /** The job's limits, tightening its cell's (absent, null or a null field: the cell's). */
+  limits: Schema.optional(LimitsPayload)
 })
 
 export const JobStatusPayload = payload({ job_id: JobIdString })
@@ -105,7 +121,7 @@ const Health = Rpc.make("Health", { success: HealthInfo, error: Schema.Union(Una
 const CellCreate = Rpc.make("CellCreate", {
   payload: CellCreatePayload,
   success: Cell,
-  error: Schema.Union(Unauthorized, InvalidRequest, Conflict, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, LimitInvalid, Conflict, Internal)
 })
 const CellList = Rpc.make("CellList", { success: Schema.Array(Cell), error: Schema.Union(Unauthorized, Internal) })
 const CellRemove = Rpc.make("CellRemove", {
@@ -116,7 +132,7 @@ const CellRemove = Rpc.make("CellRemove", {
 const JobRun = Rpc.make("JobRun", {
   payload: JobRunPayload,
   success: Job,
-  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, SandboxUnavailable, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Internal)
 })
 const JobStatus = Rpc.make("JobStatus", {
   payload: JobStatusPayload,

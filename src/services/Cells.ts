@@ -1,8 +1,8 @@
 import { Context } from "effect"
 import type { Effect } from "effect"
-import type { StateConflict, DaemonFault, InvalidInput, UnknownEntity } from "./DomainErrors.js"
+import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity } from "./DomainErrors.js"
 import type { StateError } from "./StateRepository.js"
-import type { Cell, Env, NetworkPolicy } from "../rpc/Models.js"
+import type { Cell, Env, LimitName, NetworkPolicy } from "../rpc/Models.js"
 
 export interface CreateCellRequest {
   readonly name: string
@@ -11,11 +11,13 @@ export interface CreateCellRequest {
   readonly network: NetworkPolicy
   /** The uid of the caller creating it: only it (or an admin) may remove it or run jobs in it. */
   readonly owner_uid: number | null
+  /** Default limits of its jobs (each a positive whole number or null); a job may tighten them. */
+  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null | undefined
 }
 
 /** Cells: a named directory under the state dir with its env and sandbox policy. */
 export interface CellsShape {
-  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidInput | StateConflict | DaemonFault | StateError>
+  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidInput | LimitRejected | StateConflict | DaemonFault | StateError>
   readonly list: Effect.Effect<ReadonlyArray<Cell>, DaemonFault | StateError>
   /** Finds a cell by id (`cell-…`) or by name. */
   readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidInput | UnknownEntity | DaemonFault | StateError>

@@ -13,6 +13,10 @@ export interface DaemonConfigShape {
   readonly killGrace: Duration.Duration
   /** Who may use the socket, and with which role. */
   readonly authz: AuthzPolicy
+  /** How often the LimitMonitor samples usage (default 1 s). */
+  readonly monitorInterval?: Duration.Duration
+  /** The log quota of a job when neither it nor its cell sets one (default DEFAULT_MAX_LOG_BYTES, 1 GiB). */
+  readonly defaultMaxLogBytes?: number
 }
 
 export class DaemonConfig extends Context.Tag("planter/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {

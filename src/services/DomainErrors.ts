@@ -20,3 +20,6 @@ export class SandboxRefused extends Schema.TaggedError<SandboxRefused>()("Sandbo
 
 /** The daemon's host failed it (a full disk, a directory it cannot create); the message says where. */
 export class DaemonFault extends Schema.TaggedError<DaemonFault>()("DaemonFault", { message: Schema.String }) {}
+
+/** A resource limit that is not a positive whole number, or that would loosen its cell's default. */
+export class LimitRejected extends Schema.TaggedError<LimitRejected>()("LimitRejected", { message: Schema.String }) {}

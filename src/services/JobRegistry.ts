@@ -1,7 +1,7 @@
 import { Context } from "effect"
 import type { Deferred, Effect, Option, Queue, Ref, Scope } from "effect"
 import type { JobId } from "../rpc/Ids.js"
-import type { Job, TerminationReason } from "../rpc/Models.js"
+import type { Job, JobUsage, LimitDetail, TerminationReason } from "../rpc/Models.js"
 import type { JobTree } from "./ProcessProbe.js"
 
 /** A job whose process tree is alive and owned by this daemon. */
@@ -14,6 +14,12 @@ export interface RunningJob {
   readonly endReason: Ref.Ref<TerminationReason | null>
   /** Completes with its final record once the tree is gone, even if that record is not yet on disk. */
   readonly ended: Deferred.Deferred<Job>
+  /**
+   * What the LimitMonitor last saw of it (written by the monitor only), and
+   * for a limit kill what it observed (written with the end reason, by the
+   * one that set it). Read when the job ends to record its peak and CPU time.
+   */
+  readonly observed: { usage: JobUsage | null; limitDetail: LimitDetail | null }
 }
 
 export type RegistryChange =

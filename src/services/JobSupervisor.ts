@@ -1,9 +1,9 @@
 import { Context } from "effect"
 import type { Array as Arr, Effect } from "effect"
-import type { StateConflict, DaemonFault, InvalidInput, UnknownEntity, SandboxRefused } from "./DomainErrors.js"
+import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity, SandboxRefused } from "./DomainErrors.js"
 import type { StateError } from "./StateRepository.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, Env, Job, NetworkPolicy } from "../rpc/Models.js"
+import type { Cell, Env, Job, LimitDetail, LimitName, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
 
 export interface RunRequest {
   /** The program and its arguments; none holds a NUL (JobRunPayload refuses one). */
@@ -15,7 +15,12 @@ export interface RunRequest {
   readonly network: NetworkPolicy | null
   /** The uid of the caller starting it: only it (or an admin) may kill it. */
   readonly owner_uid: number | null
+  /** Its own limits as asked (null fields inherit the cell's); checked by `run`. */
+  readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null | undefined
 }
+
+/** The reasons a limit ends a job with. */
+export type LimitReason = Extract<TerminationReason, "timeout" | "memory_limit" | "log_quota">
 
 /** A job may tighten its cell's network policy, never loosen it: deny from either wins. */
 export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null): NetworkPolicy =>
@@ -28,13 +33,20 @@ export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null)
  * to adopt. Who runs now is the JobRegistry's to answer.
  */
 export interface JobSupervisorShape {
-  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | SandboxRefused | DaemonFault | StateError>
+  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | LimitRejected | SandboxRefused | DaemonFault | StateError>
   /** Takes over a job a previous daemon left running (its pid and start time checked by the caller). */
   readonly adopt: (job: Job) => Effect.Effect<void>
   readonly get: (id: JobId) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, DaemonFault | StateError>
   /** Kills the job's whole tree and answers its record once the tree is verified empty. */
   readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
+  /**
+   * Ends a running job for a limit, exactly as a kill does (its scope
+   * closes, the grace period applies) but with the limit's reason and what
+   * was observed. The first reason wins: when the job is already ending
+   * (killed, exited, another limit) nothing changes. Answers its record.
+   */
+  readonly end: (id: JobId, reason: LimitReason, detail: LimitDetail) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
   readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
   /** Why the daemon cannot keep its records right now (e.g. job ends held in memory on a full disk), or null. */

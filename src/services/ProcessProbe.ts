@@ -8,6 +8,28 @@ export interface ProcessEntry {
   readonly zombie: boolean
   /** Opaque kernel start time; equal values mean the same process, not a reused pid. */
   readonly startTime: string
+  /** Resident set size in bytes (Linux: stat field 24 × page size; macOS: ps rss), read in the same pass. */
+  readonly rssBytes?: number
+  /** CPU time used, user + system, in ms (Linux: stat fields 14 + 15 in clock ticks). */
+  readonly cpuMs?: number
+}
+
+/** What one snapshot says of a job's tree: its live members' total RSS and CPU time, and how many they are. */
+export interface TreeUsage {
+  readonly rssBytes: number
+  readonly cpuMs: number
+  readonly processes: number
+}
+
+/** Sums the usage of live members (zombies hold no memory and are excluded by treeView). */
+export const sumUsage = (members: ReadonlyArray<ProcessEntry>): TreeUsage => {
+  let rssBytes = 0
+  let cpuMs = 0
+  for (const member of members) {
+    rssBytes += member.rssBytes ?? 0
+    cpuMs += member.cpuMs ?? 0
+  }
+  return { rssBytes, cpuMs, processes: members.length }
 }
 
 /**

@@ -70,6 +70,10 @@ export interface JobFinish {
   readonly signal: string | null
   readonly termination_reason: TerminationReason
   readonly finished_at_ms: number
+  /** What the monitor saw by the end (absent: never sampled). */
+  readonly peak_rss_bytes?: number | null
+  readonly cpu_ms?: number | null
+  readonly limit_detail?: { readonly limit: number; readonly observed: number; readonly at_ms: number } | null
 }
 
 /** What an import of the prototype's state decided about one of its record files. */

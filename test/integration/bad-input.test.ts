@@ -248,7 +248,7 @@ describe("bad input", { timeout: 180_000 }, () => {
       ["CellCreate", { ...cell, network: "maybe" }, "network: expected \"allow\" or \"deny\", got \"maybe\""],
       ["CellCreate", { ...cell, read_paths: ["/tmp\u0000"] }, "read_paths[0]: must not contain null bytes"],
       ["CellCreate", { ...cell, name: 7 }, "name: expected a cell name, got 7"],
-      ["CellCreate", "demo", "expected an object with the fields name, env, read_paths, network, got \"demo\""],
+      ["CellCreate", "demo", "expected an object with the fields name, env, read_paths, network, limits, got \"demo\""],
       ["CellRemove", { cell_id: "keep" }, "force: missing"],
       ["JobList", { cell_id: 7 }, "cell_id: expected a cell id (cell-…) or name, or null"]
     ]

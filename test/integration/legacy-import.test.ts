@@ -151,7 +151,9 @@ describe("an upgrading user's state dir, imported in place at start", () => {
       dir: path.join(stateDir, "cells", CELL),
       created_at_ms: 1760000000001,
       // The prototype recorded no owner: only an admin (the daemon's uid, root) may remove it.
-      owner_uid: null
+      owner_uid: null,
+      // Nor cell default limits.
+      limits: null
     }])
     const jobs = await daemon.json(["job", "ls"])
     expect(jobs).toEqual([
@@ -168,7 +170,11 @@ describe("an upgrading user's state dir, imported in place at start", () => {
         started_at_ms: 1760000100000,
         finished_at_ms: 1760000100120,
         sandbox: { mode: "disabled", backend: "none", network: "allow", fallback_reason: expect.stringContaining("imported from the earlier prototype") },
-        owner_uid: null
+        owner_uid: null,
+        usage: null,
+        peak_rss_bytes: null,
+        cpu_ms: null,
+        limit_detail: null
       },
       expect.objectContaining({
         id: SERVE,

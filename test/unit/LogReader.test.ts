@@ -28,6 +28,7 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     adopt: unexpected("JobSupervisor.adopt"),
     list: unexpected("JobSupervisor.list"),
     kill: unexpected("JobSupervisor.kill"),
+    end: unexpected("JobSupervisor.end"),
     stopCell: unexpected("JobSupervisor.stopCell"),
     degraded: Effect.die("JobSupervisor.degraded was not expected"),
     get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))

@@ -22,7 +22,7 @@ describe("parseProcStat", () => {
     fields[2] = "88" // pgrp
     fields[19] = "123456" // starttime
     const parsed = parseProcStat(`4242 (weird) name (x)) ${fields.join(" ")}`)
-    expect(parsed).toEqual({ pid: 4242, ppid: 77, pgid: 88, zombie: false, startTime: "123456" })
+    expect(parsed).toMatchObject({ pid: 4242, ppid: 77, pgid: 88, zombie: false, startTime: "123456" })
   })
 
   it("counts a zombie as not running", () => {

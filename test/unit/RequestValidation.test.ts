@@ -90,11 +90,11 @@ describe("RequestValidation", () => {
       expect(yield* refusal(CellCreatePayload, { ...cellCreate, read_paths: ["/a", "/b\u0000"] })).toBe(`invalid request: read_paths[1]: ${NUL_RULE}`)
       expect(yield* refusal(JobListPayload, { cell_id: 5 })).toMatch(/^invalid request: cell_id: expected .*, got 5$/)
       expect(yield* refusal(CellCreatePayload, { ...cellCreate, nmae: "typo" }))
-        .toBe("invalid request: nmae: unknown field (the fields are name, env, read_paths, network)")
+        .toBe("invalid request: nmae: unknown field (the fields are name, env, read_paths, network, limits)")
       expect(yield* refusal(JobRunPayload, { cell_id: "demo", argv: ["true"], env: {}, network: null }))
         .toBe("invalid request: cwd: missing: this field is required")
       expect(yield* refusal(JobRunPayload, 5)).toBe(
-        "invalid request: expected an object with the fields cell_id, argv, env, cwd, network, got 5"
+        "invalid request: expected an object with the fields cell_id, argv, env, cwd, network, limits, got 5"
       )
     }))
 
