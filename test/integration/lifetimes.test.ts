@@ -438,7 +438,9 @@ describe("leftovers of jobs killed while no daemon ran", () => {
     const cell = await createCell(crashed, "leftover")
     const marker = newMarker("leftover")
     const job = await runScript(crashed, cell.name, `touch "$TMPDIR/scratch"; echo ready; sleep 300`, marker)
-    await waitFor("the scratch file in TMPDIR", () => fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch")))
+    // `ready` is written after the scratch file: wait for it, or the kill can land between the two.
+    await waitFor("the job to say ready", () => readIfExists(stdoutLog(crashed, job.id)) === "ready\n")
+    expect(fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch")), "the scratch file in TMPDIR").toBe(true)
     await crashed.stop("SIGKILL")
     await killAll(processTree(job.pid!).map((member) => member.pid))
 
