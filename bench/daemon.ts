@@ -36,13 +36,13 @@ const socketAnswers = (socketPath: string) => Effect.runPromise(daemonAnswers(so
  */
 export const startDaemon = async (
   sandboxMode: "disabled" | "permissive" | "enforced",
-  options: { readonly stateDir?: string; readonly keepStateDir?: boolean } = {}
+  options: { readonly stateDir?: string; readonly keepStateDir?: boolean; readonly args?: ReadonlyArray<string> } = {}
 ): Promise<BenchDaemon> => {
   const stateDir = options.stateDir ?? makeTempDir(`planter-bench-${sandboxMode}-`)
   const socketPath = path.join(stateDir, "planterd.sock")
   const child = spawn(
     process.execPath,
-    [planterdBin, "--state-dir", stateDir, "--socket", socketPath, "--sandbox-mode", sandboxMode],
+    [planterdBin, "--state-dir", stateDir, "--socket", socketPath, "--sandbox-mode", sandboxMode, ...(options.args ?? [])],
     { stdio: ["ignore", "pipe", "pipe"] }
   )
   live.add(child)

@@ -20,12 +20,12 @@ import { type Job, make, type PlanterClientShape } from "../src/rpc/client.js"
 import { linuxSystemPaths, resolveExecutable } from "../src/layers/SandboxRunnerLive.js"
 import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
-import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, startDaemon } from "./daemon.js"
+import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, startDaemon, sleep } from "./daemon.js"
 import { timeNode, writePrototypeState } from "./legacy.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 
 const asJson = process.argv.includes("--json")
-const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import"] as const
+const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import", "monitor"] as const
 const onlyArg = process.argv.indexOf("--only")
 const only = onlyArg < 0 ? undefined : new Set((process.argv[onlyArg + 1] ?? "").split(","))
 for (const group of only ?? []) {
@@ -48,6 +48,8 @@ const FOLLOW_WARMUP_LINES = 10
 const FOLLOW_INTERVAL_MS = 20
 const LEGACY_JOBS = 10_000
 const LEGACY_ROUNDS = 3
+const MONITOR_JOBS = 200
+const MONITOR_WINDOW_MS = 10_000
 
 /** The environment a job starts from in the daemon (JobSupervisorLive's base env), reused by the baselines. */
 const jobEnv = (home: string, tmp: string) => ({
@@ -395,6 +397,58 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
   })
 }
 
+/** CPU time (user + system) a process has used so far, in ms (USER_HZ = 100). */
+const processCpuMs = (pid: number) => {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+/** The daemon's CPU share of one core over `MONITOR_WINDOW_MS`, in percent. */
+const daemonCpuPercent = async (pid: number) => {
+  const before = processCpuMs(pid)
+  const startedAt = performance.now()
+  await sleep(MONITOR_WINDOW_MS)
+  return ((processCpuMs(pid) - before) / (performance.now() - startedAt)) * 100
+}
+
+const benchMonitor = async () => {
+  const name = `limit monitor, ${MONITOR_JOBS} running jobs at 1 Hz`
+  const target = "daemon CPU ≤ 2 % of one core over idle"
+  if (process.platform !== "linux") return skip("monitor_cost", name, target, "reads the daemon's CPU time from /proc")
+  progress(`${name}: the daemon's CPU over ${MONITOR_WINDOW_MS / 1000} s idle, then with ${MONITOR_JOBS} sleeping jobs`)
+  const daemon = await startDaemon("disabled", { args: ["--monitor-interval", "1s"] })
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const client = await connect(daemon, scope)
+    const cell = await Effect.runPromise(createCell(client, "bench-monitor"))
+    await sleep(1000)
+    const idle = await daemonCpuPercent(daemon.pid)
+    for (let i = 0; i < MONITOR_JOBS; i++) await Effect.runPromise(runJob(client, cell.id, ["sleep", "600"]))
+    await sleep(2000)
+    const loaded = await daemonCpuPercent(daemon.pid)
+    const health = await Effect.runPromise(client.Health())
+    const monitor = health.monitor
+    const over = loaded - idle
+    const pass = over <= 2
+    figures.push({
+      id: "monitor_cost",
+      name,
+      unit: "% of one core",
+      measured: { daemon_cpu_percent: round(loaded, 2), over_idle_percent: round(over, 2), monitor_self_percent: monitor?.cpu_percent_of_core ?? -1 },
+      baseline: { idle_daemon_cpu_percent: round(idle, 2) },
+      checks: [{ target, threshold: 2, pass }]
+    })
+    checks.push({ figure: name, measured: `${round(loaded, 2)} % (+${round(over, 2)} %)`, baseline: `idle ${round(idle, 2)} %`, target, result: verdict(pass) })
+    notes.push(
+      `monitor: daemon CPU ${round(idle, 2)} % of a core idle, ${round(loaded, 2)} % with ${MONITOR_JOBS} running unsandboxed jobs (the monitor's 1 Hz tick, which also records each tree's members); the monitor's own accounting: ${monitor ? `${monitor.mean_tick_cpu_us} µs per tick, ${monitor.cpu_percent_of_core} % of a core` : "n/a"}`
+    )
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    await daemon.stop()
+  }
+}
+
 const benchLegacyImport = async (scratch: string) => {
   progress(`legacy import: ${LEGACY_JOBS} prototype job files (and ${2 * LEGACY_JOBS} logs), ${LEGACY_ROUNDS} rounds each of import-legacy and of a daemon start importing in place`)
   const source = path.join(scratch, "prototype")
@@ -538,11 +592,12 @@ const main = async () => {
     }
     if (selected("bubblewrap")) await benchJobRunBubblewrap(scratch)
     if (selected("legacy_import")) await benchLegacyImport(scratch)
+    if (selected("monitor")) await benchMonitor()
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })
   }
 
-  const order = ["jobrun_latency_disabled", "jobrun_latency_bubblewrap", "health_round_trip", "logsread_throughput", "follow_latency", "legacy_import"]
+  const order = ["jobrun_latency_disabled", "jobrun_latency_bubblewrap", "health_round_trip", "logsread_throughput", "follow_latency", "legacy_import", "monitor_cost"]
   const rank = (name: string) => order.indexOf(figures.find((f) => name.startsWith(f.name))?.id ?? "")
   const rows = [...checks].sort((a, b) => rank(a.figure) - rank(b.figure))
   const seconds = (performance.now() - startedAt) / 1000

@@ -13,7 +13,6 @@ import * as ReconcilerLive from "./ReconcilerLive.js"
 import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
-import * as TreeTrackerLive from "./TreeTrackerLive.js"
 import * as LimitMonitorLive from "../monitor/LimitMonitorLive.js"
 
 /**
@@ -43,7 +42,7 @@ export const layer = (config: DaemonConfigShape) => {
     Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
   )
-  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, TreeTrackerLive.layer, LimitMonitorLive.layer).pipe(
+  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, LimitMonitorLive.layer).pipe(
     Layer.provideMerge(supervisor)
   )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))

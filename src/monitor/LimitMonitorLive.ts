@@ -72,7 +72,10 @@ export const make = Effect.gen(function*() {
     const cpuBefore = process.cpuUsage()
     const entries = yield* registry.all
     if (entries.length > 0) {
-      // One read of the process table for every job.
+      // One read of the process table for every job. treeView also records
+      // each tree's members as they are seen, so an unsandboxed child that
+      // later leaves its group (setsid) and loses its parent is still known
+      // to the kill: this tick is that tracker too.
       const snapshot = yield* probe.snapshot
       const now = yield* Clock.currentTimeMillis
       for (const entry of entries) {
