@@ -3,7 +3,8 @@
  * limit still holds on a job adopted after a restart (a timeout ends it at
  * its original deadline, from started_at_ms); limits on bubblewrap jobs
  * see the processes inside the PID namespace (a grandchild hog, the
- * process count).
+ * process count); each limit kills with its own grace period
+ * (--timeout-grace-ms and friends, defaulting to --kill-grace-ms).
  */
 import * as fs from "node:fs"
 import { afterAll, describe, expect, it } from "vitest"
@@ -165,5 +166,39 @@ describeSandboxed("limits on sandboxed (bubblewrap) jobs", () => {
     expect(status!.usage!.rss_bytes).toBeGreaterThan(0)
     await daemon.cli(["job", "kill", job.id])
     expect((await finished(daemon, job.id)).status).toBe("exited")
+  }, TIMEOUT)
+})
+
+describe("each limit kills with its own grace period", () => {
+  // Traps SIGTERM and takes half a second to clean up.
+  const TRAPPER = "trap 'echo got TERM; sleep 0.5; echo cleaned; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
+
+  const timedOut = async (graceArgs: ReadonlyArray<string>) => {
+    const daemon = await startDaemon({ args: ["--sandbox-mode", "disabled", "--monitor-interval", "200ms", ...graceArgs] })
+    await createCell(daemon, "grace")
+    const job = await run(daemon, "grace", ["--timeout", "1s", "--", "sh", "-c", TRAPPER])
+    const ended = await finished(daemon, job.id)
+    const logs = (await daemon.cli(["logs", job.id])).stdout
+    return { ended, logs }
+  }
+
+  it("--timeout-grace-ms 3000 lets a timed-out job clean up", async () => {
+    const { ended, logs } = await timedOut(["--kill-grace-ms", "5000", "--timeout-grace-ms", "3000"])
+    expect(ended.termination_reason).toBe("timeout")
+    expect(logs).toContain("got TERM")
+    expect(logs).toContain("cleaned")
+  }, TIMEOUT)
+
+  it("--timeout-grace-ms 100 SIGKILLs it before it has (whatever --kill-grace-ms says)", async () => {
+    const { ended, logs } = await timedOut(["--kill-grace-ms", "5000", "--timeout-grace-ms", "100"])
+    expect(ended.termination_reason).toBe("timeout")
+    expect(logs).not.toContain("cleaned")
+    expect(ended.finished_at_ms! - ended.started_at_ms).toBeLessThan(3000)
+  }, TIMEOUT)
+
+  it("--memory-grace-ms does not apply to a timeout: the timeout takes --kill-grace-ms", async () => {
+    const { ended, logs } = await timedOut(["--kill-grace-ms", "3000", "--memory-grace-ms", "0"])
+    expect(ended.termination_reason).toBe("timeout")
+    expect(logs).toContain("cleaned")
   }, TIMEOUT)
 })
