@@ -34,6 +34,14 @@ const killGrace = Options.integer("kill-grace-ms").pipe(
   Options.withDescription("how long `job kill` waits after SIGTERM before SIGKILL"),
   Options.withDefault(5000)
 )
+const limitGraceOption = (name: string, limit: string) =>
+  Options.integer(name).pipe(
+    Options.withDescription(`how long a job ${limit} gets after SIGTERM before SIGKILL (default: --kill-grace-ms)`),
+    Options.optional
+  )
+const timeoutGrace = limitGraceOption("timeout-grace-ms", "past its --timeout")
+const memoryGrace = limitGraceOption("memory-grace-ms", "past its --max-rss")
+const logQuotaGrace = limitGraceOption("log-quota-grace-ms", "past its --max-log")
 
 const monitorInterval = Options.text("monitor-interval").pipe(
   Options.withDescription("how often the usage monitor samples running jobs, e.g. 1s, 250ms"),
@@ -89,7 +97,7 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
 
 const daemon = Command.make(
   "planterd",
-  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog },
+  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog, timeoutGrace, memoryGrace, logQuotaGrace },
   (options) =>
     Effect.gen(function*() {
       const authz = yield* policyFrom(options)
@@ -111,6 +119,11 @@ const daemon = Command.make(
         sandboxMode: options.sandboxMode,
         keepJobs: options.keepJobs,
         killGrace: Duration.millis(Math.max(0, options.killGrace)),
+        limitGrace: {
+          ...Option.match(options.timeoutGrace, { onNone: () => ({}), onSome: (ms) => ({ timeout: Duration.millis(Math.max(0, ms)) }) }),
+          ...Option.match(options.memoryGrace, { onNone: () => ({}), onSome: (ms) => ({ memory_limit: Duration.millis(Math.max(0, ms)) }) }),
+          ...Option.match(options.logQuotaGrace, { onNone: () => ({}), onSome: (ms) => ({ log_quota: Duration.millis(Math.max(0, ms)) }) })
+        },
         authz,
         monitorInterval: Duration.millis(interval),
         defaultMaxLogBytes: maxLog

@@ -1,4 +1,4 @@
-import { Cause, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } from "effect"
 import { randomBytes } from "node:crypto"
 import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
@@ -56,13 +56,25 @@ export const make = Effect.gen(function*() {
   const grants = makeReadGrantPolicy(config)
 
   /** Kills the job's tree; every signal is checked against its recorded identity first. */
-  const sweep = (entry: RunningJob, force: boolean) =>
+  const sweep = (entry: RunningJob, force: boolean, grace: Duration.Duration = config.killGrace) =>
     killTree(entry.tree, {
       force,
-      grace: config.killGrace,
+      grace,
       sandboxLauncher: isSandboxLauncher(entry.job),
       ...(isSandboxLauncher(entry.job) ? {} : { markerJobId: entry.job.id })
     }).pipe(Effect.provideService(ProcessProbe, probe))
+
+  /** The grace period of a kill for `reason`: a limit's own (--timeout-grace-ms …), else --kill-grace-ms. */
+  const graceFor = (reason: TerminationReason): Duration.Duration => {
+    switch (reason) {
+      case "timeout":
+      case "memory_limit":
+      case "log_quota":
+        return config.limitGrace?.[reason] ?? config.killGrace
+      default:
+        return config.killGrace
+    }
+  }
 
   /**
    * The end of a job's life, run when its scope closes: the leader exited,
@@ -82,7 +94,7 @@ export const make = Effect.gen(function*() {
         const chosen = current ?? (interrupted ? "daemon_shutdown" : "exited")
         return [chosen, chosen]
       })
-      yield* sweep(entry, false)
+      yield* sweep(entry, false, graceFor(reason))
       // With the tree gone the leader's exit is at hand.
       const exit = Exit.isSuccess(result)
         ? result.value

@@ -11,6 +11,15 @@ export interface DaemonConfigShape {
   readonly keepJobs: boolean
   /** How long `job kill` waits after SIGTERM before SIGKILL. */
   readonly killGrace: Duration.Duration
+  /**
+   * The grace period of a kill for a breached limit, per limit (each
+   * defaults to killGrace): how long the job gets after SIGTERM before SIGKILL.
+   */
+  readonly limitGrace?: {
+    readonly timeout?: Duration.Duration
+    readonly memory_limit?: Duration.Duration
+    readonly log_quota?: Duration.Duration
+  }
   /** Who may use the socket, and with which role. */
   readonly authz: AuthzPolicy
   /** How often the LimitMonitor samples usage (default 1 s). */

@@ -42,7 +42,8 @@ export interface JobSupervisorShape {
   readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /**
    * Ends a running job for a limit, exactly as a kill does (its scope
-   * closes, the grace period applies) but with the limit's reason and what
+   * closes; the grace period is the limit's own, DaemonConfig.limitGrace,
+   * else killGrace) but with the limit's reason and what
    * was observed. The first reason wins: when the job is already ending
    * (killed, exited, another limit) nothing changes. Answers its record.
    */
