@@ -70,14 +70,11 @@ export const layer = Layer.effect(
           cell_id: isCellId(facts.cell_id) ? facts.cell_id : null,
           job_id: isJobId(facts.job_id) ? facts.job_id : null
         }
+        /** A refusal, journaled with who asked for what and why. */
+        const auditDenied = (message: string | undefined) =>
+          audit({ kind: "denied", ...ids, uid: peer.uid, pid: peer.pid, detail: { rpc: rpc._tag, role: decision.role, ...facts, message } })
         if (!decision.allowed) {
-          yield* audit({
-            kind: "denied",
-            ...ids,
-            uid: peer.uid,
-            pid: peer.pid,
-            detail: { rpc: rpc._tag, role: decision.role, ...facts, message: decision.message }
-          })
+          yield* auditDenied(decision.message)
           return yield* new Unauthorized({ message: decision.message })
         }
         const caller: CallerShape = { ...peer, role: decision.role, name: who }
@@ -85,13 +82,7 @@ export const layer = Layer.effect(
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
         if (error?._tag === "Unauthorized") {
-          yield* audit({
-            kind: "denied",
-            ...ids,
-            uid: peer.uid,
-            pid: peer.pid,
-            detail: { rpc: rpc._tag, role: decision.role, ...facts, message: error.message }
-          })
+          yield* auditDenied(error.message)
         } else if (action.changesState) {
           const outcome = Exit.isSuccess(exit) ? "ok" : error?.code ?? "internal"
           const answered = Exit.isSuccess(exit) ? resultIds(exit.value) : { cell_id: null, job_id: null }

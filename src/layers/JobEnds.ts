@@ -6,7 +6,8 @@ import { Job } from "../rpc/Models.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 import type { JournalEvent, StateRepositoryShape } from "../services/StateRepository.js"
 
-const finishEvent = (job: Job, reason: TerminationReason, detail: Record<string, unknown>): JournalEvent => ({
+/** The journal entry for a job's end: its kind follows from the reason. */
+export const finishEvent = (job: Job, reason: TerminationReason, detail: Record<string, unknown>): JournalEvent => ({
   kind: reason === "exited" ? "job_exited" : reason === "lost" ? "job_lost" : "job_killed",
   cell_id: job.cell_id,
   job_id: job.id,

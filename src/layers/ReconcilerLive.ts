@@ -10,6 +10,7 @@ import { JobSupervisor } from "../services/JobSupervisor.js"
 import type { ProcessEntry } from "../services/ProcessProbe.js"
 import { isRunning, ProcessProbe } from "../services/ProcessProbe.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { finishEvent } from "./JobEnds.js"
 import { jobFiles, readLauncherExit } from "./JobFiles.js"
 
 /** The topmost of a job's marked processes: its leader (the launcher, for a sandboxed job). */
@@ -53,12 +54,7 @@ export const reconcile = Effect.gen(function*() {
     return repo.finishJob(
       job.id,
       { exit_code: exit?.code ?? null, signal: null, termination_reason: reason, finished_at_ms: Date.now() },
-      {
-        kind: reason === "lost" ? "job_lost" : "job_exited",
-        cell_id: job.cell_id,
-        job_id: job.id,
-        detail: { termination_reason: reason, exit_code: exit?.code ?? null, note: exit === undefined ? note : "the job ended while no daemon ran" }
-      }
+      finishEvent(job, reason, { exit_code: exit?.code ?? null, note: exit === undefined ? note : "the job ended while no daemon ran" })
     )
   }
 

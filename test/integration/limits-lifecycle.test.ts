@@ -9,7 +9,7 @@
 import * as fs from "node:fs"
 import { afterAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
-import { pidAlive, sleep, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { pidAlive, sleep, startDaemon, stopAllDaemons, waitFor, waitForJobEnd } from "../support/daemon.js"
 import { bwrap, bwrapEnv, createCell, nodeReadArgs, sandboxDescribe } from "../support/sandbox.js"
 
 const TIMEOUT = 60_000
@@ -68,14 +68,7 @@ const run = async (daemon: TestDaemon, cell: string, args: ReadonlyArray<string>
   return job
 }
 
-const finished = async (daemon: TestDaemon, id: string, timeoutMs = 20_000): Promise<JobJson> => {
-  let job: JobJson | undefined
-  await waitFor(`${id} to end`, async () => {
-    job = await daemon.json<JobJson>(["job", "status", id])
-    return job.status === "exited"
-  }, timeoutMs)
-  return job!
-}
+const finished = (daemon: TestDaemon, id: string, timeoutMs = 20_000) => waitForJobEnd<JobJson>(daemon, id, timeoutMs)
 
 describe("a limit on a job adopted after a restart", () => {
   for (const mode of [UNSANDBOXED, BUBBLEWRAP]) {

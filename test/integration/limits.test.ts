@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
-import { sleep, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { sleep, startDaemon, stopAllDaemons, waitFor, waitForJobEnd } from "../support/daemon.js"
 
 const TIMEOUT = 60_000
 const ARGS = ["--kill-grace-ms", "300", "--monitor-interval", "200ms"]
@@ -31,14 +31,7 @@ afterAll(stopAllDaemons)
 const NODE = fs.existsSync("/usr/bin/node") ? "/usr/bin/node" : process.execPath
 const HOG = "const a=[];setInterval(()=>a.push(Buffer.alloc(1e7,1)),50)"
 
-const finished = async (daemon: TestDaemon, id: string, timeoutMs = 15_000): Promise<JobJson> => {
-  let job: JobJson | undefined
-  await waitFor(`${id} to end`, async () => {
-    job = await daemon.json<JobJson>(["job", "status", id])
-    return job.status === "exited"
-  }, timeoutMs)
-  return job!
-}
+const finished = (daemon: TestDaemon, id: string, timeoutMs = 15_000) => waitForJobEnd<JobJson>(daemon, id, timeoutMs)
 
 const run = async (daemon: TestDaemon, args: ReadonlyArray<string>) => (await daemon.json<JobJson>(["run", "ci", ...args])).id
 

@@ -229,3 +229,13 @@ export const stopAllDaemons = async () => {
   }
   if (failures.length > 0) throw failures[0]
 }
+
+/** Polls `planter job status` until the job has ended; answers its final record. */
+export const waitForJobEnd = async <A extends { readonly status: string }>(daemon: TestDaemon, id: string, timeoutMs = 20_000): Promise<A> => {
+  let job: A | undefined
+  await waitFor(`${id} to end`, async () => {
+    job = await daemon.json<A>(["job", "status", id])
+    return job.status === "exited"
+  }, timeoutMs)
+  return job!
+}
