@@ -11,13 +11,19 @@ import { InvalidRequest, Unauthorized } from "../rpc/Errors.js"
 import { Caller } from "../rpc/Middleware.js"
 import { mayTouch, notOwnerMessage } from "../services/Authz.js"
 import { StateRepository } from "../services/StateRepository.js"
-import { CellId, JobId } from "../rpc/Ids.js"
-import { HealthInfo, JournalEntry, JournalPage, VersionInfo } from "../rpc/Models.js"
+import { CellId } from "../rpc/Ids.js"
+import { CellInfo, HealthInfo, JournalEntry, JournalPage, VersionInfo } from "../rpc/Models.js"
+import { resolveJobRef } from "../services/JobRefs.js"
+import { makeJobHousekeeping } from "./JobHousekeeping.js"
 import { validated } from "../rpc/RequestValidation.js"
 import {
   CellCreatePayload,
   CellRemovePayload,
+  CellShowPayload,
   EventsListPayload,
+  JobPrunePayload,
+  JobRemovePayload,
+  JobStdinPayload,
   JobKillPayload,
   JobListPayload,
   JobRunPayload,
@@ -28,15 +34,12 @@ import {
 } from "../rpc/Rpcs.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 
-/** Job ids are checked here, before they reach a path or a query. */
-const parseJobId = (raw: string) =>
-  Schema.decodeUnknown(JobId)(raw).pipe(
-    Effect.mapError(() =>
-      new InvalidRequest({
-        message: `invalid job id ${JSON.stringify(raw.slice(0, 80))}${raw.length > 80 ? "…" : ""}: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\``
-      })
-    )
-  )
+/**
+ * Every RPC that takes a JOB (an id or a name) turns it into a job id here,
+ * through the one resolver (JobRefs.resolveJobRef): ids are checked before
+ * they reach a path or a query, names are looked up.
+ */
+const parseJobId = (raw: string) => Effect.flatMap(StateRepository, (repo) => resolveJobRef(repo, raw))
 
 /**
  * The caller may act on what `ownerUid` owns (its own, or anything as an
@@ -65,6 +68,7 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const repo = yield* StateRepository
   const monitor = yield* LimitMonitor
   const startedAt = Date.now()
+  const housekeeping = makeJobHousekeeping(repo, config.stateDir)
 
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
@@ -96,25 +100,63 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         yield* ownedByCaller("remove cell", `${cell.name} (${cell.id})`, cell.owner_uid)
         return yield* cells.remove(cell.id, { force })
       }))),
-    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, limits, network }) =>
+    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, labels, limits, name, network, stdin }) =>
       onWire(Effect.gen(function*() {
         const caller = yield* Caller
         const cell = yield* cells.resolve(cell_id)
         yield* ownedByCaller("run jobs in cell", `${cell.name} (${cell.id})`, cell.owner_uid)
-        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits })
+        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits, name, labels, stdin })
       }))),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
-    JobList: validated(JobListPayload, ({ cell_id }) =>
+    JobList: validated(JobListPayload, ({ cell_id, labels, name }) =>
       onWire(
-        cell_id === null
-          ? supervisor.list(null)
-          : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
+        (name ?? null) === null && Object.keys(labels ?? {}).length === 0
+          ? cell_id === null
+            ? supervisor.list(null)
+            : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
+          : Effect.gen(function*() {
+            const cellId = cell_id === null ? null : (yield* cells.resolve(cell_id)).id
+            const jobs = yield* repo.listJobsMatching({ cellId, name: name ?? null, labels: labels ?? {} })
+            // Live usage comes with each running job's record, as in the unfiltered list.
+            return yield* Effect.forEach(jobs, (job) => job.status === "exited" ? Effect.succeed(job) : supervisor.get(job.id))
+          })
       )),
     JobKill: validated(JobKillPayload, ({ force, job_id }) =>
       onWire(Effect.gen(function*() {
         const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)
         yield* ownedByCaller("kill job", job.id, job.owner_uid)
         return yield* supervisor.kill(job.id, { force })
+      }))),
+    JobStdin: validated(JobStdinPayload, ({ data, eof, job_id }) =>
+      onWire(Effect.gen(function*() {
+        const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)
+        yield* ownedByCaller("write to the stdin of job", job.id, job.owner_uid)
+        return yield* supervisor.writeStdin(job.id, data, eof)
+      }))),
+    JobRemove: validated(JobRemovePayload, ({ job_id }) =>
+      onWire(Effect.gen(function*() {
+        const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)
+        yield* ownedByCaller("remove job", job.id, job.owner_uid)
+        return yield* housekeeping.remove(job, yield* Caller)
+      }))),
+    JobPrune: validated(JobPrunePayload, ({ cell_id, older_than_ms }) =>
+      onWire(Effect.gen(function*() {
+        const caller = yield* Caller
+        const cellId = cell_id === null ? null : (yield* cells.resolve(cell_id)).id
+        // A `run` caller prunes its own jobs; an admin prunes everyone's.
+        return yield* housekeeping.prune({
+          finishedBeforeMs: Date.now() - older_than_ms,
+          cellId,
+          ownerUid: caller.role === "admin" ? null : caller.uid,
+          by: "job prune",
+          uid: caller.uid
+        })
+      }))),
+    CellShow: validated(CellShowPayload, ({ cell_id }) =>
+      onWire(Effect.gen(function*() {
+        const cell = yield* cells.resolve(cell_id)
+        const counts = yield* repo.cellJobCounts(cell.id)
+        return new CellInfo({ cell, running_jobs: counts.running, total_jobs: counts.total, last_job_started_at_ms: counts.lastStartedAtMs })
       }))),
     EventsList: validated(EventsListPayload, ({ after_id, cell_id, job_id, limit, since_ms }) =>
       onWire(Effect.gen(function*() {

@@ -4,6 +4,7 @@ import type { JobId } from "../rpc/Ids.js"
 import type { LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job } from "../rpc/Models.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
+import { fromLauncherStatus } from "../services/ExitStatus.js"
 import type { JournalEvent, StateRepositoryShape } from "../services/StateRepository.js"
 
 /** The journal entry for a job's end: its kind follows from the reason. */
@@ -45,7 +46,7 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
   /** The job's final record: the stored one when the write succeeded, else the one held in memory. */
   const record = (
     job: Job,
-    exit: ProcessExit,
+    leaderExit: ProcessExit,
     reason: TerminationReason,
     detail: Record<string, unknown> = {},
     observed: { readonly peak_rss_bytes: number | null; readonly cpu_ms: number | null; readonly limit_detail: LimitDetail | null } = {
@@ -55,6 +56,8 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
     }
   ) =>
     Effect.gen(function*() {
+      // bubblewrap's leader is the launcher, which reports its job's signal as 128+N.
+      const exit = job.sandbox.backend === "bubblewrap" ? fromLauncherStatus(leaderExit) : leaderExit
       const ended = new Job({
         ...job,
         ...observed,

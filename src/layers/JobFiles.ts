@@ -6,6 +6,7 @@ import type { JobId } from "../rpc/Ids.js"
 import type { statePaths } from "../services/DaemonConfig.js"
 import { logFileName } from "../services/LogReader.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
+import { fromLauncherStatus } from "../services/ExitStatus.js"
 
 /** Where one job's files live under the state dir. */
 export const jobFiles = (paths: ReturnType<typeof statePaths>, id: JobId) => ({
@@ -76,7 +77,8 @@ const ExitLine = Schema.parseJson(Schema.Struct({ "exit-code": Schema.Int }))
 /**
  * The job's exit as its launcher recorded it, or undefined when it wrote
  * none (no launcher, or it was killed before the job ended). bubblewrap
- * reports a job killed by signal N as exit code 128+N.
+ * reports a job killed by signal N as exit code 128+N: read back as the
+ * signal (ExitStatus.fromLauncherStatus).
  */
 export const readLauncherExit = (files: JobFiles): ProcessExit | undefined => {
   let text: string
@@ -87,7 +89,7 @@ export const readLauncherExit = (files: JobFiles): ProcessExit | undefined => {
   }
   for (const line of text.split("\n").reverse()) {
     const decoded = Schema.decodeUnknownOption(ExitLine)(line)
-    if (decoded._tag === "Some") return { code: decoded.value["exit-code"], signal: null }
+    if (decoded._tag === "Some") return fromLauncherStatus({ code: decoded.value["exit-code"], signal: null })
   }
   return undefined
 }

@@ -5,7 +5,8 @@ import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobSandbox } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
-import type { RunningJob } from "../services/JobRegistry.js"
+import type { JobStdinPipe, RunningJob } from "../services/JobRegistry.js"
+import type { Writable } from "node:stream"
 import { JobRegistry } from "../services/JobRegistry.js"
 import type { LimitReason, RunRequest } from "../services/JobSupervisor.js"
 import type { Limits } from "../services/Limits.js"
@@ -40,6 +41,27 @@ const newJobId = () => `job-${Date.now().toString(36)}${randomBytes(5).toString(
 const isSandboxLauncher = (job: Job) => job.sandbox.backend === "bubblewrap"
 
 const UNKNOWN_EXIT: ProcessExit = { code: null, signal: null }
+
+/**
+ * The daemon's end of a job's stdin pipe. A job that exits or closes its
+ * stdin makes writes fail (EPIPE): that is answered to the writer, never
+ * an unhandled error in the daemon.
+ */
+const stdinPipe = (stream: Writable | null): JobStdinPipe | null => {
+  if (stream === null) return null
+  stream.on("error", () => {})
+  return {
+    write: (data) =>
+      Effect.async<void, string>((resume) => {
+        if (stream.writableEnded || stream.destroyed) return resume(Effect.fail("its stdin is closed"))
+        stream.write(data, (error) => resume(error ? Effect.fail(`its stdin is closed (${error.message})`) : Effect.void))
+      }),
+    close: Effect.async<void>((resume) => {
+      if (stream.writableEnded || stream.destroyed) return resume(Effect.void)
+      stream.end(() => resume(Effect.void))
+    }).pipe(Effect.timeoutTo({ duration: "1 second", onSuccess: () => undefined, onTimeout: () => stream.destroy() }))
+  }
+}
 
 type StartError = InvalidInput | SandboxRefused | DaemonFault | StateError
 
@@ -105,6 +127,7 @@ export const make = Effect.gen(function*() {
         cpu_ms: usage?.cpu_ms ?? null,
         limit_detail: entry.observed.limitDetail
       })
+      if (entry.stdin) yield* entry.stdin.close
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
       yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
@@ -125,14 +148,15 @@ export const make = Effect.gen(function*() {
       ({ entry, exit, note }, result) => release(entry, files, exit, result, note)
     )
 
-  const newEntry = (job: Job) =>
+  const newEntry = (job: Job, stdin: JobStdinPipe | null = null) =>
     Effect.all({ endReason: Ref.make<TerminationReason | null>(null), ended: Deferred.make<Job>() }).pipe(
       Effect.map(({ endReason, ended }): RunningJob => ({
         job,
         tree: { leaderPid: job.pid!, leaderStartTime: job.pid_start_time, known: new Map() },
         endReason,
         ended,
-        observed: { usage: null, limitDetail: null }
+        observed: { usage: null, limitDetail: null },
+        stdin
       }))
     )
 
@@ -171,7 +195,9 @@ export const make = Effect.gen(function*() {
           network,
           fallback_reason: null
         }),
-        owner_uid: request.owner_uid
+        owner_uid: request.owner_uid,
+        name: request.name ?? null,
+        labels: request.labels ?? {}
       })
       yield* repo.insertJob(provisional)
       yield* crashPoint("job-recorded")
@@ -197,7 +223,8 @@ export const make = Effect.gen(function*() {
             network,
             stdoutFd: fds.stdout,
             stderrFd: fds.stderr,
-            statusFd: fds.status
+            statusFd: fds.status,
+            stdinPipe: request.stdin === true
           }),
         closeJobFiles
       ).pipe(
@@ -210,7 +237,7 @@ export const make = Effect.gen(function*() {
       yield* crashPoint("job-spawned")
       const startTime = (yield* probe.entry(started.pid))?.startTime ?? null
       const job = new Job({ ...provisional, status: "running", pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox })
-      const entry = yield* newEntry(job)
+      const entry = yield* newEntry(job, stdinPipe(started.child.stdin))
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message)))
@@ -234,6 +261,16 @@ export const make = Effect.gen(function*() {
     if (!("timeout_ms" in own)) return yield* own
     const limits = effectiveLimits(fromStored(cell.limits), own, config.defaultMaxLogBytes ?? DEFAULT_MAX_LOG_BYTES)
     if (!("timeout_ms" in limits)) return yield* limits
+    if (request.name != null) {
+      // The database's unique index is the last word (two runs racing); this says it in words first.
+      const named = yield* repo.findJobsByName(request.name)
+      const running = named.find((job) => job.cell_id === cell.id && job.status !== "exited")
+      if (running !== undefined) {
+        return yield* new StateConflict({
+          message: `a job named ${request.name} is already running in cell ${cell.name}: ${running.id}; kill it first (\`planter job kill ${request.name}\`) or choose another --name`
+        })
+      }
+    }
     const id = newJobId()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const files = jobFiles(paths, id)
@@ -346,8 +383,25 @@ export const make = Effect.gen(function*() {
     )
   })
 
+  const writeStdin = Effect.fn("JobSupervisor.writeStdin")(function*(id: JobId, data: Uint8Array, eof: boolean) {
+    const entry = registry.get(id)
+    if (Option.isNone(entry)) {
+      const job = yield* get(id)
+      return yield* new StateConflict({ message: `job ${job.id} is not running (${job.termination_reason ?? job.status}): its stdin is gone` })
+    }
+    const pipe = entry.value.stdin
+    if (!pipe) {
+      return yield* new StateConflict({
+        message: `job ${id} has no stdin to write: only a job started with a pipe (\`planter run -i\`, JobRun stdin: true) by this daemon has one`
+      })
+    }
+    if (data.length > 0) yield* pipe.write(data).pipe(Effect.mapError((why) => new StateConflict({ message: `cannot write to job ${id}: ${why}` })))
+    if (eof) yield* pipe.close
+  })
+
   return JobSupervisor.of({
     run,
+    writeStdin,
     adopt,
     get,
     list: (cellId) => Effect.map(repo.listJobs(cellId), (jobs) => jobs.map(withUsage)),

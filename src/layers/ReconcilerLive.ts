@@ -53,8 +53,8 @@ export const reconcile = Effect.gen(function*() {
     summary[reason === "lost" ? "lost" : "exited"]++
     return repo.finishJob(
       job.id,
-      { exit_code: exit?.code ?? null, signal: null, termination_reason: reason, finished_at_ms: Date.now() },
-      finishEvent(job, reason, { exit_code: exit?.code ?? null, note: exit === undefined ? note : "the job ended while no daemon ran" })
+      { exit_code: exit?.code ?? null, signal: exit?.signal ?? null, termination_reason: reason, finished_at_ms: Date.now() },
+      finishEvent(job, reason, { exit_code: exit?.code ?? null, signal: exit?.signal ?? null, note: exit === undefined ? note : "the job ended while no daemon ran" })
     )
   }
 

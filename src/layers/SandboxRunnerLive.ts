@@ -211,7 +211,7 @@ const spawnDetached = (
         // The job writes its logs itself through these descriptors: no pipe
         // through the daemon, so a daemon crash loses no output.
         // Descriptor 3 only for a launcher that writes the job's status there.
-        stdio: ["ignore", request.stdoutFd, request.stderrFd, statusFd ?? "ignore"],
+        stdio: [request.stdinPipe === true ? "pipe" : "ignore", request.stdoutFd, request.stderrFd, statusFd ?? "ignore"],
         // Its own process group (and session), so the whole tree can be signalled.
         detached: true
       })

@@ -68,19 +68,22 @@ const JobRow = Schema.Struct({
   owner_uid: Schema.NullOr(Schema.Number),
   peak_rss_bytes: Schema.NullOr(Schema.Number),
   cpu_ms: Schema.NullOr(Schema.Number),
-  limit_detail_json: Schema.NullOr(Schema.parseJson(LimitDetail))
+  limit_detail_json: Schema.NullOr(Schema.parseJson(LimitDetail)),
+  name: Schema.NullOr(Schema.String),
+  labels_json: Schema.NullOr(Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String })))
 })
 
 /** Live usage is never stored: it is the monitor's, in memory, while the job runs. */
 const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
   strict: true,
-  decode: ({ command_json, limit_detail_json, sandbox_json, ...rest }) =>
-    new Job({ ...rest, command: command_json, sandbox: sandbox_json, limit_detail: limit_detail_json, usage: null }),
-  encode: ({ command, limit_detail, sandbox, usage: _usage, ...rest }) => ({
+  decode: ({ command_json, labels_json, limit_detail_json, sandbox_json, ...rest }) =>
+    new Job({ ...rest, command: command_json, sandbox: sandbox_json, limit_detail: limit_detail_json, labels: labels_json ?? {}, usage: null }),
+  encode: ({ command, labels, limit_detail, sandbox, usage: _usage, ...rest }) => ({
     ...rest,
     command_json: command,
     sandbox_json: sandbox,
-    limit_detail_json: limit_detail
+    limit_detail_json: limit_detail,
+    labels_json: Object.keys(labels).length === 0 ? null : labels
   })
 })
 
@@ -280,6 +283,62 @@ export const make = Effect.gen(function*() {
           storageFailure("cannot read jobs"),
           Effect.withSpan("StateRepository.listJobs")
         ),
+
+    findJobsByName: (name) =>
+      sql`SELECT * FROM jobs WHERE name = ${name}
+          ORDER BY status IN ('starting', 'running') DESC, started_at_ms DESC, id DESC LIMIT 50`.pipe(
+        Effect.flatMap(decodeJobs),
+        storageFailure("cannot read jobs"),
+        Effect.withSpan("StateRepository.findJobsByName")
+      ),
+
+    listJobsMatching: (query) =>
+      sql`SELECT * FROM jobs WHERE ${
+        sql.and([
+          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
+          ...(query.name === null ? [] : [sql`name = ${query.name}`]),
+          ...Object.entries(query.labels).map(([key, value]) =>
+            sql`EXISTS (SELECT 1 FROM json_each(jobs.labels_json) WHERE json_each.key = ${key} AND json_each.value = ${value})`
+          )
+        ])
+      } ORDER BY started_at_ms, id`.pipe(
+        Effect.flatMap(decodeJobs),
+        storageFailure("cannot read jobs"),
+        Effect.withSpan("StateRepository.listJobsMatching")
+      ),
+
+    deleteFinishedJob: Effect.fn("StateRepository.deleteFinishedJob")(function*(id, event) {
+      return yield* sql.withTransaction(
+        Effect.gen(function*() {
+          const deleted = yield* sql`DELETE FROM jobs WHERE id = ${id} AND status = 'exited' RETURNING id`
+          if (deleted.length > 0) yield* journal(event)
+          return deleted.length > 0
+        })
+      )
+    }, storageFailure("cannot remove the job")),
+
+    finishedJobsBefore: (query) =>
+      sql`SELECT * FROM jobs WHERE ${
+        sql.and([
+          sql`status = 'exited'`,
+          sql`finished_at_ms <= ${query.finishedBeforeMs}`,
+          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
+          ...(query.ownerUid === null ? [] : [sql`owner_uid = ${query.ownerUid}`])
+        ])
+      } ORDER BY finished_at_ms, id LIMIT ${query.limit}`.pipe(
+        Effect.flatMap(decodeJobs),
+        storageFailure("cannot read jobs"),
+        Effect.withSpan("StateRepository.finishedJobsBefore")
+      ),
+
+    cellJobCounts: Effect.fn("StateRepository.cellJobCounts")(function*(cellId) {
+      const [row] = yield* sql<{ total: number; running: number | null; last: number | null }>`SELECT
+          COUNT(*) AS total,
+          SUM(status IN ('starting', 'running')) AS running,
+          MAX(started_at_ms) AS last
+        FROM jobs WHERE cell_id = ${cellId}`
+      return { total: row?.total ?? 0, running: row?.running ?? 0, lastStartedAtMs: row?.last ?? null }
+    }, storageFailure("cannot read jobs")),
 
     listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`.pipe(
       Effect.flatMap(decodeJobs),

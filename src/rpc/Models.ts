@@ -44,6 +44,35 @@ export const Env = Schema.compose(PlainObject, Schema.Record({ key: Schema.Strin
 )
 export type Env = typeof Env.Type
 
+const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
+const JOB_NAME_RULE = "a job name is 1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit, and not starting with \"job-\" (that is how ids start)"
+
+/** A job's name: usable wherever a job id is, so it must never look like one. */
+export const JobName = Schema.String.pipe(
+  Schema.filter((name) => (JOB_NAME.test(name) && !name.startsWith("job-")) || JOB_NAME_RULE)
+)
+
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/
+const LABEL_KEY_RULE = "a label key is 1 to 63 letters, digits, '_', '.', '/' and '-', starting with a letter or digit"
+export const MAX_LABELS = 32
+export const MAX_LABEL_VALUE_CHARS = 256
+
+/** A job's labels: checked keys, short values without NUL or newline, at most MAX_LABELS. */
+export const JobLabels = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: Schema.String }), { strict: false }).pipe(
+  Schema.filter((labels) => {
+    const keys = Object.keys(labels)
+    if (keys.length > MAX_LABELS) return `at most ${MAX_LABELS} labels, got ${keys.length}`
+    for (const key of keys) {
+      if (!LABEL_KEY.test(key)) return { path: [key], message: LABEL_KEY_RULE }
+      const value = labels[key]!
+      if (value.length > MAX_LABEL_VALUE_CHARS || /[\u0000\n]/.test(value)) {
+        return { path: [key], message: `a label value is at most ${MAX_LABEL_VALUE_CHARS} characters, without NUL or newline` }
+      }
+    }
+    return true
+  })
+)
+
 export const NetworkPolicy = Schema.Literal("allow", "deny").annotations(expected('"allow" or "deny"'))
 export type NetworkPolicy = typeof NetworkPolicy.Type
 
@@ -174,7 +203,27 @@ export class Job extends Schema.Class<Job>("Job")({
   peak_rss_bytes: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null }),
   cpu_ms: Schema.optionalWith(Schema.NullOr(Schema.Number), { default: () => null }),
   /** For `timeout`, `memory_limit` and `log_quota`: the limit and what was observed. */
-  limit_detail: Schema.optionalWith(Schema.NullOr(LimitDetail), { default: () => null })
+  limit_detail: Schema.optionalWith(Schema.NullOr(LimitDetail), { default: () => null }),
+  /** Its name (`run --name`), unique among the running jobs of its cell; null when it has none. */
+  name: Schema.optionalWith(Schema.NullOr(Schema.String), { default: () => null }),
+  /** Its labels (`run --label k=v`). */
+  labels: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { default: () => ({}) })
+}) {}
+
+/** A cell with what is known of its jobs (`planter cell show`). */
+export class CellInfo extends Schema.Class<CellInfo>("CellInfo")({
+  cell: Cell,
+  running_jobs: Schema.Number,
+  total_jobs: Schema.Number,
+  /** When its most recent job started (null: it never ran one). */
+  last_job_started_at_ms: Schema.NullOr(Schema.Number)
+}) {}
+
+/** What `job prune` removed: the jobs' ids (their records and logs are gone). */
+export class PruneResult extends Schema.Class<PruneResult>("PruneResult")({
+  removed: Schema.Array(Schema.String),
+  /** Log bytes freed on disk. */
+  freed_bytes: Schema.Number
 }) {}
 
 /** One row of the events journal: what happened, to which cell or job, and who asked (uid and pid of the caller). */

@@ -3,11 +3,11 @@ import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
-import { Cell, Env, HealthInfo, Job, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
+import { Cell, CellInfo, Env, HealthInfo, Job, JobLabels, JobName, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024
@@ -23,7 +23,7 @@ export const MAX_EVENTS_PAGE = 1000
  * parseJobId, Cells.resolve), so a malformed id gets an `invalid_request`
  * that says what an id looks like, quoting it.
  */
-const JobIdString = Schema.String.annotations(expected("a job id (job-…)"))
+const JobIdString = Schema.String.annotations(expected("a job id (job-…) or name"))
 const CellIdString = Schema.String.annotations(expected("a cell id (cell-…) or name"))
 
 const Flag = Schema.Boolean.annotations(expected("true or false"))
@@ -81,16 +81,47 @@ export const JobRunPayload = payload({
   ),
   network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)')),
   /** The job's limits, tightening its cell's (absent, null or a null field: the cell's). */
-  limits: Schema.optional(LimitsPayload)
+  limits: Schema.optional(LimitsPayload),
+  /** Its name, unique among the running jobs of the cell (absent or null: none). */
+  name: Schema.optional(Schema.NullOr(JobName)),
+  labels: Schema.optional(JobLabels),
+  /** Give the job a pipe as its stdin, written with JobStdin (absent or false: /dev/null). */
+  stdin: Schema.optional(Flag)
 })
 
 export const JobStatusPayload = payload({ job_id: JobIdString })
 
 export const JobListPayload = payload({
-  cell_id: Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))
+  cell_id: Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell")),
+  /** Only jobs with this name (absent or null: any). */
+  name: Schema.optional(Schema.NullOr(Schema.String.annotations(expected("a job name, or null")))),
+  /** Only jobs carrying every one of these labels (absent: any). */
+  labels: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expectedShape("an object of label: \"value\" pairs")))
 })
 
 export const JobKillPayload = payload({ job_id: JobIdString, force: Flag })
+
+/** The most bytes one JobStdin carries. */
+export const MAX_STDIN_CHUNK_BYTES = 1024 * 1024
+
+export const JobStdinPayload = payload({
+  job_id: JobIdString,
+  data: Schema.Uint8ArrayFromSelf.annotations(expected("binary data")).pipe(
+    Schema.filter((data) => data.length <= MAX_STDIN_CHUNK_BYTES || `at most ${MAX_STDIN_CHUNK_BYTES} bytes per call`)
+  ),
+  /** Close the job's stdin after these bytes. */
+  eof: Flag
+})
+
+export const JobRemovePayload = payload({ job_id: JobIdString })
+
+export const JobPrunePayload = payload({
+  /** Remove finished jobs that ended at least this long ago (ms). */
+  older_than_ms: wholeNumber("a whole number of milliseconds, 0 or more", 0, Number.MAX_SAFE_INTEGER),
+  cell_id: Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))
+})
+
+export const CellShowPayload = payload({ cell_id: CellIdString })
 
 export const LogsReadPayload = payload({
   job_id: JobIdString,
@@ -132,12 +163,12 @@ const CellRemove = Rpc.make("CellRemove", {
 const JobRun = Rpc.make("JobRun", {
   payload: JobRunPayload,
   success: Job,
-  error: Schema.Union(Unauthorized, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, LimitInvalid, NotFound, Conflict, SandboxUnavailable, Internal)
 })
 const JobStatus = Rpc.make("JobStatus", {
   payload: JobStatusPayload,
   success: Job,
-  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 const JobList = Rpc.make("JobList", {
   payload: JobListPayload,
@@ -147,18 +178,38 @@ const JobList = Rpc.make("JobList", {
 const JobKill = Rpc.make("JobKill", {
   payload: JobKillPayload,
   success: Job,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
+})
+const JobStdin = Rpc.make("JobStdin", {
+  payload: JobStdinPayload,
+  success: Schema.Void,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
+})
+const JobRemove = Rpc.make("JobRemove", {
+  payload: JobRemovePayload,
+  success: Job,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
+})
+const JobPrune = Rpc.make("JobPrune", {
+  payload: JobPrunePayload,
+  success: PruneResult,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+})
+const CellShow = Rpc.make("CellShow", {
+  payload: CellShowPayload,
+  success: CellInfo,
   error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 const LogsRead = Rpc.make("LogsRead", {
   payload: LogsReadPayload,
   success: LogChunk,
-  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 
 const EventsList = Rpc.make("EventsList", {
   payload: EventsListPayload,
   success: JournalPage,
-  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 
 /** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
@@ -173,7 +224,11 @@ export class PlanterRpcs extends RpcGroup.make(
   JobList,
   JobKill,
   LogsRead,
-  EventsList
+  EventsList,
+  JobStdin,
+  JobRemove,
+  JobPrune,
+  CellShow
 ).middleware(CallerMiddleware) {}
 
 /**
@@ -206,5 +261,9 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobList),
   unchecked(JobKill),
   unchecked(LogsRead),
-  unchecked(EventsList)
+  unchecked(EventsList),
+  unchecked(JobStdin),
+  unchecked(JobRemove),
+  unchecked(JobPrune),
+  unchecked(CellShow)
 ).middleware(CallerMiddleware) {}

@@ -95,7 +95,12 @@ export const actions = {
   JobList: { role: "read", what: "list jobs", changesState: false },
   JobKill: { role: "run", what: "kill jobs", changesState: true },
   LogsRead: { role: "read", what: "read logs", changesState: false },
-  EventsList: { role: "read", what: "read the events journal", changesState: false }
+  EventsList: { role: "read", what: "read the events journal", changesState: false },
+  // Not audited per call: one `run -i` sends many; the run itself is.
+  JobStdin: { role: "run", what: "write to jobs' stdin", changesState: false },
+  JobRemove: { role: "run", what: "remove jobs", changesState: true },
+  JobPrune: { role: "run", what: "prune jobs", changesState: true },
+  CellShow: { role: "read", what: "show cells", changesState: false }
 } as const satisfies Record<string, Action>
 
 export type ActionName = keyof typeof actions

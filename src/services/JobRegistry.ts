@@ -20,6 +20,14 @@ export interface RunningJob {
    * one that set it). Read when the job ends to record its peak and CPU time.
    */
   readonly observed: { usage: JobUsage | null; limitDetail: LimitDetail | null }
+  /** The write end of its stdin pipe, when it was started with one (`run -i`); null otherwise or once adopted. */
+  readonly stdin?: JobStdinPipe | null
+}
+
+/** A job's stdin as the daemon holds it: writes wait until the pipe takes the bytes. */
+export interface JobStdinPipe {
+  readonly write: (data: Uint8Array) => Effect.Effect<void, string>
+  readonly close: Effect.Effect<void>
 }
 
 export type RegistryChange =

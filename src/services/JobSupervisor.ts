@@ -17,6 +17,11 @@ export interface RunRequest {
   readonly owner_uid: number | null
   /** Its own limits as asked (null fields inherit the cell's); checked by `run`. */
   readonly limits?: { readonly [K in LimitName]?: number | null | undefined } | null | undefined
+  /** Its name (checked by JobRunPayload), unique among the cell's running jobs. */
+  readonly name?: string | null | undefined
+  readonly labels?: Readonly<Record<string, string>> | undefined
+  /** Give it a pipe as stdin (written with `writeStdin`) instead of /dev/null. */
+  readonly stdin?: boolean | undefined
 }
 
 /** The reasons a limit ends a job with. */
@@ -33,7 +38,7 @@ export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null)
  * to adopt. Who runs now is the JobRegistry's to answer.
  */
 export interface JobSupervisorShape {
-  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | LimitRejected | SandboxRefused | DaemonFault | StateError>
+  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | LimitRejected | SandboxRefused | StateConflict | DaemonFault | StateError>
   /** Takes over a job a previous daemon left running (its pid and start time checked by the caller). */
   readonly adopt: (job: Job) => Effect.Effect<void>
   readonly get: (id: JobId) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
@@ -50,6 +55,8 @@ export interface JobSupervisorShape {
   readonly end: (id: JobId, reason: LimitReason, detail: LimitDetail) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
   readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
+  /** Writes to a running job's stdin pipe (given at `run` with `stdin: true`); `eof` closes it after. */
+  readonly writeStdin: (id: JobId, data: Uint8Array, eof: boolean) => Effect.Effect<void, UnknownEntity | StateConflict | DaemonFault | StateError>
   /** Why the daemon cannot keep its records right now (e.g. job ends held in memory on a full disk), or null. */
   readonly degraded: Effect.Effect<string | null>
 }

@@ -25,6 +25,8 @@ export interface SandboxRequest {
    * runs. Inherited as descriptor 3; backends without a launcher ignore it.
    */
   readonly statusFd: number
+  /** A pipe the daemon writes as the job's stdin (`run -i`); absent or false: /dev/null. */
+  readonly stdinPipe?: boolean
 }
 
 /** The descriptor number the job's launcher writes its status to. */

@@ -24,7 +24,9 @@ export const EventKind = Schema.Literal(
   "request",
   /** A request refused by the authorization policy (role too low, or another user's cell or job). */
   "denied",
-  "legacy_import"
+  "legacy_import",
+  /** A finished job's record and logs removed (`job rm`, `job prune`, log retention). */
+  "job_removed"
 )
 export type EventKind = typeof EventKind.Type
 
@@ -57,6 +59,13 @@ export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
   pid: Schema.NullOr(Schema.Number),
   detail: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {}
+
+/** Which jobs `job ls` shows. */
+export interface JobFilter {
+  readonly cellId: CellId | null
+  readonly name: string | null
+  readonly labels: Readonly<Record<string, string>>
+}
 
 /** The leader's identity, recorded once it runs: a pid alone could be reused by a stranger. */
 export interface JobProcess {
@@ -136,6 +145,21 @@ export interface StateRepositoryShape {
   readonly finishJob: (id: JobId, finish: JobFinish, event: JournalEvent) => Effect.Effect<Option.Option<Job>, StateError>
   readonly getJob: (id: JobId) => Effect.Effect<Option.Option<Job>, StateError>
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>
+  /** Jobs named `name`: the running ones first, then the most recent (at most 50). */
+  readonly findJobsByName: (name: string) => Effect.Effect<ReadonlyArray<Job>, StateError>
+  /** Jobs of a cell (or all), with this name (or any), carrying every one of these labels. */
+  readonly listJobsMatching: (query: JobFilter) => Effect.Effect<ReadonlyArray<Job>, StateError>
+  /** Deletes a finished job's record (never a running one), journaling it; false when there was none to delete. */
+  readonly deleteFinishedJob: (id: JobId, event: JournalEvent) => Effect.Effect<boolean, StateError>
+  /** Finished jobs that ended at or before a time, oldest first, one bounded batch. */
+  readonly finishedJobsBefore: (query: {
+    readonly finishedBeforeMs: number
+    readonly cellId: CellId | null
+    /** Only this owner's jobs (null: anyone's). */
+    readonly ownerUid: number | null
+    readonly limit: number
+  }) => Effect.Effect<ReadonlyArray<Job>, StateError>
+  readonly cellJobCounts: (cellId: CellId) => Effect.Effect<{ readonly total: number; readonly running: number; readonly lastStartedAtMs: number | null }, StateError>
   /** Jobs not yet finished: `starting` and `running`. */
   readonly listUnfinishedJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly appendEvent: (event: JournalEvent) => Effect.Effect<void, StateError>

@@ -30,6 +30,7 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     kill: unexpected("JobSupervisor.kill"),
     end: unexpected("JobSupervisor.end"),
     stopCell: unexpected("JobSupervisor.stopCell"),
+    writeStdin: unexpected("JobSupervisor.writeStdin"),
     degraded: Effect.die("JobSupervisor.degraded was not expected"),
     get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
   }
