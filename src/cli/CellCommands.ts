@@ -4,7 +4,7 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import * as path from "node:path"
 import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
-import { cellRows, encodeCell, printJson, printLine } from "./Output.js"
+import { cellDetails, cellRows, encodeCell, printJson, printLine } from "./Output.js"
 
 export const createCell = (name: string) =>
   Command.make(name, {
@@ -56,8 +56,17 @@ const cellRm = Command.make("rm", {
     })
   )).pipe(Command.withDescription("Remove a cell and its directory"))
 
+const cellShow = Command.make("show", { cell: Args.text({ name: "CELL" }) }, ({ cell }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const info = yield* client.CellShow({ cell_id: cell })
+      if (json) return yield* printJson({ ...encodeCell(info.cell), running_jobs: info.running_jobs, total_jobs: info.total_jobs, last_job_started_at_ms: info.last_job_started_at_ms })
+      yield* printLine(cellDetails(info))
+    })
+  )).pipe(Command.withDescription("Show a cell: its dir, env, policy, limits and jobs: planter cell show CELL"))
+
 export const cellCommand = Command.make("cell").pipe(
   Command.withDescription("Manage cells"),
-  Command.withSubcommands([createCell("create"), cellLs, cellRm])
+  Command.withSubcommands([createCell("create"), cellLs, cellShow, cellRm])
 )
 

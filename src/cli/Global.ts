@@ -18,6 +18,10 @@ export const planter = Command.make("planter", {
   json: Options.boolean("json").pipe(Options.withDescription("print exactly one JSON document on stdout"))
 })
 
+/** What the CLI says when the daemon goes away in the middle of a command (exit code 4). */
+export const lostMessage = (why: string) =>
+  `lost the connection to planterd${why ? ` (${why})` : ""}: the daemon stopped or crashed; its jobs keep running unless it was stopped without --keep-jobs. Start it again and check with \`planter job ls\``
+
 /** Runs `f` with a connected client, turning every failure into a CliFailure with the contract's exit code. */
 export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) => Effect.Effect<A, E>) =>
   Effect.gen(function*() {
@@ -37,12 +41,13 @@ export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) 
           return Effect.fail(new CliFailure({ exitCode: ExitCode.noDaemon, code: "no_daemon", message: tagged.message ?? "" }))
         case "RpcClientError":
           return Effect.fail(
-            new CliFailure({ exitCode: ExitCode.daemonError, code: "connection_lost", message: `lost the connection to planterd: ${tagged.message}` })
+            new CliFailure({ exitCode: ExitCode.connectionLost, code: "connection_lost", message: lostMessage(tagged.message ?? "") })
           )
         default:
           return Effect.fail(
             new CliFailure({
-              exitCode: ExitCode.daemonError,
+              // The daemon refused what was asked as malformed (a bad name, path, id): bad usage, as the CLI's own checks.
+              exitCode: tagged.code === "invalid_request" || tagged.code === "limit_invalid" ? ExitCode.usage : ExitCode.daemonError,
               code: tagged.code ?? "internal",
               message: tagged.message ?? String(error),
               ...(tagged.detail !== undefined ? { detail: tagged.detail } : {})
@@ -67,6 +72,18 @@ export const parseEnv = (pairs: ReadonlyArray<string>) =>
       env[name] = pair.slice(eq + 1)
     }
     return env
+  })
+
+/** `--label KEY=VALUE` pairs; the daemon checks keys and values again (JobLabels). */
+export const parseLabels = (pairs: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const labels: Record<string, string> = {}
+    for (const pair of pairs) {
+      const eq = pair.indexOf("=")
+      if (eq <= 0) return yield* usageError(`--label ${pair}: expected KEY=VALUE, e.g. --label branch=main`)
+      labels[pair.slice(0, eq)] = pair.slice(eq + 1)
+    }
+    return labels
   })
 
 export const envOption = Options.text("env").pipe(

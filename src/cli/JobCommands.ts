@@ -1,11 +1,59 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Array as Arr, Effect, Option } from "effect"
+import { Array as Arr, Effect, Fiber, Option } from "effect"
+import type { PlanterClientShape } from "../rpc/client.js"
 import type { Job } from "../rpc/Models.js"
-import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
+import { MAX_STDIN_CHUNK_BYTES } from "../rpc/Rpcs.js"
+import { statusText } from "../rpc/JobOutcome.js"
+import { formatBytes, parseDuration } from "../services/Limits.js"
+import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLabels, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
+import { sigintReceived } from "./Interrupt.js"
 import { copyLog } from "./LogsCommand.js"
 import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, topRows, usageError, write } from "./Output.js"
+
+/**
+ * `run -i`: copies the CLI's stdin to the job's stdin pipe through
+ * JobStdin, then closes it at EOF. A job that ends (or closes its stdin)
+ * first simply stops the copy.
+ */
+const pumpStdin = (client: PlanterClientShape, jobId: string) =>
+  Effect.gen(function*() {
+    const chunks = process.stdin[Symbol.asyncIterator]()
+    for (;;) {
+      const next = yield* Effect.promise(() => chunks.next() as Promise<IteratorResult<Buffer>>)
+      if (next.done) break
+      for (let at = 0; at < next.value.length; at += MAX_STDIN_CHUNK_BYTES) {
+        yield* client.JobStdin({ job_id: jobId, data: next.value.subarray(at, at + MAX_STDIN_CHUNK_BYTES), eof: false })
+      }
+    }
+    yield* client.JobStdin({ job_id: jobId, data: new Uint8Array(0), eof: true })
+  }).pipe(Effect.catchAll(() => Effect.void))
+
+/**
+ * Ctrl-C during `run --wait`: the job is killed (its whole tree, as `job
+ * kill` does) and the CLI says so, or with --detach-on-interrupt it keeps
+ * running and the CLI says how to follow and stop it. An interruption that
+ * is not a Ctrl-C (the daemon went away) does nothing here.
+ */
+const onInterrupt = (client: PlanterClientShape, job: Job, detach: boolean, json: boolean) =>
+  Effect.gen(function*() {
+    if (!sigintReceived()) return
+    const ref = job.name ?? job.id
+    if (detach) {
+      if (json) return yield* printJson({ interrupted: true, action: "detached", job: encodeJob(job) })
+      return yield* write(process.stderr, `planter: interrupted: ${job.id} keeps running (--detach-on-interrupt); follow it with \`planter logs ${ref} -f\`, stop it with \`planter job kill ${ref}\`\n`)
+    }
+    if (!json) yield* write(process.stderr, `planter: interrupted: killing ${job.id} (SIGTERM to its tree, SIGKILL after the daemon's grace period)…\n`)
+    const killed = yield* Effect.either(client.JobKill({ job_id: job.id, force: false }))
+    if (killed._tag === "Left") {
+      const message = (killed.left as { message?: string }).message ?? String(killed.left)
+      if (json) return yield* printJson({ interrupted: true, action: "kill_failed", error: { message } })
+      return yield* write(process.stderr, `planter: could not kill ${job.id}: ${message}\n`)
+    }
+    if (json) return yield* printJson({ interrupted: true, action: "killed", job: encodeJob(killed.right) })
+    yield* write(process.stderr, `planter: killed ${job.id}: ${statusText(killed.right)} (${killed.right.termination_reason ?? killed.right.status})\n`)
+  })
 
 export const run = Command.make("run", {
   cell: Args.text({ name: "CELL" }),
@@ -16,13 +64,29 @@ export const run = Command.make("run", {
   timeout: timeoutOption,
   maxRss: maxRssOption,
   maxLog: maxLogOption,
-  wait: Options.boolean("wait").pipe(Options.withDescription("stream the job's output and exit with its exit code"))
+  name: Options.text("name").pipe(
+    Options.withDescription("name the job, unique among the cell's running jobs; usable wherever a JOB is, e.g. --name build"),
+    Options.optional
+  ),
+  label: Options.text("label").pipe(Options.withDescription("label the job KEY=VALUE (repeatable), e.g. --label branch=main"), Options.repeated),
+  wait: Options.boolean("wait").pipe(Options.withDescription("stream the job's output and exit with its exit code")),
+  interactive: Options.boolean("interactive").pipe(
+    Options.withAlias("i"),
+    Options.withDescription("with --wait: forward this terminal's stdin to the job, e.g. echo hi | planter run C --wait -i -- cat")
+  ),
+  detachOnInterrupt: Options.boolean("detach-on-interrupt").pipe(
+    Options.withDescription("with --wait: Ctrl-C stops waiting and leaves the job running (default: Ctrl-C kills the job)")
+  )
 }, (options) =>
   withClient((client, json) =>
     Effect.gen(function*() {
       const argv = options.argv
       if (!Arr.isNonEmptyReadonlyArray(argv)) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
+      if (!options.wait && (options.interactive || options.detachOnInterrupt)) {
+        return yield* usageError(`${options.interactive ? "-i" : "--detach-on-interrupt"} needs --wait: planter run CELL --wait ${options.interactive ? "-i" : "--detach-on-interrupt"} -- ARGV...`)
+      }
       const env = yield* parseEnv(options.env)
+      const labels = yield* parseLabels(options.label)
       const limits = yield* parseLimitFlags(options)
       const job = yield* client.JobRun({
         limits,
@@ -30,23 +94,34 @@ export const run = Command.make("run", {
         argv,
         env,
         cwd: Option.getOrNull(options.cwd),
-        network: Option.getOrNull(options.network)
+        network: Option.getOrNull(options.network),
+        name: Option.getOrNull(options.name),
+        labels,
+        stdin: options.interactive
       })
       if (!options.wait) {
         return yield* json ? printJson(encodeJob(job)) : printLine(job.id)
       }
-      if (!json) {
-        yield* write(process.stderr, `${job.id}\n`)
+      return yield* Effect.gen(function*() {
+        const feeder = options.interactive ? yield* Effect.fork(pumpStdin(client, job.id)) : null
+        const output = { stdout: [] as Array<Uint8Array>, stderr: [] as Array<Uint8Array> }
+        if (!json) yield* write(process.stderr, `${job.id}\n`)
         yield* Effect.all([
-          copyLog(client, job.id, "stdout", 0, true, (data) => write(process.stdout, data)),
-          copyLog(client, job.id, "stderr", 0, true, (data) => write(process.stderr, data))
+          copyLog(client, job.id, "stdout", 0, true, (data) => json ? Effect.sync(() => output.stdout.push(data)) : write(process.stdout, data)),
+          copyLog(client, job.id, "stderr", 0, true, (data) => json ? Effect.sync(() => output.stderr.push(data)) : write(process.stderr, data))
         ], { concurrency: 2 })
-      } else {
-        yield* copyLog(client, job.id, "stdout", 0, true, () => Effect.void)
-      }
-      const finished = yield* client.JobStatus({ job_id: job.id })
-      if (json) yield* printJson(encodeJob(finished))
-      return jobExitCode(finished)
+        if (feeder !== null) yield* Fiber.interrupt(feeder)
+        const finished = yield* client.JobStatus({ job_id: job.id })
+        if (json) {
+          // The job's output comes with its record (as UTF-8 text; `planter logs --json` for the exact bytes).
+          yield* printJson({
+            ...encodeJob(finished),
+            stdout: Buffer.concat(output.stdout).toString("utf8"),
+            stderr: Buffer.concat(output.stderr).toString("utf8")
+          })
+        }
+        return jobExitCode(finished)
+      }).pipe(Effect.onInterrupt(() => onInterrupt(client, job, options.detachOnInterrupt, json)))
     })
   )).pipe(Command.withDescription("Run a command in a cell: planter run CELL [--wait] -- ARGV..."))
 
@@ -59,15 +134,43 @@ const jobStatus = Command.make("status", { job: Args.text({ name: "JOB" }) }, ({
   )).pipe(Command.withDescription("Show a job's record"))
 
 const jobLs = Command.make("ls", {
-  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional)
-}, ({ cell }) =>
+  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs, e.g. --cell demo"), Options.optional),
+  name: Options.text("name").pipe(Options.withDescription("only jobs with this name, e.g. --name build"), Options.optional),
+  label: Options.text("label").pipe(Options.withDescription("only jobs with this label KEY=VALUE (repeatable: all must match)"), Options.repeated)
+}, ({ cell, label, name }) =>
   withClient((client, json) =>
     Effect.gen(function*() {
-      const jobs = yield* client.JobList({ cell_id: Option.getOrNull(cell) })
+      const labels = yield* parseLabels(label)
+      const jobs = yield* client.JobList({ cell_id: Option.getOrNull(cell), name: Option.getOrNull(name), labels })
       if (json) return yield* printJson(jobs.map((job) => encodeJob(job)))
-      yield* printLine(jobs.length === 0 ? "no jobs: start one with `planter run CELL -- COMMAND`" : jobRows(jobs))
+      if (jobs.length === 0) return yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
+      // Cells by name; a cell removed since shows as its id.
+      const cells = yield* client.CellList().pipe(Effect.orElseSucceed(() => []))
+      yield* printLine(jobRows(jobs, new Map(cells.map((c) => [c.id, c.name]))))
     })
-  )).pipe(Command.withDescription("List jobs"))
+  )).pipe(Command.withDescription("List jobs, like docker ps: planter job ls [--cell CELL] [--name NAME] [--label K=V]"))
+
+const jobRm = Command.make("rm", { job: Args.text({ name: "JOB" }) }, ({ job }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const removed = yield* client.JobRemove({ job_id: job })
+      yield* json ? printJson(encodeJob(removed)) : printLine(`removed ${removed.id}${removed.name ? ` (${removed.name})` : ""}: its record and logs`)
+    })
+  )).pipe(Command.withDescription("Remove a finished job's record and logs: planter job rm JOB"))
+
+const jobPrune = Command.make("prune", {
+  olderThan: Options.text("older-than").pipe(Options.withDescription("remove finished jobs that ended at least this long ago, e.g. 7d, 12h")),
+  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional)
+}, ({ cell, olderThan }) =>
+  withClient((client, json) =>
+    Effect.gen(function*() {
+      const ms = parseDuration(olderThan)
+      if (typeof ms === "string") return yield* usageError(`--older-than ${ms}`)
+      const result = yield* client.JobPrune({ older_than_ms: ms, cell_id: Option.getOrNull(cell) })
+      if (json) return yield* printJson(result)
+      yield* printLine(`removed ${result.removed.length} finished job(s) and ${formatBytes(result.freed_bytes)} of logs`)
+    })
+  )).pipe(Command.withDescription("Remove finished jobs older than a duration, records and logs: planter job prune --older-than 7d"))
 
 const jobKill = Command.make("kill", {
   job: Args.text({ name: "JOB" }),
@@ -101,6 +204,6 @@ export const top = (name: string) =>
 
 export const jobCommand = Command.make("job").pipe(
   Command.withDescription("Inspect and kill jobs"),
-  Command.withSubcommands([jobStatus, jobLs, jobKill, top("stats")])
+  Command.withSubcommands([jobStatus, jobLs, jobKill, jobRm, jobPrune, top("stats")])
 )
 

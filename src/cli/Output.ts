@@ -1,10 +1,15 @@
 import { Effect, Schema } from "effect"
 import * as os from "node:os"
 import { Cell, Job } from "../rpc/Models.js"
+import type { CellInfo } from "../rpc/Models.js"
+import { jobOutcome, statusText } from "../rpc/JobOutcome.js"
+import { ago, shortDuration } from "./HumanTime.js"
+import type { Colour } from "./Style.js"
+import { colourOn, paint } from "./Style.js"
 import { formatBytes, formatDuration, formatLimit, fromStored, limitOfReason } from "../services/Limits.js"
 
 /** Exit codes of `planter`, as the CLI contract fixes them. */
-export const ExitCode = { ok: 0, daemonError: 1, usage: 2, noDaemon: 3 } as const
+export const ExitCode = { ok: 0, daemonError: 1, usage: 2, noDaemon: 3, connectionLost: 4 } as const
 
 /** A failure the CLI reports itself: the message goes to stderr (or into the JSON document) and sets the exit code. */
 export class CliFailure extends Schema.TaggedError<CliFailure>()("CliFailure", {
@@ -28,17 +33,36 @@ export const printLine = (line: string) => write(process.stdout, line + "\n")
 export const printJson = (value: unknown) => write(process.stdout, JSON.stringify(value, null, 2) + "\n")
 
 export const encodeCell = Schema.encodeSync(Cell)
-export const encodeJob = Schema.encodeSync(Job)
+const encodeJobRecord = Schema.encodeSync(Job)
+
+/** A job as `--json` prints it: its record, plus `outcome` (JobOutcome) so a killed job is told from one that exited. */
+export const encodeJob = (job: Job) => ({ ...encodeJobRecord(job), outcome: jobOutcome(job) })
 
 const time = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString())
 
-/** Left-aligned columns, the widest cell of each column setting its width. */
-export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+/**
+ * Left-aligned columns, the widest cell of each column setting its width.
+ * `colourOf` may colour a body cell; widths are measured on the plain text.
+ */
+export const table = (
+  header: ReadonlyArray<string>,
+  rows: ReadonlyArray<ReadonlyArray<string>>,
+  colourOf: (row: number, column: number) => Colour | null = () => null,
+  colour = false
+) => {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)))
   return [header, ...rows]
-    .map((row) => row.map((cell, column) => column === row.length - 1 ? cell : cell.padEnd(widths[column]!)).join("  "))
+    .map((row, index) =>
+      row.map((cell, column) => {
+        const padded = column === row.length - 1 ? cell : cell.padEnd(widths[column]!)
+        return index === 0 ? padded : paint(colour, colourOf(index - 1, column), padded)
+      }).join("  ").trimEnd()
+    )
     .join("\n")
 }
+
+/** At most `max` characters, cut with an ellipsis. */
+const clip = (text: string, max: number) => (text.length <= max ? text : `${text.slice(0, max - 1)}…`)
 
 const quoteArg = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)
 export const commandLine = (argv: ReadonlyArray<string>) => argv.map(quoteArg).join(" ")
@@ -49,26 +73,81 @@ export const cellRows = (cells: ReadonlyArray<Cell>) =>
     cells.map((cell) => [cell.id, cell.name, cell.network, time(cell.created_at_ms), cell.dir])
   )
 
-const outcome = (job: Job) =>
-  job.status !== "exited"
-    ? job.status
-    : job.signal !== null
-    ? `${job.termination_reason} (${job.signal})`
-    : `${job.termination_reason} (exit ${job.exit_code ?? "unknown"})`
+const statusColour = (job: Job): Colour | null => {
+  switch (jobOutcome(job)) {
+    case "running":
+      return "green"
+    case "exited":
+      return job.exit_code === 0 ? null : "red"
+    case "killed":
+      return "yellow"
+    case "lost":
+    case "unknown":
+      return "dim"
+    default:
+      return "red"
+  }
+}
 
-export const jobRows = (jobs: ReadonlyArray<Job>) =>
+/** How long it ran, or has run so far. */
+const jobDuration = (job: Job, nowMs: number) => shortDuration((job.finished_at_ms ?? nowMs) - job.started_at_ms)
+
+/**
+ * `planter job ls`, read like `docker ps`: ID, NAME, CELL (by name), STATUS
+ * (coloured on a terminal), STARTED (relative), DURATION, COMMAND (clipped).
+ */
+export const jobRows = (
+  jobs: ReadonlyArray<Job>,
+  cellNames: ReadonlyMap<string, string> = new Map(),
+  nowMs = Date.now(),
+  colour = colourOn(process.stdout)
+) =>
   table(
-    ["ID", "CELL", "STATUS", "STARTED", "COMMAND"],
-    jobs.map((job) => [job.id, job.cell_id, outcome(job), time(job.started_at_ms), commandLine(job.command.argv)])
+    ["ID", "NAME", "CELL", "STATUS", "STARTED", "DURATION", "COMMAND"],
+    jobs.map((job) => [
+      job.id,
+      job.name ?? "-",
+      cellNames.get(job.cell_id) ?? job.cell_id,
+      statusText(job),
+      ago(job.started_at_ms, nowMs),
+      jobDuration(job, nowMs),
+      clip(commandLine(job.command.argv), 40)
+    ]),
+    (row, column) => (column === 3 ? statusColour(jobs[row]!) : null),
+    colour
   )
+
+/** `planter cell show CELL`. */
+export const cellDetails = (info: CellInfo, nowMs = Date.now()) => {
+  const { cell } = info
+  const limits = fromStored(cell.limits)
+  return [
+    `id:           ${cell.id}`,
+    `name:         ${cell.name}`,
+    `dir:          ${cell.dir}`,
+    `created:      ${time(cell.created_at_ms)} (${ago(cell.created_at_ms, nowMs)})`,
+    `owner uid:    ${cell.owner_uid ?? "-"}`,
+    `network:      ${cell.network}`,
+    `read paths:   ${cell.read_paths.length === 0 ? "-" : cell.read_paths.join(", ")}`,
+    `env:          ${Object.keys(cell.env).length === 0 ? "-" : Object.entries(cell.env).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+    `limits:       timeout ${limits.timeout_ms === null ? "none" : formatDuration(limits.timeout_ms)}, max rss ${
+      limits.max_rss_bytes === null ? "none" : formatBytes(limits.max_rss_bytes)
+    }, max log ${limits.max_log_bytes === null ? "none" : formatBytes(limits.max_log_bytes)}`,
+    `jobs:         ${info.running_jobs} running, ${info.total_jobs} in all${
+      info.last_job_started_at_ms === null ? "" : `, last started ${ago(info.last_job_started_at_ms, nowMs)}`
+    }`
+  ].join("\n")
+}
 
 export const jobDetails = (job: Job) =>
   [
     `id:           ${job.id}`,
+    `name:         ${job.name ?? "-"}`,
+    `labels:       ${Object.keys(job.labels).length === 0 ? "-" : Object.entries(job.labels).map(([k, v]) => `${k}=${v}`).join(" ")}`,
     `cell:         ${job.cell_id}`,
     `command:      ${commandLine(job.command.argv)}`,
     `cwd:          ${job.command.cwd}`,
-    `status:       ${job.status}`,
+    `status:       ${statusText(job)}`,
     `exit code:    ${job.exit_code ?? "-"}`,
     `signal:       ${job.signal ?? "-"}`,
     `reason:       ${job.termination_reason ?? "-"}`,
@@ -135,7 +214,7 @@ export const topRows = (jobs: ReadonlyArray<Job>) =>
       })
     )
 
-/** The exit code `run --wait` ends with: the job's own, or 128+signal as shells do. */
+/** The exit code `run --wait` ends with: the job's own, or 128+signal as shells do (the record says the signal). */
 export const jobExitCode = (job: Job): number => {
   if (job.exit_code !== null) return job.exit_code
   if (job.signal !== null) return 128 + ((os.constants.signals as Record<string, number>)[job.signal] ?? 0)

@@ -7,6 +7,8 @@ import { Cause, Effect, Exit } from "effect"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
+import { lostMessage } from "./Global.js"
+import { sigintReceived, watchSigint } from "./Interrupt.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
 
 // `planter logs JOB | head` closes our stdout early: that is the reader's
@@ -45,11 +47,29 @@ const program: Effect.Effect<number> = cli([...process.argv.slice(0, 2), ...hois
   Effect.provide(NodeContext.layer)
 )
 
+watchSigint()
+
+/**
+ * Ctrl-C ends with 130, as shells report SIGINT (`run --wait` has killed
+ * its job or detached first, and said so). An interruption without a
+ * Ctrl-C is the daemon's connection closing under a waiting command: say
+ * so, and end with 4.
+ */
+const lostConnection = () => {
+  const message = lostMessage("")
+  if (json) process.stdout.write(JSON.stringify({ error: { code: "connection_lost", message, detail: null } }, null, 2) + "\n")
+  else process.stderr.write(`planter: ${message}\n`)
+  return ExitCode.connectionLost
+}
+
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  // Ctrl-C (e.g. during `run --wait` or `logs -f`) ends with 130, as shells report SIGINT; the job keeps running.
   teardown: (exit, onExit) =>
     onExit(
-      Exit.isSuccess(exit) ? Number(exit.value) : Cause.isInterruptedOnly(exit.cause) ? 130 : ExitCode.daemonError
+      Exit.isSuccess(exit)
+        ? Number(exit.value)
+        : Cause.isInterruptedOnly(exit.cause)
+        ? sigintReceived() ? 130 : lostConnection()
+        : ExitCode.daemonError
     )
 })

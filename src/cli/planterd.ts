@@ -52,6 +52,11 @@ const defaultMaxLog = Options.text("default-max-log").pipe(
   Options.withDefault("1G")
 )
 
+const logRetention = Options.text("log-retention").pipe(
+  Options.withDescription("remove finished jobs (records and logs) this long after they ended, e.g. 7d, 12h (default: keep them)"),
+  Options.optional
+)
+
 const allowUid = Options.text("allow-uid").pipe(
   Options.withDescription("let this user (name or uid) use the socket, with role read, run (default) or admin: --allow-uid ci:run (repeatable)"),
   Options.repeated
@@ -97,7 +102,7 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
 
 const daemon = Command.make(
   "planterd",
-  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog, timeoutGrace, memoryGrace, logQuotaGrace },
+  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog, timeoutGrace, memoryGrace, logQuotaGrace, logRetention },
   (options) =>
     Effect.gen(function*() {
       const authz = yield* policyFrom(options)
@@ -105,6 +110,8 @@ const daemon = Command.make(
       if (typeof interval === "string") return yield* Effect.fail(new PolicyFlagError(`--monitor-interval ${interval}`))
       const maxLog = parseSize(options.defaultMaxLog)
       if (typeof maxLog === "string") return yield* Effect.fail(new PolicyFlagError(`--default-max-log ${maxLog}`))
+      const retention = Option.isSome(options.logRetention) ? parseDuration(options.logRetention.value) : null
+      if (typeof retention === "string") return yield* Effect.fail(new PolicyFlagError(`--log-retention ${retention}`))
       if (authz.strict && (authz.uids.length > 0 || authz.groups.length > 0)) {
         yield* Effect.logWarning("--strict: ignoring every --allow-uid and --allow-group; only the daemon's own uid may use the socket")
       }
@@ -126,7 +133,8 @@ const daemon = Command.make(
         },
         authz,
         monitorInterval: Duration.millis(interval),
-        defaultMaxLogBytes: maxLog
+        defaultMaxLogBytes: maxLog,
+        ...(retention === null ? {} : { logRetention: Duration.millis(retention) })
       })
       yield* Layer.launch(
         Layer.tap(daemonLayer, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))

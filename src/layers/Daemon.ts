@@ -5,6 +5,7 @@ import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import * as CellsLive from "./CellsLive.js"
 import { holdStateDirLock } from "./DaemonLock.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
+import * as JobRetentionLive from "./JobRetentionLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
 import * as LegacyImportLive from "./LegacyImportLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
@@ -42,7 +43,7 @@ export const layer = (config: DaemonConfigShape) => {
     Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
   )
-  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, LimitMonitorLive.layer).pipe(
+  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, LimitMonitorLive.layer, JobRetentionLive.layer).pipe(
     Layer.provideMerge(supervisor)
   )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))

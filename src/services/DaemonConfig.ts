@@ -26,6 +26,8 @@ export interface DaemonConfigShape {
   readonly monitorInterval?: Duration.Duration
   /** The log quota of a job when neither it nor its cell sets one (default DEFAULT_MAX_LOG_BYTES, 1 GiB). */
   readonly defaultMaxLogBytes?: number
+  /** Remove finished jobs (records and logs) this long after they ended (absent: keep them). */
+  readonly logRetention?: Duration.Duration
 }
 
 export class DaemonConfig extends Context.Tag("planter/DaemonConfig")<DaemonConfig, DaemonConfigShape>() {
