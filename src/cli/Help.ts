@@ -85,7 +85,7 @@ export const commands: ReadonlyArray<CommandHelp> = [
     usage: "planter cell ls [--limit N | --all]",
     options: [
       { flag: "--limit N", text: "at most N cells, e.g. --limit 20" },
-      { flag: "--all", text: "every cell, not only the first page" }
+      { flag: "--all", text: "every cell, not only the first page, e.g. planter cell ls --all" }
     ],
     examples: ["planter cell ls"]
   },
@@ -114,9 +114,9 @@ export const commands: ReadonlyArray<CommandHelp> = [
       { flag: "--cwd DIR", text: "working directory inside the cell dir, e.g. --cwd src" },
       { flag: "--network allow|deny", text: "tighten the cell's network policy, e.g. --network deny" },
       ...LIMITS,
-      { flag: "--wait", text: "stream the job's output and exit with its exit code (128+N when killed by signal N)" },
+      { flag: "--wait", text: "stream the job's output and exit with its exit code (128+N when killed by signal N), e.g. planter run demo --wait -- make" },
       { flag: "-i, --interactive", text: "with --wait: forward stdin to the job, e.g. echo hi | planter run demo --wait -i -- cat" },
-      { flag: "--detach-on-interrupt", text: "with --wait: Ctrl-C leaves the job running instead of killing it" }
+      { flag: "--detach-on-interrupt", text: "with --wait: Ctrl-C leaves the job running instead of killing it, e.g. planter run demo --wait --detach-on-interrupt -- make" }
     ],
     examples: [
       "planter run demo -- sh -c 'echo hi'",
@@ -146,7 +146,7 @@ export const commands: ReadonlyArray<CommandHelp> = [
       { flag: "--cell CELL", text: "only this cell's jobs, e.g. --cell demo" },
       { flag: "--status S", text: "only jobs in this status, e.g. --status running" },
       { flag: "--limit N", text: "at most N jobs (the most recent), e.g. --limit 20" },
-      { flag: "--all", text: "every job, not only the most recent page" },
+      { flag: "--all", text: "every job, not only the most recent page, e.g. planter job ls --all" },
       { flag: "--name NAME", text: "only jobs with this name, e.g. --name build" },
       { flag: "--label K=V", text: "only jobs with this label (repeatable: all must match), e.g. --label branch=main" }
     ],

@@ -18,7 +18,9 @@ import type { Unauthorized } from "./Errors.js"
 import { ClientSerializationLive } from "./Serialization.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 
+export * from "./ErrorFormat.js"
 export * from "./Errors.js"
+export * from "./JobOutcome.js"
 export * from "./Ids.js"
 export * from "./Models.js"
 export {
@@ -27,6 +29,11 @@ export {
   EventsListPayload,
   JobKillPayload,
   JobListPayload,
+  JobPrunePayload,
+  JobRemovePayload,
+  JobStdinPayload,
+  CellShowPayload,
+  MAX_STDIN_CHUNK_BYTES,
   JobRunPayload,
   JobStatusPayload,
   LogsReadPayload,
