@@ -63,7 +63,7 @@ const stdinPipe = (stream: Writable | null): JobStdinPipe | null => {
   }
 }
 
-type StartError = InvalidInput | SandboxRefused | DaemonFault | StateError
+type StartError = InvalidInput | SandboxRefused | StateConflict | DaemonFault | StateError
 
 export const make = Effect.gen(function*() {
   const config = yield* DaemonConfig
@@ -199,7 +199,13 @@ export const make = Effect.gen(function*() {
         name: request.name ?? null,
         labels: request.labels ?? {}
       })
-      yield* repo.insertJob(provisional)
+      yield* repo.insertJob(provisional).pipe(
+        // Two runs of one name racing past run's check: the database's unique index refuses the second.
+        Effect.catchIf(
+          (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
+          () => new StateConflict({ message: `a job named ${request.name} is already running in cell ${cell.name}: choose another --name` })
+        )
+      )
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
         Effect.zipRight(

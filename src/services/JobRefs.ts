@@ -32,7 +32,7 @@ export const resolveJobRef = (
   if (!isJobName(raw)) {
     return Effect.fail(
       new InvalidInput({
-        message: `invalid job id or name ${shown(raw)}: give a job id (job-…) or the name given with \`planter run --name\``
+        message: `invalid job id or name ${shown(raw)}: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\`; a name is the one given with \`planter run --name\``
       })
     )
   }

@@ -43,7 +43,8 @@ const json = async <A = any>(args: ReadonlyArray<string>): Promise<A> => {
 const expectError = async (args: ReadonlyArray<string>, code: string) => {
   const result = await daemon.cli(["--json", ...args], { timeoutMs: CLI_TIMEOUT_MS })
   const what = `planter ${args.join(" ").slice(0, 120)}`
-  expect(result.code, `${what}: ${result.stdout}${result.stderr}`).toBe(1)
+  // A request the daemon refuses as malformed is bad usage (2); any other refusal is 1.
+  expect(result.code, `${what}: ${result.stdout}${result.stderr}`).toBe(code === "invalid_request" || code === "limit_invalid" ? 2 : 1)
   const doc = JSON.parse(result.stdout) as ErrorDoc
   expect(doc.error.code, `${what}: ${doc.error.message}`).toBe(code)
   return doc.error.message
@@ -235,9 +236,9 @@ describe("bad input", { timeout: 180_000 }, () => {
       ["LogsRead", { ...read, max_bytes: 0 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got 0`],
       ["LogsRead", { ...read, max_bytes: MAX_LOG_CHUNK_BYTES + 1 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}`],
       ["LogsRead", { ...read, follow: true, wait_ms: -1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`],
-      ["LogsRead", { ...read, job_id: 7 }, "job_id: expected a job id (job-…), got 7"],
-      ["JobStatus", { job_id: 7 }, "job_id: expected a job id (job-…), got 7"],
-      ["JobKill", { job_id: ["job-x"], force: false }, "job_id: expected a job id (job-…), got an array of 1"],
+      ["LogsRead", { ...read, job_id: 7 }, "job_id: expected a job id (job-…) or name, got 7"],
+      ["JobStatus", { job_id: 7 }, "job_id: expected a job id (job-…) or name, got 7"],
+      ["JobKill", { job_id: ["job-x"], force: false }, "job_id: expected a job id (job-…) or name, got an array of 1"],
       ["JobKill", { job_id: baselineJob.id, force: "yes" }, "force: expected true or false, got \"yes\""],
       ["JobRun", { ...run, argv: [] }, "argv: nothing to run"],
       ["JobRun", { ...run, argv: ["echo", 5] }, "argv[1]: expected a string, got 5"],

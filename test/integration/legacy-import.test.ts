@@ -174,7 +174,10 @@ describe("an upgrading user's state dir, imported in place at start", () => {
         usage: null,
         peak_rss_bytes: null,
         cpu_ms: null,
-        limit_detail: null
+        limit_detail: null,
+        name: null,
+        labels: {},
+        outcome: "exited"
       },
       expect.objectContaining({
         id: SERVE,
@@ -186,8 +189,9 @@ describe("an upgrading user's state dir, imported in place at start", () => {
     ])
     expect(await daemon.json(["job", "status", SERVE])).toEqual(jobs[1])
     const table = (await daemon.cli(["job", "ls"])).stdout
-    expect(table).toMatch(new RegExp(`${BUILD}\\s+${CELL}\\s+exited \\(exit 0\\)`))
-    expect(table).toMatch(new RegExp(`${SERVE}\\s+${CELL}\\s+terminated_by_user \\(exit unknown\\)`))
+    // No name; the cell by its name; a job killed with no exit code or signal recorded reads `killed`.
+    expect(table).toMatch(new RegExp(`${BUILD}\\s+-\\s+\\S+\\s+exited 0\\s`))
+    expect(table).toMatch(new RegExp(`${SERVE}\\s+-\\s+\\S+\\s+killed\\s`))
     expect((await daemon.cli(["job", "status", SERVE])).stdout).toContain("reason:       terminated_by_user")
 
     // Logs read from the same offsets as before.

@@ -132,7 +132,7 @@ describe("resource limits", () => {
     const tightened = await daemon.json<JobJson>(["run", "tight", "--timeout", "2s", "--", "true"])
     expect(tightened.command.limits.timeout_ms).toBe(2000)
     const loosened = await daemon.cli(["run", "tight", "--timeout", "1m", "--", "true"])
-    expect(loosened.code).toBe(1)
+    expect(loosened.code).toBe(2)
     expect(loosened.stderr).toContain("would loosen the cell's limit of 10 s")
     const json = await daemon.cli(["--json", "run", "tight", "--max-rss", "2G", "--", "true"])
     expect(JSON.parse(json.stdout).error.code).toBe("limit_invalid")

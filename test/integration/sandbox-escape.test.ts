@@ -568,14 +568,15 @@ echo "done: yes"`
             const real = fs.realpathSync(readPath)
             const saysWhich = message.includes(readPath) || message.includes(real)
             const saysWhy = /expose|hidden|hide|never|not allowed|forbidden|refus|protect|private|sandbox|state dir|socket/i.test(message)
-            return code !== 1 || !saysWhich || !saysWhy
+            return code !== 2 || !saysWhich || !saysWhy
           })
-          expect(notRefused, "--read paths not refused with exit code 1 and a message naming the path and why").toEqual([])
+          // Refused as invalid_request: bad usage, exit code 2.
+          expect(notRefused, "--read paths not refused with exit code 2 and a message naming the path and why").toEqual([])
         })
 
         it("the socket file itself (outside the state dir) is refused: a read-only bind would still let a job connect to the daemon", async () => {
           const result = await daemon.cli(["--json", "create", "--name", "read-socket", ...nodeReadArgs(), "--read", daemon.socketPath])
-          expect.soft(result.code, `create --read ${daemon.socketPath}: ${result.stdout}`).toBe(1)
+          expect.soft(result.code, `create --read ${daemon.socketPath}: ${result.stdout}`).toBe(2)
           if (result.code === 0) {
             // Accepted: show what it costs. The job reaches the daemon's socket and could drive it.
             const cell = JSON.parse(result.stdout)
@@ -621,7 +622,7 @@ echo "done: yes"`
 
           for (const cwd of ["state-link", "state-link/logs"]) {
             const result = await daemon.cli(["--json", "run", cell.name, "--cwd", cwd, "--", "ls"])
-            expect.soft(result.code, `--cwd ${cwd}: ${result.stdout}`).toBe(1)
+            expect.soft(result.code, `--cwd ${cwd}: ${result.stdout}`).toBe(2)
             expect.soft(JSON.parse(result.stdout).error.message).toMatch(/outside|cell dir|refus/i)
           }
 

@@ -70,7 +70,7 @@ describe("RequestValidation", () => {
         [{ max_bytes: MAX_LOG_CHUNK_BYTES + 1 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got ${MAX_LOG_CHUNK_BYTES + 1}`],
         [{ wait_ms: -1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`],
         [{ wait_ms: MAX_FOLLOW_WAIT_MS + 1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got ${MAX_FOLLOW_WAIT_MS + 1}`],
-        [{ job_id: 5 }, "job_id: expected a job id (job-…), got 5"],
+        [{ job_id: 5 }, "job_id: expected a job id (job-…) or name, got 5"],
         [{ follow: "yes" }, "follow: expected true or false, got \"yes\""]
       ]
       for (const [change, message] of cases) {
@@ -94,7 +94,7 @@ describe("RequestValidation", () => {
       expect(yield* refusal(JobRunPayload, { cell_id: "demo", argv: ["true"], env: {}, network: null }))
         .toBe("invalid request: cwd: missing: this field is required")
       expect(yield* refusal(JobRunPayload, 5)).toBe(
-        "invalid request: expected an object with the fields cell_id, argv, env, cwd, network, limits, got 5"
+        "invalid request: expected an object with the fields cell_id, argv, env, cwd, network, limits, name, labels, stdin, got 5"
       )
     }))
 

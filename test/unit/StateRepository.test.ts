@@ -46,6 +46,41 @@ const job = (id: string, cellId: string, startedAt: number) =>
   })
 
 describe("StateRepository on SQLite", () => {
+  it.scoped("keeps job names unique among a cell's running jobs, finds and filters by name and label, removes only finished jobs", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* withRepo(file, (repo) => Effect.gen(function*() {
+        yield* repo.insertCell(cell("cell-a1", "alpha"))
+        yield* repo.insertCell(cell("cell-b1", "beta"))
+        const named = (id: string, cellId: string, at: number, labels: Record<string, string> = {}) =>
+          new Job({ ...job(id, cellId, at), name: "build", labels })
+        yield* repo.insertJob(named("job-n1", "cell-a1", 10, { branch: "main" }))
+        const twice = yield* Effect.either(repo.insertJob(named("job-n2", "cell-a1", 11)))
+        expect(twice._tag === "Left" && twice.left.message).toContain("UNIQUE constraint failed: jobs.cell_id, jobs.name")
+        // Another cell may run its own `build`; a finished one frees the name.
+        yield* repo.insertJob(named("job-n3", "cell-b1", 12))
+        yield* repo.finishJob("job-n1" as JobId, { exit_code: 0, signal: null, termination_reason: "exited", finished_at_ms: 20 }, {
+          kind: "job_exited", cell_id: "cell-a1" as CellId, job_id: "job-n1" as JobId, detail: {}
+        })
+        yield* repo.insertJob(named("job-n4", "cell-a1", 30))
+        expect((yield* repo.findJobsByName("build")).map((j) => j.id)).toEqual(["job-n4", "job-n3", "job-n1"])
+        expect((yield* repo.getJob("job-n1" as JobId)).pipe(Option.map((j) => j.labels))).toEqual(Option.some({ branch: "main" }))
+        const matching = (query: { cellId?: string; name?: string; labels?: Record<string, string> }) =>
+          Effect.map(
+            repo.listJobsMatching({ cellId: (query.cellId ?? null) as CellId | null, name: query.name ?? null, labels: query.labels ?? {} }),
+            (jobs) => jobs.map((j) => j.id)
+          )
+        expect(yield* matching({ labels: { branch: "main" } })).toEqual(["job-n1"])
+        expect(yield* matching({ labels: { branch: "main", other: "x" } })).toEqual([])
+        expect(yield* matching({ name: "build", cellId: "cell-b1" })).toEqual(["job-n3"])
+        const removed = { kind: "job_removed" as const, cell_id: null, job_id: null, detail: {} }
+        expect(yield* repo.deleteFinishedJob("job-n4" as JobId, removed)).toBe(false)
+        expect(yield* repo.deleteFinishedJob("job-n1" as JobId, removed)).toBe(true)
+        expect(Option.isNone(yield* repo.getJob("job-n1" as JobId))).toBe(true)
+        expect(yield* repo.cellJobCounts("cell-a1" as CellId)).toEqual({ total: 1, running: 1, lastStartedAtMs: 30 })
+      }))
+    }))
+
   it.scoped("round-trips cells and jobs through their Schemas", () =>
     Effect.gen(function*() {
       const file = yield* tempDb
