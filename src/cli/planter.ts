@@ -4,14 +4,14 @@ import * as Command from "@effect/cli/Command"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
 import { lostMessage } from "./Global.js"
 import { interpret } from "./Help.js"
 import { sigintReceived, watchSigint } from "./Interrupt.js"
-import { colourOn, stripAnsi } from "./Style.js"
+import { withPlainConsole } from "./Style.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
 
 // `planter logs JOB | head` closes our stdout early: that is the reader's
@@ -25,20 +25,6 @@ const args = process.argv.slice(2)
 const json = args.slice(0, args.includes("--") ? args.indexOf("--") : undefined).includes("--json")
 const cli = Command.run(command, { name: "planter", version: PLANTER_VERSION })
 
-/** @effect/cli's own messages (bad usage) without ANSI codes when they go to a pipe or NO_COLOR is set. */
-const plainConsole = (base: Console.Console): Console.Console => {
-  const clean = (stream: NodeJS.WriteStream) => (args: ReadonlyArray<unknown>) =>
-    colourOn(stream) ? args : args.map((arg) => (typeof arg === "string" ? stripAnsi(arg) : arg))
-  const forOut = clean(process.stdout)
-  const forErr = clean(process.stderr)
-  return {
-    ...base,
-    log: (...args: ReadonlyArray<unknown>) => base.log(...forOut(args)),
-    error: (...args: ReadonlyArray<unknown>) => base.error(...forErr(args)),
-    unsafe: { ...base.unsafe, log: (...args: ReadonlyArray<unknown>) => base.unsafe.log(...forOut(args)), error: (...args: ReadonlyArray<unknown>) => base.unsafe.error(...forErr(args)) }
-  }
-}
-
 const hoisted = hoistGlobalOptions(args)
 const asked = interpret(hoisted)
 
@@ -48,7 +34,7 @@ const parsed: Effect.Effect<unknown, unknown, NodeContext.NodeContext> = asked._
   ? Effect.fail(new CliFailure({ exitCode: ExitCode.usage, code: "usage", message: asked.message }))
   : cli([...process.argv.slice(0, 2), ...hoisted]).pipe(
     Effect.provide(CliConfig.layer({ showBuiltIns: false })),
-    (effect) => Effect.consoleWith((base) => Effect.withConsole(effect, plainConsole(base)))
+    withPlainConsole
   )
 
 const program: Effect.Effect<number> = parsed.pipe(

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
@@ -13,6 +14,7 @@ import { parseGrant } from "../services/Authz.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { resolveGid, resolveUid } from "../layers/UserDb.js"
 import { importLegacy } from "./ImportLegacyCommand.js"
+import { withPlainConsole } from "./Style.js"
 import { parseDuration, parseSize } from "../services/Limits.js"
 
 const socket = Options.text("socket").pipe(
@@ -155,6 +157,9 @@ const cli = Command.run(planterd, { name: "planterd", version: PLANTER_VERSION }
  * Defects still surface in full through runMain's error reporting.
  */
 const program: Effect.Effect<number> = cli(process.argv).pipe(
+  // Help without completions/wizard/log-level boilerplate, and without ANSI codes when piped.
+  Effect.provide(CliConfig.layer({ showBuiltIns: false })),
+  withPlainConsole,
   // A subcommand (import-legacy) answers its own exit code; the daemon, 0 once stopped cleanly.
   Effect.map((result) => (typeof result === "number" ? result : 0)),
   Effect.catchAll((error) => {
