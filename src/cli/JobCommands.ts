@@ -1,8 +1,11 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Array as Arr, Effect, Option } from "effect"
+import { Array as Arr, Chunk, Effect, Option, Stream } from "effect"
 import type { Job } from "../rpc/Models.js"
+import { allPages } from "../rpc/Paging.js"
+import { DEFAULT_LIST_PAGE, MAX_LIST_PAGE } from "../rpc/Rpcs.js"
+import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
 import { copyLog } from "./LogsCommand.js"
 import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, topRows, usageError, write } from "./Output.js"
@@ -59,15 +62,36 @@ const jobStatus = Command.make("status", { job: Args.text({ name: "JOB" }) }, ({
   )).pipe(Command.withDescription("Show a job's record"))
 
 const jobLs = Command.make("ls", {
-  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional)
-}, ({ cell }) =>
+  cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional),
+  status: Options.choice("status", ["starting", "running", "exited"]).pipe(Options.withDescription("only jobs in this status"), Options.optional),
+  limit: Options.integer("limit").pipe(Options.withDescription(`the newest N jobs (default ${DEFAULT_LIST_PAGE})`), Options.optional),
+  all: Options.boolean("all").pipe(Options.withDescription("every job, newest first, fetched a page at a time"))
+}, ({ all, cell, limit, status }) =>
   withClient((client, json) =>
     Effect.gen(function*() {
-      const jobs = yield* client.JobList({ cell_id: Option.getOrNull(cell) })
-      if (json) return yield* printJson(jobs.map((job) => encodeJob(job)))
-      yield* printLine(jobs.length === 0 ? "no jobs: start one with `planter run CELL -- COMMAND`" : jobRows(jobs))
+      const span = yield* listSpan(limit, all, DEFAULT_LIST_PAGE)
+      const fetch = (after: string | null, pageLimit: number) =>
+        Effect.map(
+          client.JobList({ cell_id: Option.getOrNull(cell), status: Option.getOrNull(status), after, limit: pageLimit }),
+          (page) => ({ rows: page.jobs, next: page.next })
+        )
+      if (json) {
+        const out = jsonArrayWriter()
+        yield* forEachPage(span, fetch, (jobs) => out.page(jobs.map((job) => encodeJob(job))))
+        return yield* out.end()
+      }
+      let shown = 0
+      const more = yield* forEachPage(span, fetch, (jobs, first) => {
+        shown += jobs.length
+        if (jobs.length === 0) return Effect.void
+        // Each page is its own table; pages after the first leave out the header.
+        const text = jobRows(jobs)
+        return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
+      })
+      if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
+      if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)
     })
-  )).pipe(Command.withDescription("List jobs"))
+  )).pipe(Command.withDescription("List jobs, newest first"))
 
 const jobKill = Command.make("kill", {
   job: Args.text({ name: "JOB" }),
@@ -88,7 +112,10 @@ export const top = (name: string) =>
   }, ({ interval, once }) =>
     withClient((client, json) =>
       Effect.gen(function*() {
-        const running = Effect.map(client.JobList({ cell_id: null }), (jobs) => jobs.filter((job) => job.status !== "exited"))
+        const running = Effect.map(
+          Stream.runCollect(allPages((after) => client.JobList({ status: ["starting", "running"], after, limit: MAX_LIST_PAGE }))),
+          (pages) => Chunk.toReadonlyArray(pages).flatMap((page) => page.jobs).reverse()
+        )
         if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
         if (once) return yield* printLine(topRows(yield* running))
         while (true) {

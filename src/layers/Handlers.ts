@@ -14,9 +14,12 @@ import { StateRepository } from "../services/StateRepository.js"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { HealthInfo, JournalEntry, JournalPage, VersionInfo } from "../rpc/Models.js"
 import { validated } from "../rpc/RequestValidation.js"
+import { decodeCursor } from "../services/Paging.js"
 import {
   CellCreatePayload,
+  CellListPayload,
   CellRemovePayload,
+  DEFAULT_LIST_PAGE,
   EventsListPayload,
   JobKillPayload,
   JobListPayload,
@@ -89,7 +92,11 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         })),
     CellCreate: validated(CellCreatePayload, (request) =>
       onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))),
-    CellList: () => onWire(cells.list),
+    CellList: validated(CellListPayload, ({ after, limit }) =>
+      onWire(Effect.gen(function*() {
+        const cursor = after == null ? null : yield* decodeCursor(after, "cell")
+        return yield* cells.page({ after: cursor, limit: limit ?? DEFAULT_LIST_PAGE })
+      }))),
     CellRemove: validated(CellRemovePayload, ({ cell_id, force }) =>
       onWire(Effect.gen(function*() {
         const cell = yield* cells.resolve(cell_id)
@@ -104,12 +111,19 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits })
       }))),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
-    JobList: validated(JobListPayload, ({ cell_id }) =>
-      onWire(
-        cell_id === null
-          ? supervisor.list(null)
-          : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
-      )),
+    JobList: validated(JobListPayload, ({ after, cell_id, limit, since_ms, status, until_ms }) =>
+      onWire(Effect.gen(function*() {
+        const cellId = cell_id == null ? null : (yield* cells.resolve(cell_id)).id
+        const before = after == null ? null : yield* decodeCursor(after, "job")
+        return yield* supervisor.page({
+          cellId,
+          statuses: status == null ? null : typeof status === "string" ? [status] : status,
+          sinceMs: since_ms ?? null,
+          untilMs: until_ms ?? null,
+          before,
+          limit: limit ?? DEFAULT_LIST_PAGE
+        })
+      }))),
     JobKill: validated(JobKillPayload, ({ force, job_id }) =>
       onWire(Effect.gen(function*() {
         const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)

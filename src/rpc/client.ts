@@ -21,8 +21,11 @@ import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 export * from "./Errors.js"
 export * from "./Ids.js"
 export * from "./Models.js"
+export { allPages, type Paged } from "./Paging.js"
 export {
   CellCreatePayload,
+  CellListPayload,
+  DEFAULT_LIST_PAGE,
   CellRemovePayload,
   EventsListPayload,
   JobKillPayload,
@@ -32,6 +35,7 @@ export {
   LogsReadPayload,
   MAX_EVENTS_PAGE,
   MAX_FOLLOW_WAIT_MS,
+  MAX_LIST_PAGE,
   MAX_LOG_CHUNK_BYTES,
   PlanterRpcs,
   PROTOCOL_VERSION

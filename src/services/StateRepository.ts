@@ -1,7 +1,8 @@
 import { Context, Option, Schema } from "effect"
 import type { Effect } from "effect"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, Job, TerminationReason } from "../rpc/Models.js"
+import type { Cell, Job, JobStatus, TerminationReason } from "../rpc/Models.js"
+import type { Cursor } from "./Paging.js"
 
 /** The database could not be read or written; the request that hit it changed nothing. */
 export class StateError extends Schema.TaggedError<StateError>()("StateError", {
@@ -57,6 +58,26 @@ export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
   pid: Schema.NullOr(Schema.Number),
   detail: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {}
+
+/** A page of jobs, newest first (by started_at_ms, then id): the filters all hold, and rows sort before `before`. */
+export interface JobQuery {
+  readonly cellId: CellId | null
+  /** Any of these statuses (null: all). */
+  readonly statuses: ReadonlyArray<JobStatus> | null
+  /** started_at_ms >= sinceMs */
+  readonly sinceMs: number | null
+  /** started_at_ms < untilMs */
+  readonly untilMs: number | null
+  /** The last row of the previous page. */
+  readonly before: Cursor | null
+  readonly limit: number
+}
+
+/** A page of cells, oldest first (by created_at_ms, then id), past `after`. */
+export interface CellQuery {
+  readonly after: Cursor | null
+  readonly limit: number
+}
 
 /** The leader's identity, recorded once it runs: a pid alone could be reused by a stranger. */
 export interface JobProcess {
@@ -122,6 +143,8 @@ export interface StateRepositoryShape {
   readonly findCellByName: (name: string) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly getCell: (id: CellId) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly listCells: Effect.Effect<ReadonlyArray<Cell>, StateError>
+  /** One bounded page of cells, by the indexed (created_at_ms, id) cursor. */
+  readonly pageCells: (query: CellQuery) => Effect.Effect<ReadonlyArray<Cell>, StateError>
   /** Marks the cell as being removed (a tombstone that a restart finishes); it takes no new jobs. */
   readonly markCellRemoving: (id: CellId) => Effect.Effect<void, StateError>
   /** Cells whose removal began and did not finish (a crash midway). */
@@ -136,6 +159,8 @@ export interface StateRepositoryShape {
   readonly finishJob: (id: JobId, finish: JobFinish, event: JournalEvent) => Effect.Effect<Option.Option<Job>, StateError>
   readonly getJob: (id: JobId) => Effect.Effect<Option.Option<Job>, StateError>
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>
+  /** One bounded page of jobs, by the indexed (started_at_ms, id) cursor. */
+  readonly pageJobs: (query: JobQuery) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Jobs not yet finished: `starting` and `running`. */
   readonly listUnfinishedJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly appendEvent: (event: JournalEvent) => Effect.Effect<void, StateError>
