@@ -9,7 +9,7 @@
  *                            only these groups: jobrun, bubblewrap, health,
  *                            follow, logsread, legacy_import
  *
- * It starts its own daemons (dist/src/cli/planterd.js) on temp state dirs and
+ * It starts its own daemons (dist/planterd.mjs) on temp state dirs and
  * sockets and stops them by pid when done, also on error or Ctrl-C.
  */
 import { Effect, Exit, Scope } from "effect"
