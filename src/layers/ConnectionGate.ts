@@ -20,12 +20,12 @@ export interface ConnectionLimits {
 }
 
 /**
- * 8 running requests: a pipelining client (50 starts back to back) keeps
+ * 4 running requests: a pipelining client (50 starts back to back) keeps
  * the daemon busy, while a peer that never reads holds at most 8 answers
- * (8 × a 4 MiB log chunk) plus 4 MiB of written bytes.
+ * (4 × a 4 MiB log chunk, and its encoded copy) plus 4 MiB of written bytes.
  */
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
-  maxInFlight: 8,
+  maxInFlight: 4,
   maxQueued: 256,
   maxQueuedResponseBytes: 4 * 1024 * 1024
 }
