@@ -346,8 +346,12 @@ export const benchConnectionBounds = async (report: Report) => {
         })()
         const duringHog = yield* healthDuring(client, sampling)
         hog.destroy()
-        yield* Effect.sleep(2000)
-        const released = yield* Effect.promise(() => settledRss(daemon.pid))
+        // Freed buffers go back to the OS when the daemon's GC next runs: give it up to 20 s.
+        let released = Infinity
+        for (let waited = 0; waited < 20_000 && released - idle > 10 * MiB; waited += 2000) {
+          yield* Effect.sleep(1000)
+          released = yield* Effect.promise(() => settledRss(daemon.pid))
+        }
 
         // The hostile header, then 16 KiB pieces until the daemon hangs up.
         const liar = yield* Effect.promise(() => connectRaw(daemon.socketPath))

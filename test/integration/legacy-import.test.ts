@@ -411,7 +411,7 @@ describe("planterd import-legacy", () => {
     const daemon = await startDaemon({ stateDir })
     expect(importLine(daemon)).toBeUndefined()
     expect((await daemon.json(["cell", "ls"])).map((cell: any) => [cell.id, cell.name, cell.dir])).toEqual([[CELL, "website", cellDir]])
-    expect((await daemon.json(["job", "ls"])).map((job: any) => job.id)).toEqual([BUILD, SERVE])
+    expect((await daemon.json(["job", "ls"])).map((job: any) => job.id)).toEqual([SERVE, BUILD]) // Newest first.
     expect((await daemon.cli(["logs", BUILD, "--stderr"])).stdout).toBe("warn\n")
     const imports = journal(stateDir).filter((event) => event.kind === "legacy_import")
     expect(imports).toEqual([expect.objectContaining({ detail: expect.objectContaining({ path: source, jobs: 2 }) })])
