@@ -11,8 +11,10 @@ import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { daemonAnswers } from "../src/rpc/SocketProbe.js"
 
-/** dist/bench/daemon.js → dist/src/cli/planterd.js */
-export const planterdBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "cli", "planterd.js")
+/** dist/bench/daemon.js → dist/planterd.mjs, the daemon as it ships (the `planterd` bin). */
+export const planterdBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planterd.mjs")
+/** The V8 flags of the bin's `#!` line (a 1 MiB young generation). */
+export const planterdNodeFlags = ["--max-semi-space-size=1"] as const
 
 export interface BenchDaemon {
   readonly pid: number
@@ -42,7 +44,7 @@ export const startDaemon = async (
   const socketPath = path.join(stateDir, "planterd.sock")
   const child = spawn(
     process.execPath,
-    [planterdBin, "--state-dir", stateDir, "--socket", socketPath, "--sandbox-mode", sandboxMode, ...(options.args ?? [])],
+    [...planterdNodeFlags, planterdBin, "--state-dir", stateDir, "--socket", socketPath, "--sandbox-mode", sandboxMode, ...(options.args ?? [])],
     { stdio: ["ignore", "pipe", "pipe"] }
   )
   live.add(child)

@@ -7,9 +7,10 @@
  *   npm run bench -- --json  the figures as one JSON document
  *   npm run bench -- --only legacy_import[,health,…]
  *                            only these groups: jobrun, bubblewrap, health,
- *                            follow, logsread, legacy_import
+ *                            follow, logsread, legacy_import, monitor,
+ *                            joblist, starts, rss, conn_bounds, cli
  *
- * It starts its own daemons (dist/src/cli/planterd.js) on temp state dirs and
+ * It starts its own daemons (dist/planterd.mjs) on temp state dirs and
  * sockets and stops them by pid when done, also on error or Ctrl-C.
  */
 import { Effect, Exit, Scope } from "effect"
@@ -22,10 +23,11 @@ import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
 import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, startDaemon, sleep } from "./daemon.js"
 import { timeNode, writePrototypeState } from "./legacy.js"
+import { benchCli, benchConnectionBounds, benchJobList, benchRss, benchStarts, type Report } from "./scale.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 
 const asJson = process.argv.includes("--json")
-const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import", "monitor"] as const
+const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import", "monitor", "joblist", "starts", "rss", "conn_bounds", "cli"] as const
 const onlyArg = process.argv.indexOf("--only")
 const only = onlyArg < 0 ? undefined : new Set((process.argv[onlyArg + 1] ?? "").split(","))
 for (const group of only ?? []) {
@@ -124,6 +126,30 @@ const recordSpawnFigure = (id: string, name: string, daemon: Summary, bare: Summ
     target,
     result: verdict(pass)
   })
+}
+
+/** The figure of each table row that bench/scale.ts reported (its rows are named apart from their figure). */
+const figureOfRow = new Map<Check, string>()
+
+/** How the groups of bench/scale.ts report: one figure, a table row per check. */
+const report: Report = {
+  progress,
+  note: (line) => notes.push(line),
+  record: (figure) => {
+    figures.push({
+      id: figure.id,
+      name: figure.name,
+      unit: figure.unit,
+      measured: figure.measured,
+      baseline: figure.baseline,
+      checks: figure.checks.map((check) => ({ target: check.target, threshold: check.threshold, pass: check.pass }))
+    })
+    for (const check of figure.checks) {
+      const row: Check = { figure: check.figure ?? figure.name, measured: check.measured, baseline: check.baseline, target: check.target, result: verdict(check.pass) }
+      checks.push(row)
+      figureOfRow.set(row, figure.id)
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -593,13 +619,32 @@ const main = async () => {
     if (selected("bubblewrap")) await benchJobRunBubblewrap(scratch)
     if (selected("legacy_import")) await benchLegacyImport(scratch)
     if (selected("monitor")) await benchMonitor()
+    if (selected("joblist")) await benchJobList(report)
+    if (selected("starts")) await benchStarts(report)
+    if (selected("rss")) await benchRss(report)
+    if (selected("conn_bounds")) await benchConnectionBounds(report)
+    if (selected("cli")) await benchCli(report)
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })
   }
 
-  const order = ["jobrun_latency_disabled", "jobrun_latency_bubblewrap", "health_round_trip", "logsread_throughput", "follow_latency", "legacy_import", "monitor_cost"]
-  const rank = (name: string) => order.indexOf(figures.find((f) => name.startsWith(f.name))?.id ?? "")
-  const rows = [...checks].sort((a, b) => rank(a.figure) - rank(b.figure))
+  const order = [
+    "jobrun_latency_disabled",
+    "jobrun_latency_bubblewrap",
+    "health_round_trip",
+    "logsread_throughput",
+    "follow_latency",
+    "legacy_import",
+    "monitor_cost",
+    "joblist_first_page",
+    "starts_50",
+    "daemon_rss",
+    "connection_bounds",
+    "cli_version",
+    "cli_job_ls"
+  ]
+  const rank = (row: Check) => order.indexOf(figureOfRow.get(row) ?? figures.find((f) => row.figure.startsWith(f.name))?.id ?? "")
+  const rows = [...checks].sort((a, b) => rank(a) - rank(b))
   const seconds = (performance.now() - startedAt) / 1000
   const loadAtEnd = os.loadavg().map((x) => round(x, 2))
   // Other work on the cores delays every wake-up of the daemon and the

@@ -4,7 +4,8 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import * as path from "node:path"
 import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
-import { cellDetails, cellRows, encodeCell, printJson, printLine } from "./Output.js"
+import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
+import { cellDetails, cellRows, encodeCell, printJson, printLine, write } from "./Output.js"
 
 export const createCell = (name: string) =>
   Command.make(name, {
@@ -35,14 +36,31 @@ export const createCell = (name: string) =>
       })
     )).pipe(Command.withDescription("Create a cell: a directory with its own env and sandbox policy"))
 
-const cellLs = Command.make("ls", {}, () =>
+const cellLs = Command.make("ls", {
+  limit: Options.integer("limit").pipe(Options.withDescription("the first N cells (default: all)"), Options.optional)
+}, ({ limit }) =>
   withClient((client, json) =>
     Effect.gen(function*() {
-      const cells = yield* client.CellList()
-      if (json) return yield* printJson(cells.map((cell) => encodeCell(cell)))
-      yield* printLine(cells.length === 0 ? "no cells: create one with `planter create --name NAME`" : cellRows(cells))
+      // Cells are few: all of them unless --limit, still fetched a page at a time.
+      const span = yield* listSpan(limit, Option.isNone(limit), 1)
+      const fetch = (after: string | null, pageLimit: number) =>
+        Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next }))
+      if (json) {
+        const out = jsonArrayWriter()
+        yield* forEachPage(span, fetch, (cells) => out.page(cells.map((cell) => encodeCell(cell))))
+        return yield* out.end()
+      }
+      let shown = 0
+      const more = yield* forEachPage(span, fetch, (cells, first) => {
+        shown += cells.length
+        if (cells.length === 0) return Effect.void
+        const text = cellRows(cells)
+        return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
+      })
+      if (shown === 0) yield* printLine("no cells: create one with `planter create --name NAME`")
+      if (more) yield* write(process.stderr, `(the first ${shown} shown: leave out --limit for every cell)\n`)
     })
-  )).pipe(Command.withDescription("List cells"))
+  )).pipe(Command.withDescription("List cells, oldest first"))
 
 const cellRm = Command.make("rm", {
   cell: Args.text({ name: "CELL" }),

@@ -1,12 +1,14 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Array as Arr, Effect, Fiber, Option } from "effect"
+import { Array as Arr, Chunk, Effect, Fiber, Option, Stream } from "effect"
 import type { PlanterClientShape } from "../rpc/client.js"
 import type { Job } from "../rpc/Models.js"
-import { MAX_STDIN_CHUNK_BYTES } from "../rpc/Rpcs.js"
+import { allPages } from "../rpc/Paging.js"
+import { DEFAULT_LIST_PAGE, MAX_LIST_PAGE, MAX_STDIN_CHUNK_BYTES } from "../rpc/Rpcs.js"
 import { statusText } from "../rpc/JobOutcome.js"
 import { formatBytes, parseDuration } from "../services/Limits.js"
+import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLabels, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
 import { sigintReceived } from "./Interrupt.js"
 import { copyLog } from "./LogsCommand.js"
@@ -136,19 +138,44 @@ const jobStatus = Command.make("status", { job: Args.text({ name: "JOB" }) }, ({
 const jobLs = Command.make("ls", {
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs, e.g. --cell demo"), Options.optional),
   name: Options.text("name").pipe(Options.withDescription("only jobs with this name, e.g. --name build"), Options.optional),
-  label: Options.text("label").pipe(Options.withDescription("only jobs with this label KEY=VALUE (repeatable: all must match)"), Options.repeated)
-}, ({ cell, label, name }) =>
+  label: Options.text("label").pipe(Options.withDescription("only jobs with this label KEY=VALUE (repeatable: all must match)"), Options.repeated),
+  status: Options.choice("status", ["starting", "running", "exited"]).pipe(Options.withDescription("only jobs in this status"), Options.optional),
+  limit: Options.integer("limit").pipe(Options.withDescription(`the newest N jobs (default ${DEFAULT_LIST_PAGE})`), Options.optional),
+  all: Options.boolean("all").pipe(Options.withDescription("every job, newest first, fetched a page at a time"))
+}, ({ all, cell, label, limit, name, status }) =>
   withClient((client, json) =>
     Effect.gen(function*() {
+      const span = yield* listSpan(limit, all, DEFAULT_LIST_PAGE)
       const labels = yield* parseLabels(label)
-      const jobs = yield* client.JobList({ cell_id: Option.getOrNull(cell), name: Option.getOrNull(name), labels })
-      if (json) return yield* printJson(jobs.map((job) => encodeJob(job)))
-      if (jobs.length === 0) return yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
-      // Cells by name; a cell removed since shows as its id.
-      const cells = yield* client.CellList().pipe(Effect.orElseSucceed(() => []))
-      yield* printLine(jobRows(jobs, new Map(cells.map((c) => [c.id, c.name]))))
+      const fetch = (after: string | null, pageLimit: number) =>
+        Effect.map(
+          client.JobList({ cell_id: Option.getOrNull(cell), status: Option.getOrNull(status), name: Option.getOrNull(name), labels, after, limit: pageLimit }),
+          (page) => ({ rows: page.jobs, next: page.next })
+        )
+      if (json) {
+        const out = jsonArrayWriter()
+        yield* forEachPage(span, fetch, (jobs) => out.page(jobs.map((job) => encodeJob(job))))
+        return yield* out.end()
+      }
+      // Cells by name (fetched once); a cell removed since shows as its id.
+      const cellNames = new Map<string, string>()
+      yield* forEachPage(
+        { _tag: "all" },
+        (after, pageLimit) => Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next })),
+        (cells) => Effect.sync(() => cells.forEach((c) => cellNames.set(c.id, c.name)))
+      ).pipe(Effect.orElseSucceed(() => false))
+      let shown = 0
+      const more = yield* forEachPage(span, fetch, (jobs, first) => {
+        shown += jobs.length
+        if (jobs.length === 0) return Effect.void
+        // Each page is its own table; pages after the first leave out the header.
+        const text = jobRows(jobs, cellNames)
+        return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
+      })
+      if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
+      if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)
     })
-  )).pipe(Command.withDescription("List jobs, like docker ps: planter job ls [--cell CELL] [--name NAME] [--label K=V]"))
+  )).pipe(Command.withDescription("List jobs newest first, like docker ps: planter job ls [--cell CELL] [--name NAME] [--label K=V] [--limit N | --all]"))
 
 const jobRm = Command.make("rm", { job: Args.text({ name: "JOB" }) }, ({ job }) =>
   withClient((client, json) =>
@@ -191,7 +218,10 @@ export const top = (name: string) =>
   }, ({ interval, once }) =>
     withClient((client, json) =>
       Effect.gen(function*() {
-        const running = Effect.map(client.JobList({ cell_id: null }), (jobs) => jobs.filter((job) => job.status !== "exited"))
+        const running = Effect.map(
+          Stream.runCollect(allPages((after) => client.JobList({ status: ["starting", "running"], after, limit: MAX_LIST_PAGE }))),
+          (pages) => Chunk.toReadonlyArray(pages).flatMap((page) => page.jobs).reverse()
+        )
         if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
         if (once) return yield* printLine(topRows(yield* running))
         while (true) {

@@ -4,11 +4,13 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { StateConflict, DaemonFault, InvalidInput, UnknownEntity } from "../services/DomainErrors.js"
 import { CellId } from "../rpc/Ids.js"
-import { Cell } from "../rpc/Models.js"
+import { Cell, CellPage } from "../rpc/Models.js"
+import { encodeCursor, pageOf } from "../services/Paging.js"
 import type { CreateCellRequest } from "../services/Cells.js"
 import { cellNameProblem, Cells } from "../services/Cells.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
+import type { CellQuery } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
 import { checkLimits } from "../services/Limits.js"
@@ -105,7 +107,13 @@ export const make = Effect.gen(function*() {
     return cell
   })
 
-  return Cells.of({ create, list: repo.listCells, resolve, remove, finishRemoval })
+  const page = (query: CellQuery) =>
+    Effect.map(repo.pageCells({ ...query, limit: query.limit + 1 }), (rows) => {
+      const { items, next } = pageOf(rows, query.limit, (cell) => encodeCursor(cell.created_at_ms, cell.id))
+      return new CellPage({ cells: items, next })
+    })
+
+  return Cells.of({ create, list: repo.listCells, page, resolve, remove, finishRemoval })
 })
 
 export const layer = Layer.effect(Cells, make)

@@ -1,3 +1,4 @@
+import { fixMmapThreshold } from "./MallocTuning.js"
 import { Effect, Layer } from "effect"
 import * as RpcServerLive from "./RpcServerLive.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
@@ -48,5 +49,8 @@ export const layer = (config: DaemonConfigShape) => {
   )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
-  return RpcServerLive.layer(config.socketPath, config.authz, config.stateDir).pipe(Layer.provide(reconciled))
+  return RpcServerLive.layer(config.socketPath, config.authz, config.stateDir).pipe(
+    Layer.provide(reconciled),
+    Layer.provide(Layer.effectDiscard(fixMmapThreshold))
+  )
 }

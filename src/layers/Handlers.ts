@@ -16,10 +16,13 @@ import { CellInfo, HealthInfo, JournalEntry, JournalPage, VersionInfo } from "..
 import { resolveJobRef } from "../services/JobRefs.js"
 import { makeJobHousekeeping } from "./JobHousekeeping.js"
 import { validated } from "../rpc/RequestValidation.js"
+import { decodeCursor } from "../services/Paging.js"
 import {
   CellCreatePayload,
+  CellListPayload,
   CellRemovePayload,
   CellShowPayload,
+  DEFAULT_LIST_PAGE,
   EventsListPayload,
   JobPrunePayload,
   JobRemovePayload,
@@ -93,7 +96,11 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         })),
     CellCreate: validated(CellCreatePayload, (request) =>
       onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))),
-    CellList: () => onWire(cells.list),
+    CellList: validated(CellListPayload, ({ after, limit }) =>
+      onWire(Effect.gen(function*() {
+        const cursor = after == null ? null : yield* decodeCursor(after, "cell")
+        return yield* cells.page({ after: cursor, limit: limit ?? DEFAULT_LIST_PAGE })
+      }))),
     CellRemove: validated(CellRemovePayload, ({ cell_id, force }) =>
       onWire(Effect.gen(function*() {
         const cell = yield* cells.resolve(cell_id)
@@ -108,19 +115,21 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits, name, labels, stdin })
       }))),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
-    JobList: validated(JobListPayload, ({ cell_id, labels, name }) =>
-      onWire(
-        (name ?? null) === null && Object.keys(labels ?? {}).length === 0
-          ? cell_id === null
-            ? supervisor.list(null)
-            : Effect.flatMap(cells.resolve(cell_id), (cell) => supervisor.list(cell.id))
-          : Effect.gen(function*() {
-            const cellId = cell_id === null ? null : (yield* cells.resolve(cell_id)).id
-            const jobs = yield* repo.listJobsMatching({ cellId, name: name ?? null, labels: labels ?? {} })
-            // Live usage comes with each running job's record, as in the unfiltered list.
-            return yield* Effect.forEach(jobs, (job) => job.status === "exited" ? Effect.succeed(job) : supervisor.get(job.id))
-          })
-      )),
+    JobList: validated(JobListPayload, ({ after, cell_id, labels, limit, name, since_ms, status, until_ms }) =>
+      onWire(Effect.gen(function*() {
+        const cellId = cell_id == null ? null : (yield* cells.resolve(cell_id)).id
+        const before = after == null ? null : yield* decodeCursor(after, "job")
+        return yield* supervisor.page({
+          cellId,
+          statuses: status == null ? null : typeof status === "string" ? [status] : status,
+          sinceMs: since_ms ?? null,
+          untilMs: until_ms ?? null,
+          name: name ?? null,
+          labels: labels ?? {},
+          before,
+          limit: limit ?? DEFAULT_LIST_PAGE
+        })
+      }))),
     JobKill: validated(JobKillPayload, ({ force, job_id }) =>
       onWire(Effect.gen(function*() {
         const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)

@@ -3,7 +3,8 @@ import { randomBytes } from "node:crypto"
 import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, LimitDetail, TerminationReason } from "../rpc/Models.js"
-import { Job, JobCommand, JobSandbox } from "../rpc/Models.js"
+import { Job, JobCommand, JobPage, JobSandbox } from "../rpc/Models.js"
+import { encodeCursor, pageOf } from "../services/Paging.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import type { JobStdinPipe, RunningJob } from "../services/JobRegistry.js"
 import type { Writable } from "node:stream"
@@ -411,6 +412,11 @@ export const make = Effect.gen(function*() {
     adopt,
     get,
     list: (cellId) => Effect.map(repo.listJobs(cellId), (jobs) => jobs.map(withUsage)),
+    page: (query) =>
+      Effect.map(repo.pageJobs({ ...query, limit: query.limit + 1 }), (rows) => {
+        const { items, next } = pageOf(rows, query.limit, (job) => encodeCursor(job.started_at_ms, job.id))
+        return new JobPage({ jobs: items.map(withUsage), next })
+      }),
     kill,
     end,
     stopCell,

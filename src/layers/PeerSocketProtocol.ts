@@ -5,7 +5,10 @@ import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessag
 import { ResponseDefectEncoded } from "@effect/rpc/RpcMessage"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
-import { Context, Effect, Layer, Mailbox, Option, Predicate, Scope } from "effect"
+import { Context, Effect, FiberSet, Layer, Mailbox, Option, Predicate, Scope } from "effect"
+import type { FrameRejected } from "../rpc/FrameScanner.js"
+import type { ConnectionLimits } from "./ConnectionGate.js"
+import { ConnectionGate, DEFAULT_CONNECTION_LIMITS } from "./ConnectionGate.js"
 import type { PeerCredentials } from "./PeerCredentials.js"
 import * as PeerCredentialsNative from "./PeerCredentials.js"
 
@@ -26,7 +29,14 @@ export class PeerRegistry extends Context.Tag("planter/PeerRegistry")<PeerRegist
  * Owning the clientId here is what makes the mapping exact: no ordering
  * between accepting and @effect/rpc's own numbering is assumed.
  */
-export const make = Effect.gen(function*() {
+export const make = (options: {
+  readonly limits?: ConnectionLimits | undefined
+  /** The request tags the server answers with an Exit (others get a defect, and take no slot). */
+  readonly tags?: ReadonlySet<string> | undefined
+} = {}) => Effect.gen(function*() {
+  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS
+  const counts = (request: Extract<FromClientEncoded, { _tag: "Request" }>) =>
+    (typeof request.id === "string" || typeof request.id === "bigint") && (options.tags === undefined || options.tags.has(request.tag))
   const server = yield* SocketServer.SocketServer
   const serialization = yield* RpcSerialization.RpcSerialization
   const disconnects = yield* Mailbox.make<number>()
@@ -61,13 +71,49 @@ export const make = Effect.gen(function*() {
       })
 
       const writeRaw = yield* socket.writer
+      const net = conn.value
+      const runFork = yield* FiberSet.makeRuntime<never>()
+      const gate = new ConnectionGate(limits, (request) => counts(request), (reading) => {
+        if (reading) net.resume()
+        else net.pause()
+      })
+      /** Hands messages to the server one after the other, in order. */
+      const dispatch = (messages: ReadonlyArray<FromClientEncoded>) => {
+        if (messages.length === 0) return Effect.void
+        let i = 0
+        return Effect.whileLoop({
+          while: () => i < messages.length,
+          body: () => writeRequest(id, messages[i++]!),
+          step: () => {}
+        })
+      }
+      // The peer took what was queued: waiting requests may go, and the socket be read again.
+      const onDrain = () => {
+        const ready = gate.responseBytes(net.writableLength)
+        if (ready.length > 0) runFork(dispatch(ready))
+      }
+      net.on("drain", onDrain)
+      yield* Effect.addFinalizer(() => Effect.sync(() => net.off("drain", onDrain)))
+
+      /** Writes an answer; once the socket has taken it, its request's slot is free. */
+      const writeEncoded = (response: FromServerEncoded, encoded: Uint8Array) =>
+        Effect.flatMap(
+          Effect.async<void>((resume) => {
+            if (net.destroyed) return resume(Effect.void)
+            // A failed write means the connection is going away; its scope ends everything.
+            net.write(encoded, () => resume(Effect.void))
+            // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
+            gate.queuedBytes(net.writableLength)
+          }),
+          () => dispatch(gate.written(response, net.writableLength))
+        )
       const write = (response: FromServerEncoded) => {
         try {
           const encoded = parser.encode(response)
           if (encoded === undefined) return Effect.void
-          return Effect.orDie(writeRaw(encoded))
+          return writeEncoded(response, encoded as Uint8Array)
         } catch (cause) {
-          return Effect.orDie(writeRaw(parser.encode(ResponseDefectEncoded(cause))!))
+          return writeEncoded(response, parser.encode(ResponseDefectEncoded(cause)) as Uint8Array)
         }
       }
       clientIds.add(id)
@@ -77,13 +123,16 @@ export const make = Effect.gen(function*() {
         try {
           const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
           if (decoded.length === 0) return Effect.void
-          let i = 0
-          return Effect.whileLoop({
-            while: () => i < decoded.length,
-            body: () => writeRequest(id, decoded[i++]!),
-            step: () => {}
-          })
+          const ready: Array<FromClientEncoded> = []
+          for (const message of decoded) ready.push(...gate.receive(message))
+          return dispatch(ready)
         } catch (cause) {
+          if (Predicate.isTagged(cause, "FrameRejected")) {
+            return Effect.zipRight(
+              Effect.logWarning(`closing a connection (uid ${peer.right.uid}, pid ${peer.right.pid ?? "?"}): ${(cause as FrameRejected).message}`),
+              writeRaw(new Socket.CloseEvent(1009, (cause as FrameRejected).message))
+            )
+          }
           if (Predicate.isTagged(cause, "RpcSerializationError")) {
             return writeRaw(new Socket.CloseEvent(1009, (cause as RpcSerialization.RpcSerializationError).message))
           }
@@ -121,11 +170,12 @@ export const make = Effect.gen(function*() {
 })
 
 /** The RPC protocol on the socket server, and the registry of its connections' peers. */
-export const layer: Layer.Layer<
+export const layer = (options?: Parameters<typeof make>[0]): Layer.Layer<
   RpcServer.Protocol | PeerRegistry,
   PeerCredentialsNative.PeerCredentialsError,
   RpcSerialization.RpcSerialization | SocketServer.SocketServer
-> = Layer.scopedContext(
-  Effect.map(make, ({ protocol, registry }) =>
-    Context.make(RpcServer.Protocol, protocol).pipe(Context.add(PeerRegistry, registry)))
-)
+> =>
+  Layer.scopedContext(
+    Effect.map(make(options), ({ protocol, registry }) =>
+      Context.make(RpcServer.Protocol, protocol).pipe(Context.add(PeerRegistry, registry)))
+  )

@@ -37,7 +37,7 @@ export const layer = (socketPath: string, policy: AuthzPolicy, stateDir: string)
   RpcServer.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(CallerMiddlewareLive.layer),
-    Layer.provideMerge(PeerSocketProtocol.layer),
+    Layer.provideMerge(PeerSocketProtocol.layer({ tags: new Set(PlanterWireRpcs.requests.keys()) })),
     Layer.provide(ServerSerializationLive),
     Layer.provide(socketServer(socketPath, policy, stateDir))
   )

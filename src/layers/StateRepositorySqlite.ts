@@ -197,6 +197,18 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("StateRepository.listCells")
     ),
 
+    pageCells: (query) =>
+      sql`SELECT * FROM cells WHERE ${
+        sql.and([
+          sql`removing_at_ms IS NULL`,
+          ...(query.after === null ? [] : [sql`(created_at_ms, id) > (${query.after.atMs}, ${query.after.id})`])
+        ])
+      } ORDER BY created_at_ms, id LIMIT ${query.limit}`.pipe(
+        Effect.flatMap(decodeCells),
+        storageFailure("cannot read cells"),
+        Effect.withSpan("StateRepository.pageCells")
+      ),
+
     markCellRemoving: Effect.fn("StateRepository.markCellRemoving")(function*(id) {
       yield* sql.withTransaction(
         Effect.zipRight(
@@ -292,21 +304,6 @@ export const make = Effect.gen(function*() {
         Effect.withSpan("StateRepository.findJobsByName")
       ),
 
-    listJobsMatching: (query) =>
-      sql`SELECT * FROM jobs WHERE ${
-        sql.and([
-          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
-          ...(query.name === null ? [] : [sql`name = ${query.name}`]),
-          ...Object.entries(query.labels).map(([key, value]) =>
-            sql`EXISTS (SELECT 1 FROM json_each(jobs.labels_json) WHERE json_each.key = ${key} AND json_each.value = ${value})`
-          )
-        ])
-      } ORDER BY started_at_ms, id`.pipe(
-        Effect.flatMap(decodeJobs),
-        storageFailure("cannot read jobs"),
-        Effect.withSpan("StateRepository.listJobsMatching")
-      ),
-
     deleteFinishedJob: Effect.fn("StateRepository.deleteFinishedJob")(function*(id, event) {
       return yield* sql.withTransaction(
         Effect.gen(function*() {
@@ -339,6 +336,25 @@ export const make = Effect.gen(function*() {
         FROM jobs WHERE cell_id = ${cellId}`
       return { total: row?.total ?? 0, running: row?.running ?? 0, lastStartedAtMs: row?.last ?? null }
     }, storageFailure("cannot read jobs")),
+
+    pageJobs: (query) =>
+      sql`SELECT * FROM jobs WHERE ${
+        sql.and([
+          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
+          ...(query.statuses === null ? [] : [sql.in("status", [...query.statuses])]),
+          ...(query.sinceMs === null ? [] : [sql`started_at_ms >= ${query.sinceMs}`]),
+          ...(query.untilMs === null ? [] : [sql`started_at_ms < ${query.untilMs}`]),
+          ...(query.name === null ? [] : [sql`name = ${query.name}`]),
+          ...Object.entries(query.labels).map(([key, value]) =>
+            sql`EXISTS (SELECT 1 FROM json_each(jobs.labels_json) WHERE json_each.key = ${key} AND json_each.value = ${value})`
+          ),
+          ...(query.before === null ? [] : [sql`(started_at_ms, id) < (${query.before.atMs}, ${query.before.id})`])
+        ])
+      } ORDER BY started_at_ms DESC, id DESC LIMIT ${query.limit}`.pipe(
+        Effect.flatMap(decodeJobs),
+        storageFailure("cannot read jobs"),
+        Effect.withSpan("StateRepository.pageJobs")
+      ),
 
     listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`.pipe(
       Effect.flatMap(decodeJobs),

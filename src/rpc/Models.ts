@@ -226,6 +226,21 @@ export class PruneResult extends Schema.Class<PruneResult>("PruneResult")({
   freed_bytes: Schema.Number
 }) {}
 
+/**
+ * One page of jobs, newest first. `next` is the cursor to send as `after`
+ * for the following (older) page, or null when this page is the last.
+ */
+export class JobPage extends Schema.Class<JobPage>("JobPage")({
+  jobs: Schema.Array(Job),
+  next: Schema.NullOr(Schema.String)
+}) {}
+
+/** One page of cells, oldest first; `next` as in JobPage. */
+export class CellPage extends Schema.Class<CellPage>("CellPage")({
+  cells: Schema.Array(Cell),
+  next: Schema.NullOr(Schema.String)
+}) {}
+
 /** One row of the events journal: what happened, to which cell or job, and who asked (uid and pid of the caller). */
 export class JournalEntry extends Schema.Class<JournalEntry>("JournalEntry")({
   id: Schema.Number,

@@ -3,7 +3,7 @@ import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
-import { Cell, CellInfo, Env, HealthInfo, Job, JobLabels, JobName, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
+import { Cell, CellInfo, CellPage, Env, HealthInfo, Job, JobLabels, JobName, JobPage, JobStatus as JobStatusLiteral, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
@@ -17,6 +17,12 @@ export const MAX_FOLLOW_WAIT_MS = 60_000
 
 /** The most journal rows one EventsList answers; the client pages with `after_id` for more. */
 export const MAX_EVENTS_PAGE = 1000
+
+/** The most jobs or cells one JobList or CellList answers; the client pages with `after` for more. */
+export const MAX_LIST_PAGE = 1000
+
+/** The page size of JobList and CellList when the request gives no `limit`. */
+export const DEFAULT_LIST_PAGE = 50
 
 /**
  * Ids travel as plain strings and are validated by the daemon (Handlers'
@@ -91,13 +97,42 @@ export const JobRunPayload = payload({
 
 export const JobStatusPayload = payload({ job_id: JobIdString })
 
+/** A page size: absent means DEFAULT_LIST_PAGE. */
+const PageLimit = Schema.optional(wholeNumber(`a whole number from 1 to ${MAX_LIST_PAGE}`, 1, MAX_LIST_PAGE))
+
+/** Where the previous page ended (its `next`); absent or null: the first page. */
+const PageCursor = Schema.optional(
+  Schema.NullOr(Schema.String.annotations(expected("a cursor (the `next` of the previous page), or null for the first page")))
+)
+
+const JobStatusFilter = JobStatusLiteral.annotations(expected('"starting", "running" or "exited"'))
+
+/**
+ * Every field is optional: `{}` asks for the newest DEFAULT_LIST_PAGE jobs.
+ * Filters combine (all must hold); times are the job's `started_at_ms`.
+ */
 export const JobListPayload = payload({
-  cell_id: Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell")),
+  cell_id: Schema.optional(Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))),
+  /** One status, several (any of them), or null for all. */
+  status: Schema.optional(
+    Schema.NullOr(Schema.Union(JobStatusFilter, Schema.Array(JobStatusFilter))).annotations(
+      expected('a job status ("starting", "running", "exited"), an array of them, or null')
+    )
+  ),
+  /** Only jobs started at or after this time (ms since the epoch). */
+  since_ms: Schema.optional(Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))),
+  /** Only jobs started before this time (ms since the epoch). */
+  until_ms: Schema.optional(Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))),
+  after: PageCursor,
+  limit: PageLimit,
   /** Only jobs with this name (absent or null: any). */
   name: Schema.optional(Schema.NullOr(Schema.String.annotations(expected("a job name, or null")))),
   /** Only jobs carrying every one of these labels (absent: any). */
   labels: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expectedShape("an object of label: \"value\" pairs")))
 })
+
+/** `{}` asks for the first DEFAULT_LIST_PAGE cells, oldest first. */
+export const CellListPayload = payload({ after: PageCursor, limit: PageLimit })
 
 export const JobKillPayload = payload({ job_id: JobIdString, force: Flag })
 
@@ -154,7 +189,11 @@ const CellCreate = Rpc.make("CellCreate", {
   success: Cell,
   error: Schema.Union(Unauthorized, InvalidRequest, LimitInvalid, Conflict, Internal)
 })
-const CellList = Rpc.make("CellList", { success: Schema.Array(Cell), error: Schema.Union(Unauthorized, Internal) })
+const CellList = Rpc.make("CellList", {
+  payload: CellListPayload,
+  success: CellPage,
+  error: Schema.Union(Unauthorized, InvalidRequest, Internal)
+})
 const CellRemove = Rpc.make("CellRemove", {
   payload: CellRemovePayload,
   success: Cell,
@@ -172,7 +211,7 @@ const JobStatus = Rpc.make("JobStatus", {
 })
 const JobList = Rpc.make("JobList", {
   payload: JobListPayload,
-  success: Schema.Array(Job),
+  success: JobPage,
   error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 const JobKill = Rpc.make("JobKill", {
@@ -254,7 +293,7 @@ export class PlanterWireRpcs extends RpcGroup.make(
   Version,
   Health,
   unchecked(CellCreate),
-  CellList,
+  unchecked(CellList),
   unchecked(CellRemove),
   unchecked(JobRun),
   unchecked(JobStatus),

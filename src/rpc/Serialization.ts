@@ -1,6 +1,7 @@
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as Layer from "effect/Layer"
 import { Packr, Unpackr } from "msgpackr"
+import { FrameScanner } from "./FrameScanner.js"
 import { MAX_LOG_CHUNK_BYTES } from "./Rpcs.js"
 
 /**
@@ -13,15 +14,16 @@ export const MAX_REQUEST_FRAME_BYTES = 3 * 1024 * 1024
 /** The largest response frame a client takes: a full log chunk plus its envelope. */
 export const MAX_RESPONSE_FRAME_BYTES = MAX_LOG_CHUNK_BYTES + 1024 * 1024
 
-const isIncomplete = (error: unknown): error is { incomplete: true; lastPosition: number; values?: Array<unknown> } =>
-  typeof error === "object" && error !== null && (error as { incomplete?: boolean }).incomplete === true
-
 /**
  * msgpack framing, wire-compatible with `RpcSerialization.msgPack` (records
- * on), with a decoder that gathers a partial frame in a buffer that grows by
- * doubling. The stock decoder concatenates the whole partial frame again on
- * every socket read, which makes a 1 MiB log chunk cost ~8 MiB of copies and
- * a hostile oversized frame cost memory in the square of its size.
+ * on), whose decoding work is bounded by the bytes received. The stock
+ * decoder re-parses the whole partial frame on every socket read (a frame
+ * fed 16 KiB at a time costs time in the square of its size) and trusts
+ * its headers. Here a FrameScanner reads each byte once to find where a
+ * frame ends, refusing an impossible header (an array, map or string
+ * larger than the frame cap) as soon as it arrives; each complete frame
+ * is then decoded once. Partial frames gather in a buffer that grows by
+ * doubling, up to the cap.
  */
 export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerialization["Type"] =>
   RpcSerialization.RpcSerialization.of({
@@ -31,25 +33,15 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
       const unpackr = new Unpackr({ useRecords: true })
       const packr = new Packr({ useRecords: true })
       const encoder = new TextEncoder()
+      const scanner = new FrameScanner(maxBufferSize)
       // Pending bytes of an incomplete frame: buffer[0, length).
       let buffer: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
       let length = 0
 
-      const keepRemainder = (from: Uint8Array, start: number) => {
-        const rest = from.length - start
-        if (rest > maxBufferSize) {
-          length = 0
-          buffer = new Uint8Array(0)
-          throw new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize, bufferSize: rest })
-        }
-        // A fresh buffer, never the old one: decoded binary values are views
-        // into the bytes they were decoded from and must stay intact.
-        // Uninitialised memory: every byte read is written first. A frame
-        // that already filled a whole socket read is likely large; start big.
-        const next: Uint8Array = Buffer.allocUnsafe(rest >= 32 * 1024 ? Math.min(maxBufferSize, 2 * 1024 * 1024) : 64 * 1024)
-        next.set(from.subarray(start))
-        buffer = next
-        length = rest
+      const forget = () => {
+        length = 0
+        buffer = new Uint8Array(0)
+        scanner.reset()
       }
 
       return {
@@ -59,14 +51,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
           if (length === 0) {
             input = chunk
           } else {
-            if (length + chunk.length > maxBufferSize) {
-              const bufferSize = length + chunk.length
-              length = 0
-              buffer = new Uint8Array(0)
-              throw new RpcSerialization.RpcSerializationError({ reason: "BufferSizeExceeded", maxBufferSize, bufferSize })
-            }
+            // The scanner has checked the frame against the cap; this only sizes the buffer.
             if (length + chunk.length > buffer.length) {
-              const grown: Uint8Array = Buffer.allocUnsafe(Math.min(maxBufferSize, Math.max(buffer.length * 2, length + chunk.length)))
+              const grown: Uint8Array = Buffer.allocUnsafe(Math.max(buffer.length * 2, length + chunk.length))
               grown.set(buffer.subarray(0, length))
               buffer = grown
             }
@@ -74,23 +61,38 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             length += chunk.length
             input = buffer.subarray(0, length)
           }
+          const values: Array<unknown> = []
+          let start = 0
           try {
-            const values = unpackr.unpackMultiple(input) as Array<unknown>
+            while (start < input.length) {
+              const end = scanner.scan(input, start)
+              if (end < 0) break
+              values.push(unpackr.unpack(input.subarray(start, end)))
+              start = end
+            }
+          } catch (error) {
+            forget()
+            throw error
+          }
+          if (start === input.length) {
             length = 0
             buffer = new Uint8Array(0)
-            return values
-          } catch (error) {
-            if (!isIncomplete(error)) {
-              length = 0
-              buffer = new Uint8Array(0)
-              throw error
-            }
-            if (input === chunk || (error.values?.length ?? 0) > 0) {
-              keepRemainder(input, error.lastPosition)
-            }
-            // Else: still the same incomplete frame, already in the buffer.
-            return error.values ?? []
+          } else if (input === chunk || start > 0) {
+            // A fresh buffer, never the old one: decoded binary values are
+            // views into the bytes they were decoded from and must stay
+            // intact. Uninitialised memory: every byte read is written
+            // first. A frame that already filled a whole socket read is
+            // likely large; start big.
+            const rest = input.length - start
+            const next: Uint8Array = Buffer.allocUnsafe(
+              Math.max(rest, rest >= 32 * 1024 ? Math.min(maxBufferSize, 2 * 1024 * 1024) : 64 * 1024)
+            )
+            next.set(input.subarray(start))
+            buffer = next
+            length = rest
           }
+          // Else: still the same incomplete frame, already in the buffer.
+          return values
         },
         encode: (message) => packr.pack(message)
       }

@@ -23,8 +23,11 @@ export * from "./Errors.js"
 export * from "./JobOutcome.js"
 export * from "./Ids.js"
 export * from "./Models.js"
+export { allPages, type Paged } from "./Paging.js"
 export {
   CellCreatePayload,
+  CellListPayload,
+  DEFAULT_LIST_PAGE,
   CellRemovePayload,
   EventsListPayload,
   JobKillPayload,
@@ -39,6 +42,7 @@ export {
   LogsReadPayload,
   MAX_EVENTS_PAGE,
   MAX_FOLLOW_WAIT_MS,
+  MAX_LIST_PAGE,
   MAX_LOG_CHUNK_BYTES,
   PlanterRpcs,
   PROTOCOL_VERSION

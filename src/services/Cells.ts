@@ -1,8 +1,8 @@
 import { Context } from "effect"
 import type { Effect } from "effect"
 import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity } from "./DomainErrors.js"
-import type { StateError } from "./StateRepository.js"
-import type { Cell, Env, LimitName, NetworkPolicy } from "../rpc/Models.js"
+import type { CellQuery, StateError } from "./StateRepository.js"
+import type { Cell, CellPage, Env, LimitName, NetworkPolicy } from "../rpc/Models.js"
 
 export interface CreateCellRequest {
   readonly name: string
@@ -19,6 +19,8 @@ export interface CreateCellRequest {
 export interface CellsShape {
   readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidInput | LimitRejected | StateConflict | DaemonFault | StateError>
   readonly list: Effect.Effect<ReadonlyArray<Cell>, DaemonFault | StateError>
+  /** One page of cells, oldest first; `next` pages on. */
+  readonly page: (query: CellQuery) => Effect.Effect<CellPage, DaemonFault | StateError>
   /** Finds a cell by id (`cell-…`) or by name. */
   readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidInput | UnknownEntity | DaemonFault | StateError>
   readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidInput | UnknownEntity | StateConflict | DaemonFault | StateError>

@@ -3,7 +3,8 @@ import type { Array as Arr, Effect } from "effect"
 import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity, SandboxRefused } from "./DomainErrors.js"
 import type { StateError } from "./StateRepository.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, Env, Job, LimitDetail, LimitName, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
+import type { Cell, Env, Job, JobPage, LimitDetail, LimitName, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
+import type { JobQuery } from "./StateRepository.js"
 
 export interface RunRequest {
   /** The program and its arguments; none holds a NUL (JobRunPayload refuses one). */
@@ -43,6 +44,8 @@ export interface JobSupervisorShape {
   readonly adopt: (job: Job) => Effect.Effect<void>
   readonly get: (id: JobId) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   readonly list: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, DaemonFault | StateError>
+  /** One page of jobs, newest first, with live usage for those running; `next` pages on. */
+  readonly page: (query: JobQuery) => Effect.Effect<JobPage, DaemonFault | StateError>
   /** Kills the job's whole tree and answers its record once the tree is verified empty. */
   readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /**

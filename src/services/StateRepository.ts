@@ -1,7 +1,8 @@
 import { Context, Option, Schema } from "effect"
 import type { Effect } from "effect"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, Job, TerminationReason } from "../rpc/Models.js"
+import type { Cell, Job, JobStatus, TerminationReason } from "../rpc/Models.js"
+import type { Cursor } from "./Paging.js"
 
 /** The database could not be read or written; the request that hit it changed nothing. */
 export class StateError extends Schema.TaggedError<StateError>()("StateError", {
@@ -60,11 +61,28 @@ export class StoredEvent extends Schema.Class<StoredEvent>("StoredEvent")({
   detail: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {}
 
-/** Which jobs `job ls` shows. */
-export interface JobFilter {
+/** A page of jobs, newest first (by started_at_ms, then id): the filters all hold, and rows sort before `before`. */
+export interface JobQuery {
   readonly cellId: CellId | null
+  /** Any of these statuses (null: all). */
+  readonly statuses: ReadonlyArray<JobStatus> | null
+  /** started_at_ms >= sinceMs */
+  readonly sinceMs: number | null
+  /** started_at_ms < untilMs */
+  readonly untilMs: number | null
+  /** Only jobs with this name (null: any). */
   readonly name: string | null
+  /** Only jobs carrying every one of these labels. */
   readonly labels: Readonly<Record<string, string>>
+  /** The last row of the previous page. */
+  readonly before: Cursor | null
+  readonly limit: number
+}
+
+/** A page of cells, oldest first (by created_at_ms, then id), past `after`. */
+export interface CellQuery {
+  readonly after: Cursor | null
+  readonly limit: number
 }
 
 /** The leader's identity, recorded once it runs: a pid alone could be reused by a stranger. */
@@ -131,6 +149,8 @@ export interface StateRepositoryShape {
   readonly findCellByName: (name: string) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly getCell: (id: CellId) => Effect.Effect<Option.Option<Cell>, StateError>
   readonly listCells: Effect.Effect<ReadonlyArray<Cell>, StateError>
+  /** One bounded page of cells, by the indexed (created_at_ms, id) cursor. */
+  readonly pageCells: (query: CellQuery) => Effect.Effect<ReadonlyArray<Cell>, StateError>
   /** Marks the cell as being removed (a tombstone that a restart finishes); it takes no new jobs. */
   readonly markCellRemoving: (id: CellId) => Effect.Effect<void, StateError>
   /** Cells whose removal began and did not finish (a crash midway). */
@@ -147,8 +167,6 @@ export interface StateRepositoryShape {
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Jobs named `name`: the running ones first, then the most recent (at most 50). */
   readonly findJobsByName: (name: string) => Effect.Effect<ReadonlyArray<Job>, StateError>
-  /** Jobs of a cell (or all), with this name (or any), carrying every one of these labels. */
-  readonly listJobsMatching: (query: JobFilter) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Deletes a finished job's record (never a running one), journaling it; false when there was none to delete. */
   readonly deleteFinishedJob: (id: JobId, event: JournalEvent) => Effect.Effect<boolean, StateError>
   /** Finished jobs that ended at or before a time, oldest first, one bounded batch. */
@@ -160,6 +178,8 @@ export interface StateRepositoryShape {
     readonly limit: number
   }) => Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly cellJobCounts: (cellId: CellId) => Effect.Effect<{ readonly total: number; readonly running: number; readonly lastStartedAtMs: number | null }, StateError>
+  /** One bounded page of jobs, by the indexed (started_at_ms, id) cursor. */
+  readonly pageJobs: (query: JobQuery) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Jobs not yet finished: `starting` and `running`. */
   readonly listUnfinishedJobs: Effect.Effect<ReadonlyArray<Job>, StateError>
   readonly appendEvent: (event: JournalEvent) => Effect.Effect<void, StateError>

@@ -74,7 +74,7 @@ const sendUnchecked = (client: PlanterClientShape, tag: PayloadRpc, payload: unk
 /** Like `sendUnchecked`, expecting a refusal; answers the error. */
 const refusal = (client: PlanterClientShape, tag: PayloadRpc, payload: unknown) => Effect.flip(sendUnchecked(client, tag, payload))
 
-const jobCount = async () => (await json<Array<unknown>>(["job", "ls"])).length
+const jobCount = async () => (await json<Array<unknown>>(["job", "ls", "--all"])).length
 const cellCount = async () => (await json<Array<unknown>>(["cell", "ls"])).length
 
 /** Runs `tasks` a few at a time: enough overlap to exercise concurrency without starving the CLI processes. */
@@ -181,7 +181,7 @@ describe("bad input", { timeout: 180_000 }, () => {
     })
     expect(baseline.code, baseline.stderr).toBe(3)
     baselineJob = JSON.parse(baseline.stdout)
-    jobsBefore = await json(["job", "ls"])
+    jobsBefore = await json(["job", "ls", "--all"])
     cellsBefore = await json(["cell", "ls"])
     expect(jobsBefore).toHaveLength(1)
     expect(cellsBefore).toHaveLength(2)
@@ -470,7 +470,7 @@ describe("bad input", { timeout: 180_000 }, () => {
       Effect.all(
         Array.from({ length: 100 }, () =>
           Effect.scoped(Effect.flatMap(make({ socketPath: daemon.socketPath }), (client) =>
-            Effect.all([client.Health(), client.CellList()])))),
+            Effect.all([client.Health(), client.CellList({})])))),
         { concurrency: "unbounded" }
       )
     )
@@ -481,7 +481,7 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect(answers).toHaveLength(100)
     for (const [health, cells] of answers) {
       expect(health.ok).toBe(true)
-      expect(cells.map((cell) => cell.id)).toEqual(expect.arrayContaining(cellsBefore.map((cell) => cell.id)))
+      expect(cells.cells.map((cell) => cell.id)).toEqual(expect.arrayContaining(cellsBefore.map((cell) => cell.id)))
     }
     for (const run of started) {
       expect(run.code, run.stderr).toBe(0)
@@ -494,7 +494,7 @@ describe("bad input", { timeout: 180_000 }, () => {
 
   it("leaves every earlier cell and job record exactly as it was", async () => {
     await expectHealthy()
-    const jobsAfter = await json<Array<{ id: string }>>(["job", "ls"])
+    const jobsAfter = await json<Array<{ id: string }>>(["job", "ls", "--all"])
     const cellsAfter = await json<Array<{ id: string }>>(["cell", "ls"])
     for (const job of jobsBefore) expect(jobsAfter.find((after) => after.id === job.id)).toEqual(job)
     expect(cellsAfter).toEqual(cellsBefore)

@@ -156,7 +156,15 @@ describe("an upgrading user's state dir, imported in place at start", () => {
       limits: null
     }])
     const jobs = await daemon.json(["job", "ls"])
+    // Newest first.
     expect(jobs).toEqual([
+      expect.objectContaining({
+        id: SERVE,
+        command: expect.objectContaining({ argv: ["npm", "run", "serve"], limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null } }),
+        exit_code: null,
+        termination_reason: "terminated_by_user",
+        finished_at_ms: 1760000260000
+      }),
       {
         id: BUILD,
         cell_id: CELL,
@@ -178,16 +186,9 @@ describe("an upgrading user's state dir, imported in place at start", () => {
         name: null,
         labels: {},
         outcome: "exited"
-      },
-      expect.objectContaining({
-        id: SERVE,
-        command: expect.objectContaining({ argv: ["npm", "run", "serve"], limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null } }),
-        exit_code: null,
-        termination_reason: "terminated_by_user",
-        finished_at_ms: 1760000260000
-      })
+      }
     ])
-    expect(await daemon.json(["job", "status", SERVE])).toEqual(jobs[1])
+    expect(await daemon.json(["job", "status", SERVE])).toEqual(jobs[0])
     const table = (await daemon.cli(["job", "ls"])).stdout
     // No name; the cell by its name; a job killed with no exit code or signal recorded reads `killed`.
     expect(table).toMatch(new RegExp(`${BUILD}\\s+-\\s+\\S+\\s+exited 0\\s`))
@@ -205,7 +206,7 @@ describe("an upgrading user's state dir, imported in place at start", () => {
     const native = await daemon.json(["run", "website", "--wait", "--", "cat", "index.html"])
     expect((await daemon.cli(["logs", native.id])).stdout).toBe(fs.readFileSync(path.join(FIXTURE, "cells", CELL, "index.html"), "utf8"))
     const all = await daemon.json(["job", "ls", "--cell", "website"])
-    expect(all.map((job: any) => job.id)).toEqual([BUILD, SERVE, native.id])
+    expect(all.map((job: any) => job.id)).toEqual([native.id, SERVE, BUILD])
     expect(Object.keys(all[0]).sort()).toEqual(Object.keys(all[2]).sort())
     expect(Object.keys(all[0].command).sort()).toEqual(Object.keys(all[2].command).sort())
 
@@ -414,7 +415,7 @@ describe("planterd import-legacy", () => {
     const daemon = await startDaemon({ stateDir })
     expect(importLine(daemon)).toBeUndefined()
     expect((await daemon.json(["cell", "ls"])).map((cell: any) => [cell.id, cell.name, cell.dir])).toEqual([[CELL, "website", cellDir]])
-    expect((await daemon.json(["job", "ls"])).map((job: any) => job.id)).toEqual([BUILD, SERVE])
+    expect((await daemon.json(["job", "ls"])).map((job: any) => job.id)).toEqual([SERVE, BUILD]) // Newest first.
     expect((await daemon.cli(["logs", BUILD, "--stderr"])).stdout).toBe("warn\n")
     const imports = journal(stateDir).filter((event) => event.kind === "legacy_import")
     expect(imports).toEqual([expect.objectContaining({ detail: expect.objectContaining({ path: source, jobs: 2 }) })])

@@ -8,7 +8,10 @@ import { fileURLToPath } from "node:url"
 /** The repository root; integration tests run the built binaries under dist/. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 export const planterBin = path.join(repoRoot, "dist", "planter.mjs")
-export const planterdBin = path.join(repoRoot, "dist", "src", "cli", "planterd.js")
+/** The daemon as it ships: the bundle the `planterd` bin names. */
+export const planterdBin = path.join(repoRoot, "dist", "planterd.mjs")
+/** The V8 flags the bin's `#!` line gives node (a 1 MiB young generation: see docs/benchmarks.md). */
+export const planterdNodeFlags = ["--max-semi-space-size=1"] as const
 
 export interface CliResult {
   readonly code: number | null
@@ -131,7 +134,7 @@ const started: Array<TestDaemon> = []
 
 /** The command line that starts planterd as `options` asks: node, under setpriv and/or a umask wrapper. */
 const daemonCommand = (options: DaemonOptions, daemonArgs: ReadonlyArray<string>): [string, Array<string>] => {
-  let command: Array<string> = [process.execPath, planterdBin, ...daemonArgs]
+  let command: Array<string> = [process.execPath, ...planterdNodeFlags, planterdBin, ...daemonArgs]
   if (options.user !== undefined) {
     command = ["setpriv", `--reuid=${options.user}`, `--regid=${options.user}`, "--clear-groups", ...command]
   }

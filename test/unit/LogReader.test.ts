@@ -27,6 +27,7 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     run: unexpected("JobSupervisor.run"),
     adopt: unexpected("JobSupervisor.adopt"),
     list: unexpected("JobSupervisor.list"),
+    page: unexpected("JobSupervisor.page"),
     kill: unexpected("JobSupervisor.kill"),
     end: unexpected("JobSupervisor.end"),
     stopCell: unexpected("JobSupervisor.stopCell"),

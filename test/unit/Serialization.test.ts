@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Packr, Unpackr } from "msgpackr"
+import { vi } from "vitest"
 import { makeMsgPack } from "../../src/rpc/Serialization.js"
 
 const encodeAll = (values: ReadonlyArray<unknown>) => {
@@ -39,7 +41,63 @@ describe("msgpack framing", () => {
 
   it("refuses a frame larger than its limit, then decodes the next connection's frames", () => {
     const big = encodeAll([{ data: new Uint8Array(50_000) }])
-    expect(() => decodeInPieces(big, 4096, 10_000)).toThrow(/BufferSizeExceeded|buffer/i)
+    expect(() => decodeInPieces(big, 4096, 10_000)).toThrow(/refused a frame.*10000 bytes/)
     expect(decodeInPieces(encodeAll([values[0]]), 3, 10_000)).toEqual([values[0]])
+  })
+
+  it("decodes each frame once, however many pieces it comes in (work bounded by the bytes received)", () => {
+    const frame = encodeAll([{ _tag: "Request", id: "9", payload: { argv: Array.from({ length: 20_000 }, (_, i) => `arg-${i}`) } }])
+    expect(frame.length).toBeGreaterThan(150_000)
+    const unpack = vi.spyOn(Unpackr.prototype, "unpack")
+    try {
+      const decoded = decodeInPieces(frame, 1024)
+      expect(decoded).toHaveLength(1)
+      expect((decoded[0] as { payload: { argv: Array<string> } }).payload.argv[19_999]).toBe("arg-19999")
+      expect(unpack).toHaveBeenCalledTimes(1)
+    } finally {
+      unpack.mockRestore()
+    }
+  })
+
+  it("refuses an impossible header at once: an array, map or string larger than the frame cap", () => {
+    const cap = 3 * 1024 * 1024
+    const headers = [
+      Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff), // an array of 4 294 967 295 values
+      Uint8Array.of(0xdf, 0x00, 0x20, 0x00, 0x00), // a map of 2 097 152 pairs: 4 Mi values
+      Uint8Array.of(0xdb, 0x00, 0x40, 0x00, 0x00), // a 4 MiB string
+      Uint8Array.of(0xc6, 0x00, 0x40, 0x00, 0x00), // 4 MiB of binary
+      // Inside a request: a record whose payload declares a 1-billion-value array.
+      Buffer.concat([new Packr({ useRecords: true }).pack({ _tag: "Request", payload: null }).subarray(0, -1), Uint8Array.of(0xdd, 0x3b, 0x9a, 0xca, 0x00)])
+    ]
+    for (const header of headers) {
+      // The first piece alone is refused: nothing is gathered for it.
+      const parser = makeMsgPack(cap).unsafeMake()
+      expect(() => parser.decode(header)).toThrow(/refused a frame: a header declaring/)
+    }
+  })
+
+  it("refuses nesting deeper than any message, and msgpack forms the protocol never sends", () => {
+    const deep = new Uint8Array(100).fill(0x91)
+    expect(() => makeMsgPack(1 << 20).unsafeMake().decode(deep)).toThrow(/nesting deeper/)
+    expect(() => makeMsgPack(1 << 20).unsafeMake().decode(Uint8Array.of(0xc1))).toThrow(/0xc1/)
+    // A Set (msgpackr's extension 0x73 reads a nested value after its header).
+    expect(() => makeMsgPack(1 << 20).unsafeMake().decode(Uint8Array.of(0xd4, 0x73, 0x00, 0x90))).toThrow(/extension 0x73/)
+  })
+
+  it("frames what msgpackr writes: records, redefined records, extensions, every width of header", () => {
+    const samples: Array<unknown> = [
+      { a: 1, b: [1, 2, 3], c: { d: "x".repeat(300), e: null, f: true } },
+      Array.from({ length: 70 }, (_, i) => ({ [`k${i}`]: i })), // more record shapes than ids: ids are reused
+      { big: "y".repeat(70_000), list: new Array(70_000).fill(0) },
+      { n: -1, m: -200, f: 1.5, i: 2 ** 40, neg: -(2 ** 40), u8: 200, u16: 60_000, u32: 4_000_000_000 },
+      { date: new Date(1_700_000_000_123), undef: undefined, empty: {}, emptyArray: [], map: new Map([[1, 2]]) },
+      "just a string",
+      42
+    ]
+    const bytes = encodeAll(samples)
+    for (const size of [1, 7, 4096, bytes.length]) {
+      const decoded = decodeInPieces(bytes, size)
+      expect(decoded).toEqual(samples)
+    }
   })
 })

@@ -67,7 +67,16 @@ describe("StateRepository on SQLite", () => {
         expect((yield* repo.getJob("job-n1" as JobId)).pipe(Option.map((j) => j.labels))).toEqual(Option.some({ branch: "main" }))
         const matching = (query: { cellId?: string; name?: string; labels?: Record<string, string> }) =>
           Effect.map(
-            repo.listJobsMatching({ cellId: (query.cellId ?? null) as CellId | null, name: query.name ?? null, labels: query.labels ?? {} }),
+            repo.pageJobs({
+              cellId: (query.cellId ?? null) as CellId | null,
+              statuses: null,
+              sinceMs: null,
+              untilMs: null,
+              name: query.name ?? null,
+              labels: query.labels ?? {},
+              before: null,
+              limit: 50
+            }),
             (jobs) => jobs.map((j) => j.id)
           )
         expect(yield* matching({ labels: { branch: "main" } })).toEqual(["job-n1"])
