@@ -35,6 +35,11 @@ export default tseslint.config(
     }
   },
   {
+    // Plain scripts (this file, scripts/*.mjs) run on Node.
+    files: ["**/*.mjs"],
+    languageOptions: { globals: { console: "readonly", process: "readonly" } }
+  },
+  {
     // Tests read the CLI's --json output with JSON.parse and poke at it
     // freely; the schemas under test are what checks its shape.
     files: ["test/**"],
