@@ -554,7 +554,7 @@ echo "done: yes"`
           const allowed = grantedDir("planter-esc-allowed-")
           const attempts = await Promise.all([...refused, allowed].map(async (readPath, i) => {
             const result = await daemon.cli(["--json", "create", "--name", `read-${i}`, "--read", readPath])
-            let message = ""
+            let message: string
             try {
               message = JSON.parse(result.stdout).error?.message ?? ""
             } catch {
