@@ -22,11 +22,15 @@ import {
   JobListPayload,
   JobRunPayload,
   JobStatusPayload,
+  LogsMarksPayload,
+  LogsOpenPayload,
   LogsReadPayload,
   PlanterWireRpcs,
   PROTOCOL_VERSION
 } from "../rpc/Rpcs.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
+import { LogFileInfo, LogMarksPage } from "../rpc/LogModels.js"
+import { handOver } from "./LogHandoff.js"
 
 /** Job ids are checked here, before they reach a path or a query. */
 const parseJobId = (raw: string) =>
@@ -134,6 +138,21 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         })
       }))),
     LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
-      onWire(Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))))
+      onWire(Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))),
+    LogsOpen: validated(LogsOpenPayload, ({ job_id, reply_to, stream, token }) =>
+      onWire(Effect.scoped(Effect.gen(function*() {
+        const caller = yield* Caller
+        const jobId = yield* parseJobId(job_id)
+        const opened = yield* logs.open(jobId, stream)
+        if (opened.fd !== null) yield* handOver(reply_to, token, caller, opened.fd)
+        // The daemon's own descriptor closes with the scope; the caller's copy stays open.
+        return new LogFileInfo({ sent: opened.fd !== null, size: opened.size, complete: opened.complete })
+      })))),
+    LogsMarks: validated(LogsMarksPayload, ({ after_offset, job_id, limit, stream }) =>
+      onWire(Effect.gen(function*() {
+        const jobId = yield* parseJobId(job_id)
+        const found = yield* logs.marks(jobId, stream, after_offset, limit)
+        return new LogMarksPage({ marks: found.marks.map(([offset, at]) => [offset, at] as const), started_at_ms: found.startedAtMs, more: found.more })
+      })))
   }
 }))

@@ -21,6 +21,8 @@ import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 export * from "./Errors.js"
 export * from "./Ids.js"
 export * from "./Models.js"
+export * from "./LogModels.js"
+export { openLogFile, type OpenLogFile } from "./LogFiles.js"
 export {
   CellCreatePayload,
   CellRemovePayload,
@@ -29,8 +31,11 @@ export {
   JobListPayload,
   JobRunPayload,
   JobStatusPayload,
+  LogsMarksPayload,
+  LogsOpenPayload,
   LogsReadPayload,
   MAX_EVENTS_PAGE,
+  MAX_LOG_MARKS_PAGE,
   MAX_FOLLOW_WAIT_MS,
   MAX_LOG_CHUNK_BYTES,
   PlanterRpcs,
