@@ -60,7 +60,8 @@ const listen = (name: string) =>
  */
 export const openLogFile = (client: Client, request: { readonly job_id: string; readonly stream: LogStream }) =>
   Effect.gen(function*() {
-    if (!(yield* Effect.promise(FdPassing.available))) return null
+    // PLANTER_LOGS_VIA_RPC=1: always read in LogsRead chunks (a way round a host where the hand-over misbehaves).
+    if (process.env.PLANTER_LOGS_VIA_RPC === "1" || !(yield* Effect.promise(FdPassing.available))) return null
     const name = `planter-fd-${randomBytes(16).toString("hex")}`
     const token = randomBytes(FdPassing.TOKEN_BYTES)
     const listening = yield* Effect.either(listen(name))
