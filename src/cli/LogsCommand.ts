@@ -283,6 +283,8 @@ export const logs = Command.make("logs", {
       }
 
       // Line mode: each stream from where the flags say, split into lines, each line timed by the daemon's marks.
+      // Bytes no mark covers were written before the job ended (or before now, while it runs).
+      const record = yield* client.JobStatus({ job_id: jobId })
       const perStream = yield* Effect.forEach(streams, (stream) =>
         Effect.gen(function*() {
           const source = yield* openSource(client, jobId, stream)
@@ -293,6 +295,8 @@ export const logs = Command.make("logs", {
           if (sinceMs !== null) {
             const from = sinceOffset(marks, sinceMs)
             start = from === 0 ? 0 : yield* lineStartOf(source, from)
+            // Finished before that time: nothing of it was written since.
+            if (record.finished_at_ms !== null && record.finished_at_ms < sinceMs) start = source.size() ?? Number.MAX_SAFE_INTEGER
           }
           if (tail !== null) {
             const size = source.size()
@@ -308,8 +312,11 @@ export const logs = Command.make("logs", {
               start += cut
             }
           }
-          const read = whole ?? (yield* readToEnd(source, start))
-          const readAtMs = Date.now()
+          const read = whole ?? (start === Number.MAX_SAFE_INTEGER
+            ? { bytes: new Uint8Array(0), end: (yield* readToEnd(source, 0)).end }
+            : yield* readToEnd(source, start))
+          if (start === Number.MAX_SAFE_INTEGER) start = read.end
+          const readAtMs = record.finished_at_ms ?? Date.now()
           const lines: Array<TimedLine> = splitLines(read.bytes, start).map((line) => ({
             ...line,
             stream,

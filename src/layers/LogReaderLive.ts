@@ -135,8 +135,8 @@ export const make = Effect.gen(function*() {
   )
 
   const read = Effect.fn("LogReader.read")(function*(request: LogReadRequest) {
-    // Existence check (and UnknownEntity) through the job's record.
-    yield* supervisor.get(request.jobId)
+    // Existence check (and UnknownEntity) through the job's record; a running job exists, no query needed.
+    if (Option.isNone(registry.get(request.jobId))) yield* supervisor.get(request.jobId)
     const file = path.join(logsDir, logFileName(request.jobId, request.stream))
     const deadline = Date.now() + (request.follow ? request.waitMs : 0)
 
