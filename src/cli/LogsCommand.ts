@@ -175,7 +175,7 @@ const allMarks = (client: PlanterClientShape, jobId: string, stream: LogStream) 
     let after: number | null = null
     for (;;) {
       const page: LogMarksPage = yield* client.LogsMarks({ job_id: jobId, stream, after_offset: after, limit: MAX_LOG_MARKS_PAGE })
-      marks.push(...page.marks)
+      for (const mark of page.marks) marks.push(mark)
       if (!page.more || page.marks.length === 0) return marks
       after = page.marks[page.marks.length - 1]![0]
     }
@@ -200,14 +200,17 @@ interface TimedLine extends Line {
   readonly atMs: number | null
 }
 
-const printLines = (lines: ReadonlyArray<TimedLine>, timestamps: boolean) =>
-  Effect.forEach(lines, (line) =>
-    Effect.gen(function*() {
-      if (timestamps) yield* writeOut(Buffer.from(`${line.atMs === null ? "-" : formatStamp(line.atMs)} `))
-      yield* writeOut(line.bytes)
-      // A partial last line still ends its printed line, so the next one starts clean.
-      if (!line.complete && timestamps) yield* writeOut(Buffer.from("\n"))
-    }), { discard: true })
+/** One write per batch, so that lines of two streams followed at once never mix inside a line. */
+const printLines = (lines: ReadonlyArray<TimedLine>, timestamps: boolean) => {
+  const parts: Array<Uint8Array> = []
+  for (const line of lines) {
+    if (timestamps) parts.push(Buffer.from(`${line.atMs === null ? "-" : formatStamp(line.atMs)} `))
+    parts.push(line.bytes)
+    // A partial last line still ends its printed line, so the next one starts clean.
+    if (!line.complete && timestamps) parts.push(Buffer.from("\n"))
+  }
+  return parts.length === 0 ? Effect.void : writeOut(Buffer.concat(parts))
+}
 
 const jsonLine = (line: TimedLine) => ({ stream: line.stream, offset: line.start, at_ms: line.atMs, ...jsonBytes(line.bytes) })
 
@@ -288,6 +291,11 @@ export const logs = Command.make("logs", {
       const perStream = yield* Effect.forEach(streams, (stream) =>
         Effect.gen(function*() {
           const source = yield* openSource(client, jobId, stream)
+          if (sinceMs !== null && record.finished_at_ms !== null && record.finished_at_ms < sinceMs) {
+            // It finished before that time: nothing of it was written since.
+            const end = source.size() ?? (yield* readToEnd(source, 0)).end
+            return { stream, source, lines: [] as Array<TimedLine>, end }
+          }
           const needMarks = options.timestamps || options.all || sinceMs !== null
           const marks = needMarks ? yield* allMarks(client, jobId, stream) : []
           let start = options.offset
@@ -295,8 +303,6 @@ export const logs = Command.make("logs", {
           if (sinceMs !== null) {
             const from = sinceOffset(marks, sinceMs)
             start = from === 0 ? 0 : yield* lineStartOf(source, from)
-            // Finished before that time: nothing of it was written since.
-            if (record.finished_at_ms !== null && record.finished_at_ms < sinceMs) start = source.size() ?? Number.MAX_SAFE_INTEGER
           }
           if (tail !== null) {
             const size = source.size()
@@ -312,10 +318,7 @@ export const logs = Command.make("logs", {
               start += cut
             }
           }
-          const read = whole ?? (start === Number.MAX_SAFE_INTEGER
-            ? { bytes: new Uint8Array(0), end: (yield* readToEnd(source, 0)).end }
-            : yield* readToEnd(source, start))
-          if (start === Number.MAX_SAFE_INTEGER) start = read.end
+          const read = whole ?? (yield* readToEnd(source, start))
           const readAtMs = record.finished_at_ms ?? Date.now()
           const lines: Array<TimedLine> = splitLines(read.bytes, start).map((line) => ({
             ...line,
@@ -330,7 +333,7 @@ export const logs = Command.make("logs", {
         a.atMs === b.atMs ? 0 : (a.atMs ?? Infinity) - (b.atMs ?? Infinity)
       )
       const collected: Array<TimedLine> = []
-      const emit = (lines: ReadonlyArray<TimedLine>) => json ? Effect.sync(() => collected.push(...lines)) : printLines(lines, options.timestamps)
+      const emit = (lines: ReadonlyArray<TimedLine>) => json ? Effect.sync(() => { for (const line of lines) collected.push(line) }) : printLines(lines, options.timestamps)
       yield* emit(options.all ? merged : perStream[0]!.lines)
 
       const ends: Record<string, number> = {}
