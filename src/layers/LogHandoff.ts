@@ -18,6 +18,9 @@ const connect = (name: string) =>
     const timer = setTimeout(() => fail(`the reply socket @${name} did not accept within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS)
     socket.once("connect", () => {
       clearTimeout(timer)
+      // From here on an error is the hand-over's to report (sendmsg fails); a late socket error must never be unhandled.
+      socket.removeAllListeners("error")
+      socket.on("error", () => {})
       resume(Effect.succeed(socket))
     })
     socket.once("error", (error) => {

@@ -39,11 +39,16 @@ const listen = (name: string) =>
       const arrived = Deferred.unsafeMake<void>(undefined as never)
       // Paused: libuv never reads these connections, so the message and its descriptor wait for recvmsg.
       const server = net.createServer({ pauseOnConnect: true }, (connection) => {
+        connection.on("error", () => {}) // Never read or written by libuv; an error on it must not crash the client.
         connections.push(connection)
         Deferred.unsafeDone(arrived, Effect.void)
       })
       server.once("error", (error) => resume(Effect.fail(error)))
-      server.listen({ path: `\0${name}` }, () => resume(Effect.succeed({ server, connections, arrived })))
+      server.listen({ path: `\0${name}` }, () => {
+        server.removeAllListeners("error")
+        server.on("error", () => {})
+        resume(Effect.succeed({ server, connections, arrived }))
+      })
     }),
     ({ connections, server }) =>
       Effect.sync(() => {
@@ -62,6 +67,16 @@ export const openLogFile = (client: Client, request: { readonly job_id: string; 
   Effect.gen(function*() {
     // PLANTER_LOGS_VIA_RPC=1: always read in LogsRead chunks (a way round a host where the hand-over misbehaves).
     if (process.env.PLANTER_LOGS_VIA_RPC === "1" || !(yield* Effect.promise(FdPassing.available))) return null
+    const opened = yield* Effect.scoped(receive(client, request)) // The reply socket closes as soon as it served.
+    if (opened?.fd != null) {
+      const fd = opened.fd
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
+    }
+    return opened
+  })
+
+const receive = (client: Client, request: { readonly job_id: string; readonly stream: LogStream }) =>
+  Effect.gen(function*() {
     const name = `planter-fd-${randomBytes(16).toString("hex")}`
     const token = randomBytes(FdPassing.TOKEN_BYTES)
     const listening = yield* Effect.either(listen(name))
@@ -77,9 +92,7 @@ export const openLogFile = (client: Client, request: { readonly job_id: string; 
         connection.destroy()
         if (message === null || message.fd === null) continue
         if (Buffer.from(message.token).equals(token)) {
-          const fd = message.fd
-          yield* Effect.addFinalizer(() => Effect.sync(() => fs.closeSync(fd)))
-          return { fd, size: info.size, complete: info.complete } satisfies OpenLogFile
+          return { fd: message.fd, size: info.size, complete: info.complete } satisfies OpenLogFile
         }
         fs.closeSync(message.fd) // Someone else's message on our name: not the daemon's.
       }
