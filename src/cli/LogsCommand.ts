@@ -266,7 +266,9 @@ export const logs = Command.make("logs", {
         if (!json) {
           let next = yield* copyToStdout(source, options.offset)
           if (options.follow) next = yield* follow(client, jobId, source, next, writeOut)
-          return yield* exitCode
+          const code = yield* exitCode
+          if (stdoutIsFile) yield* Effect.sync(FileCopy.releaseStdout)
+          return code
         }
         const parts: Array<Uint8Array> = []
         const collect = (data: Uint8Array) => Effect.sync(() => parts.push(Buffer.from(data)))
