@@ -31,11 +31,15 @@ import {
   JobListPayload,
   JobRunPayload,
   JobStatusPayload,
+  LogsMarksPayload,
+  LogsOpenPayload,
   LogsReadPayload,
   PlanterWireRpcs,
   PROTOCOL_VERSION
 } from "../rpc/Rpcs.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
+import { LogFileInfo, LogMarksPage } from "../rpc/LogModels.js"
+import { handOver } from "./LogHandoff.js"
 
 /**
  * Every RPC that takes a JOB (an id or a name) turns it into a job id here,
@@ -72,6 +76,13 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const monitor = yield* LimitMonitor
   const startedAt = Date.now()
   const housekeeping = makeJobHousekeeping(repo, config.stateDir)
+
+  /**
+   * The job a log request names, found by the same lookup JobStatus uses
+   * (parse, then the job's record): every log RPC resolves its JOB here, so
+   * whatever JobStatus accepts as a JOB, the logs accept too.
+   */
+  const logsJob = (raw: string) => Effect.map(Effect.flatMap(parseJobId(raw), supervisor.get), (job) => job.id)
 
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
@@ -185,6 +196,21 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         })
       }))),
     LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
-      onWire(Effect.flatMap(parseJobId(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))))
+      onWire(Effect.flatMap(logsJob(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))),
+    LogsOpen: validated(LogsOpenPayload, ({ job_id, reply_to, stream, token }) =>
+      onWire(Effect.scoped(Effect.gen(function*() {
+        const caller = yield* Caller
+        const jobId = yield* logsJob(job_id)
+        const opened = yield* logs.open(jobId, stream)
+        if (opened.fd !== null) yield* handOver(reply_to, token, caller, opened.fd)
+        // The daemon's own descriptor closes with the scope; the caller's copy stays open.
+        return new LogFileInfo({ sent: opened.fd !== null, size: opened.size, complete: opened.complete })
+      })))),
+    LogsMarks: validated(LogsMarksPayload, ({ after_offset, job_id, limit, stream }) =>
+      onWire(Effect.gen(function*() {
+        const jobId = yield* logsJob(job_id)
+        const found = yield* logs.marks(jobId, stream, after_offset, limit)
+        return new LogMarksPage({ marks: found.marks.map(([offset, at]) => [offset, at] as const), started_at_ms: found.startedAtMs, more: found.more })
+      })))
   }
 }))

@@ -1,10 +1,12 @@
 import { Effect } from "effect"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import type { CellId } from "../rpc/Ids.js"
 import type { Job } from "../rpc/Models.js"
 import { PruneResult } from "../rpc/Models.js"
 import { statePaths } from "../services/DaemonConfig.js"
 import { StateConflict } from "../services/DomainErrors.js"
+import { marksFileName } from "../services/LogReader.js"
 import type { StateRepositoryShape } from "../services/StateRepository.js"
 import { jobFiles } from "./JobFiles.js"
 
@@ -33,7 +35,10 @@ export const makeJobHousekeeping = (repo: StateRepositoryShape, stateDir: string
   const removeFiles = (job: Job) =>
     Effect.sync(() => {
       const files = jobFiles(paths, job.id)
-      return unlinkCounting(files.stdout) + unlinkCounting(files.stderr) + unlinkCounting(files.status)
+      // The (offset, time) marks behind `logs --timestamps` go with the logs they describe.
+      const marks = (["stdout", "stderr"] as const).map((stream) => path.join(paths.logs, marksFileName(job.id, stream)))
+      return unlinkCounting(files.stdout) + unlinkCounting(files.stderr) + unlinkCounting(files.status) +
+        marks.reduce((bytes, file) => bytes + unlinkCounting(file), 0)
     })
 
   const removeOne = (job: Job, detail: Record<string, unknown>, uid: number | null) =>

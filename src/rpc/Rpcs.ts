@@ -4,6 +4,7 @@ import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
 import { Cell, CellInfo, CellPage, Env, HealthInfo, Job, JobLabels, JobName, JobPage, JobStatus as JobStatusLiteral, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
+import { LogFileInfo, LogMarksPage } from "./LogModels.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
@@ -167,6 +168,33 @@ export const LogsReadPayload = payload({
   wait_ms: wholeNumber(`a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}`, 0, MAX_FOLLOW_WAIT_MS)
 })
 
+/** The most (offset, time) marks one LogsMarks answers; the client pages with `after_offset` for more. */
+export const MAX_LOG_MARKS_PAGE = 50_000
+
+export const LogsOpenPayload = payload({
+  job_id: JobIdString,
+  stream: LogStream,
+  /**
+   * The abstract Unix socket name (Linux) the caller listens on, `planter-fd-` and 32 hex digits: the
+   * daemon connects to it, checks that the listener is the calling process (pid and uid), and sends
+   * the log's open descriptor there.
+   */
+  reply_to: Schema.String.pipe(
+    Schema.filter((name) => /^planter-fd-[0-9a-f]{32}$/.test(name)),
+    Schema.annotations(expected("an abstract socket name planter-fd-<32 hex digits>"))
+  ),
+  /** 32 hex digits the daemon sends back with the descriptor, so the caller knows the message is the daemon's. */
+  token: Schema.String.pipe(Schema.filter((token) => /^[0-9a-f]{32}$/.test(token)), Schema.annotations(expected("32 hex digits")))
+})
+
+export const LogsMarksPayload = payload({
+  job_id: JobIdString,
+  stream: LogStream,
+  /** Only marks past this offset, or null from the start. */
+  after_offset: Schema.NullOr(wholeNumber("a whole number of bytes, or null", 0, Number.MAX_SAFE_INTEGER)),
+  limit: wholeNumber(`a whole number of marks from 1 to ${MAX_LOG_MARKS_PAGE}`, 1, MAX_LOG_MARKS_PAGE)
+})
+
 export const EventsListPayload = payload({
   /** Only events at or after this time (ms since the epoch), or null for all. */
   since_ms: Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER)),
@@ -245,6 +273,20 @@ const LogsRead = Rpc.make("LogsRead", {
   error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 
+/** Hands the caller an open read-only descriptor of a job's log (fast bulk transfer; Linux). */
+const LogsOpen = Rpc.make("LogsOpen", {
+  payload: LogsOpenPayload,
+  success: LogFileInfo,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
+})
+
+/** When the daemon saw a log reach each size: the basis of `--timestamps`, `--since` and `--all`. */
+const LogsMarks = Rpc.make("LogsMarks", {
+  payload: LogsMarksPayload,
+  success: LogMarksPage,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
+})
+
 const EventsList = Rpc.make("EventsList", {
   payload: EventsListPayload,
   success: JournalPage,
@@ -267,7 +309,9 @@ export class PlanterRpcs extends RpcGroup.make(
   JobStdin,
   JobRemove,
   JobPrune,
-  CellShow
+  CellShow,
+  LogsOpen,
+  LogsMarks
 ).middleware(CallerMiddleware) {}
 
 /**
@@ -304,5 +348,7 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobStdin),
   unchecked(JobRemove),
   unchecked(JobPrune),
-  unchecked(CellShow)
+  unchecked(CellShow),
+  unchecked(LogsOpen),
+  unchecked(LogsMarks)
 ).middleware(CallerMiddleware) {}

@@ -24,6 +24,8 @@ export * from "./JobOutcome.js"
 export * from "./Ids.js"
 export * from "./Models.js"
 export { allPages, type Paged } from "./Paging.js"
+export * from "./LogModels.js"
+export { openLogFile, type OpenLogFile } from "./LogFiles.js"
 export {
   CellCreatePayload,
   CellListPayload,
@@ -39,8 +41,11 @@ export {
   MAX_STDIN_CHUNK_BYTES,
   JobRunPayload,
   JobStatusPayload,
+  LogsMarksPayload,
+  LogsOpenPayload,
   LogsReadPayload,
   MAX_EVENTS_PAGE,
+  MAX_LOG_MARKS_PAGE,
   MAX_FOLLOW_WAIT_MS,
   MAX_LIST_PAGE,
   MAX_LOG_CHUNK_BYTES,

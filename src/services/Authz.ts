@@ -95,6 +95,8 @@ export const actions = {
   JobList: { role: "read", what: "list jobs", changesState: false },
   JobKill: { role: "run", what: "kill jobs", changesState: true },
   LogsRead: { role: "read", what: "read logs", changesState: false },
+  LogsOpen: { role: "read", what: "read logs", changesState: false },
+  LogsMarks: { role: "read", what: "read logs", changesState: false },
   EventsList: { role: "read", what: "read the events journal", changesState: false },
   // Not audited per call: one `run -i` sends many; the run itself is.
   JobStdin: { role: "run", what: "write to jobs' stdin", changesState: false },

@@ -49,7 +49,9 @@ const vera: Identity = { uid: VERA, groups: [VIEWERS] }
 const nobody: Identity = { uid: NOBODY, groups: [] }
 
 /** Runs `planter --socket S …` as `who` (its uid, gid = uid, and only the given supplementary groups). */
-const cliAs = (who: Identity, socketPath: string, args: ReadonlyArray<string>): Promise<CliResult> =>
+const cliAs = (who: Identity, socketPath: string, args: ReadonlyArray<string>): Promise<CliResult> => cliAsWithEnv(who, socketPath, args, {})
+
+const cliAsWithEnv = (who: Identity, socketPath: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Promise<CliResult> =>
   new Promise((resolve, reject) => {
     const groups = who.groups.map((name) => gids[name]!)
     const child = spawn(setpriv!, [
@@ -61,7 +63,7 @@ const cliAs = (who: Identity, socketPath: string, args: ReadonlyArray<string>): 
       "--socket",
       socketPath,
       ...args
-    ], { env: { ...process.env, HOME: "/" }, stdio: ["ignore", "pipe", "pipe"] })
+    ], { env: { ...process.env, HOME: "/", ...env }, stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (data) => (stdout += data))
@@ -154,6 +156,15 @@ describe.skipIf(!canRun)("socket authorization", () => {
     expect(plain.stderr).toContain(`uid ${NOBODY}`)
   })
 
+  it("a uid with no role cannot read logs, whichever way they would travel (descriptor or chunks)", async () => {
+    const job = await team.json(["run", (await team.json(["create", "--name", "no-role-logs"])).name, "--wait", "--", "echo", "secret"])
+    for (const env of [{}, { PLANTER_LOGS_VIA_RPC: "1" }]) {
+      const refused = await cliAsWithEnv(nobody, team.socketPath, ["--json", "logs", job.id], env)
+      await expectUnauthorized(refused, NOBODY, ["read logs", `--allow-uid ${NOBODY}:read`])
+      expect(refused.stdout).not.toContain("secret")
+    }
+  })
+
   it("a viewer (read) lists cells and jobs and reads logs, but cannot create, run or kill", async () => {
     const cell = await jsonAs(alice, team.socketPath, ["create", "--name", "alice-logs"])
     expect(cell.owner_uid).toBe(ALICE)
@@ -167,6 +178,9 @@ describe.skipIf(!canRun)("socket authorization", () => {
     const logs = await cliAs(vera, team.socketPath, ["logs", job.id])
     expect(logs.code).toBe(0)
     expect(logs.stdout).toBe("hello from alice\n")
+    // The same bytes in LogsRead chunks (the descriptor hand-over above crossed uids: root daemon, viewer client).
+    const viaRpc = await cliAsWithEnv(vera, team.socketPath, ["logs", job.id], { PLANTER_LOGS_VIA_RPC: "1" })
+    expect(viaRpc).toMatchObject({ code: 0, stdout: "hello from alice\n" })
 
     await expectUnauthorized(await cliAs(vera, team.socketPath, ["--json", "run", cell.name, "--", "true"]), VERA, [
       "its role is read and this needs run"

@@ -460,8 +460,8 @@ describe("bad input", { timeout: 180_000 }, () => {
     await last.connected
     const killed = await json<{ termination_reason: string }>(["job", "kill", long.id])
     expect(killed.termination_reason).toBe("terminated_by_user")
-    // A follower that stayed connected sees the end of the job and exits cleanly.
-    expect(await last.exited).toBe(0)
+    // A follower that stayed connected sees the end of the job and exits with the job's code: SIGTERM, 128+15.
+    expect(await last.exited).toBe(143)
     expect(last.stdout()).toBe("started\n")
   })
 

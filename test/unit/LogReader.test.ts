@@ -33,12 +33,13 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     stopCell: unexpected("JobSupervisor.stopCell"),
     writeStdin: unexpected("JobSupervisor.writeStdin"),
     degraded: Effect.die("JobSupervisor.degraded was not expected"),
-    get: (id) => (id === jobId ? Effect.succeed(undefined as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
+    get: (id) => (id === jobId ? Effect.succeed({ started_at_ms: 5 } as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
   }
   const registry: JobRegistryShape = {
     add: unexpected("JobRegistry.add"),
     remove: unexpected("JobRegistry.remove"),
-    all: Effect.die("JobRegistry.all was not expected"),
+    // The marks sampler asks every tick; it has its own test through reads below.
+    all: Effect.succeed([]),
     count: Effect.die("JobRegistry.count was not expected"),
     subscribe: Effect.die("JobRegistry.subscribe was not expected"),
     // The reader only asks whether the job runs; the entry's contents are not its business.
@@ -81,7 +82,7 @@ const setup = Effect.gen(function*() {
   const readJob = (id: JobId) => reader.read({ jobId: id, stream: "stdout", offset: 0, maxBytes: 16, follow: false, waitMs: 0 })
   /** Marks the job finished the way the supervisor would: after its last write. */
   const finishJob = Deferred.succeed(finish, undefined)
-  return { file, read, readJob, finishJob }
+  return { file, read, readJob, finishJob, reader }
 })
 
 const text = (data: Uint8Array) => Buffer.from(data).toString("utf8")
@@ -115,6 +116,32 @@ describe("LogReader", () => {
       fs.appendFileSync(file, "late line\n")
       const chunk = yield* Fiber.join(follower).pipe(Effect.timeout("10 seconds"))
       expect(text(chunk.data)).toBe("late line\n")
+    }))
+
+  it.scopedLive("marks when it saw the log grow, pages the marks, and opens the file read-only for a hand-over", () =>
+    Effect.gen(function*() {
+      const { file, read, reader } = yield* setup
+      fs.writeFileSync(file, "ab")
+      yield* read(0)
+      fs.appendFileSync(file, "cd")
+      yield* read(2)
+      yield* read(4) // no growth: no new mark
+      const all = yield* reader.marks(jobId, "stdout", null, 10)
+      expect(all.marks.map(([offset]) => offset)).toEqual([2, 4])
+      expect(all.marks[0]![1]).toBeLessThanOrEqual(all.marks[1]![1])
+      expect([all.startedAtMs, all.more]).toEqual([5, false])
+      expect(yield* reader.marks(jobId, "stdout", null, 1)).toMatchObject({ marks: [[2, all.marks[0]![1]]], more: true })
+      expect((yield* reader.marks(jobId, "stdout", 2, 10)).marks.map(([offset]) => offset)).toEqual([4])
+
+      const opened = yield* Effect.scoped(Effect.gen(function*() {
+        const log = yield* reader.open(jobId, "stdout")
+        const buffer = Buffer.alloc(16)
+        const n = fs.readSync(log.fd!, buffer, 0, 16, 0)
+        return { size: log.size, text: buffer.subarray(0, n).toString() }
+      }))
+      expect([opened.size, opened.text]).toEqual([4, "abcd"])
+      const missing = yield* Effect.scoped(reader.open(jobId, "stderr"))
+      expect(missing).toEqual({ fd: null, size: 0, complete: false })
     }))
 
   it.scopedLive("answers complete once the job finished and everything is read, and rejects offsets past its end", () =>
