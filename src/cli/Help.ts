@@ -199,15 +199,15 @@ export const commands: ReadonlyArray<CommandHelp> = [
   {
     path: "logs",
     description: "Print a job's output from an offset, optionally following it until the job ends",
-    usage: "planter logs JOB [-f] [--stderr | --all] [--offset N] [--tail N] [--since D] [--timestamps]",
+    usage: "planter logs JOB [-f] [--stderr | --all] [--offset N] [--tail N] [--since D|TIME] [-t]",
     options: [
-      { flag: "-f, --follow", text: "keep reading until the job has finished, e.g. planter logs build -f" },
+      { flag: "-f, --follow", text: "keep reading until the job ends, then exit with its exit code (128+N for signal N), e.g. planter logs build -f" },
       { flag: "--stderr", text: "read stderr instead of stdout, e.g. planter logs build --stderr" },
       { flag: "--all", text: "stdout and stderr interleaved as they arrived, e.g. planter logs build --all" },
       { flag: "--offset N", text: "start at byte N, e.g. --offset 1024" },
       { flag: "--tail N", text: "only the last N lines, e.g. planter logs build --tail 20" },
-      { flag: "--since D", text: "only output written in the last D, e.g. --since 5m" },
-      { flag: "--timestamps", text: "prefix each line with when it was written, e.g. planter logs build --timestamps" }
+      { flag: "--since D|TIME", text: "only output written in the last D or since TIME, e.g. --since 5m, --since 2026-11-25T14:00:00Z" },
+      { flag: "-t, --timestamps", text: "prefix each line with when the daemon saw it (within 250 ms), e.g. planter logs build -t" }
     ],
     examples: ["planter logs build --tail 20 --all", "planter logs build -f"]
   },
