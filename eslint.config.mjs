@@ -31,7 +31,10 @@ export default tseslint.config(
         varsIgnorePattern: "^_",
         caughtErrorsIgnorePattern: "^_",
         ignoreRestSiblings: true
-      }]
+      }],
+      // A job runner matches terminal escapes (ANSI colour, NUL in argv) on
+      // purpose: stripping colour, refusing NUL bytes in paths.
+      "no-control-regex": "off"
     }
   },
   {

@@ -264,8 +264,8 @@ export const logs = Command.make("logs", {
           yield* client.LogsRead({ job_id: jobId, stream, offset: options.offset, max_bytes: 1, follow: false, wait_ms: 0 })
         }
         if (!json) {
-          let next = yield* copyToStdout(source, options.offset)
-          if (options.follow) next = yield* follow(client, jobId, source, next, writeOut)
+          const next = yield* copyToStdout(source, options.offset)
+          if (options.follow) yield* follow(client, jobId, source, next, writeOut)
           const code = yield* exitCode
           if (stdoutIsFile) yield* Effect.sync(FileCopy.releaseStdout)
           return code

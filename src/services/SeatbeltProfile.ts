@@ -40,7 +40,6 @@ type PlaceholderName = (typeof placeholderNames)[number]
 // harmless to the parser but invisible in logs, so a profile containing one
 // would read differently from what it enforces. Lone surrogates cannot be
 // written as UTF-8 at all: the file would silently name a different path.
-// eslint-disable-next-line no-control-regex -- control characters are exactly what this matches
 const forbiddenInLiteral = /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDFFF]/u
 
 /**
