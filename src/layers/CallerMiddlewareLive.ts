@@ -43,6 +43,24 @@ const isJobId = Schema.is(JobId)
  * audited with its outcome, and so is a denial the handler makes (another
  * user's cell or job).
  */
+/**
+ * What `planter debug fibers` and JSON log lines say of the fiber serving a
+ * request: the RPC, the peer that sent it, the job or cell it is about, and
+ * `follower` for one that streams until the client stops (logs -f, events -f).
+ */
+const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: number | null }, facts: Record<string, unknown>, payload: unknown) => {
+  const follows = tag === "EventsFollow" || (tag === "LogsRead" && (payload as { follow?: unknown } | null)?.follow === true)
+  const labels: Record<string, string | number> = {
+    "planter.fiber": follows ? "follower" : "request",
+    "planter.rpc": tag,
+    "planter.peer.uid": peer.uid
+  }
+  if (peer.pid !== null) labels["planter.peer.pid"] = peer.pid
+  if (typeof facts.job_id === "string") labels["planter.job.id"] = facts.job_id
+  if (typeof facts.cell_id === "string") labels["planter.cell.id"] = facts.cell_id
+  return labels
+}
+
 export const layer = Layer.effect(
   CallerMiddleware,
   Effect.gen(function*() {
@@ -78,7 +96,8 @@ export const layer = Layer.effect(
           return yield* new Unauthorized({ message: decision.message })
         }
         const caller: CallerShape = { ...peer, role: decision.role, name: who }
-        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller))
+        yield* Effect.annotateCurrentSpan({ "planter.caller.uid": peer.uid, "planter.caller.role": decision.role ?? "none" })
+        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.annotateLogs(requestLabels(rpc._tag, peer, facts, payload))))
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
         if (error?._tag === "Unauthorized") {

@@ -3,11 +3,11 @@ import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
-import { Cell, Env, HealthInfo, Job, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
+import { Cell, Env, FiberInfo, HealthInfo, Job, JournalEntry, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, VersionInfo } from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024
@@ -111,6 +111,15 @@ export const EventsListPayload = payload({
   limit: wholeNumber(`a whole number of events from 1 to ${MAX_EVENTS_PAGE}`, 1, MAX_EVENTS_PAGE)
 })
 
+export const EventsFollowPayload = payload({
+  /** Only events at or after this time (ms since the epoch), or null for all: the history to send before following. */
+  since_ms: Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER)),
+  /** Only events after this id (the last one the client has), or null from the start. */
+  after_id: Schema.NullOr(wholeNumber("an event id, or null", 0, Number.MAX_SAFE_INTEGER)),
+  job_id: Schema.NullOr(JobIdString),
+  cell_id: Schema.NullOr(Schema.String.annotations(expected("a cell id (cell-…), or null")))
+})
+
 /*
  * Every RPC can answer `unauthorized`: the caller's role (from its
  * connection's peer credentials) does not allow the request, or the cell
@@ -161,6 +170,22 @@ const EventsList = Rpc.make("EventsList", {
   error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 })
 
+/**
+ * The journal as it is written: every event after `after_id` and since
+ * `since_ms` (matching the filters), then each new one as the daemon
+ * journals it, pushed down the stream until the client stops reading.
+ */
+const EventsFollowError = Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
+const EventsFollow = Rpc.make("EventsFollow", {
+  payload: EventsFollowPayload,
+  success: JournalEntry,
+  error: EventsFollowError,
+  stream: true
+})
+
+/** The daemon's live fibers (admin only): what each job, connection, follower and the monitor is doing. */
+const DebugFibers = Rpc.make("DebugFibers", { success: Schema.Array(FiberInfo), error: Schema.Union(Unauthorized, Internal) })
+
 /** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
 export class PlanterRpcs extends RpcGroup.make(
   Version,
@@ -173,7 +198,9 @@ export class PlanterRpcs extends RpcGroup.make(
   JobList,
   JobKill,
   LogsRead,
-  EventsList
+  EventsList,
+  EventsFollow,
+  DebugFibers
 ).middleware(CallerMiddleware) {}
 
 /**
@@ -206,5 +233,7 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobList),
   unchecked(JobKill),
   unchecked(LogsRead),
-  unchecked(EventsList)
+  unchecked(EventsList),
+  Rpc.make(EventsFollow._tag, { payload: Schema.Unknown, success: JournalEntry, error: EventsFollowError, stream: true }),
+  DebugFibers
 ).middleware(CallerMiddleware) {}

@@ -95,7 +95,9 @@ export const actions = {
   JobList: { role: "read", what: "list jobs", changesState: false },
   JobKill: { role: "run", what: "kill jobs", changesState: true },
   LogsRead: { role: "read", what: "read logs", changesState: false },
-  EventsList: { role: "read", what: "read the events journal", changesState: false }
+  EventsList: { role: "read", what: "read the events journal", changesState: false },
+  EventsFollow: { role: "read", what: "follow the events journal", changesState: false },
+  DebugFibers: { role: "admin", what: "list the daemon's fibers", changesState: false }
 } as const satisfies Record<string, Action>
 
 export type ActionName = keyof typeof actions
