@@ -1,4 +1,4 @@
-import { Cause, Effect, Exit, Layer, Schema } from "effect"
+import { Cause, Clock, Effect, Exit, Layer, Schema } from "effect"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Unauthorized } from "../rpc/Errors.js"
 import { Caller, CallerMiddleware, type CallerShape } from "../rpc/Middleware.js"
@@ -61,6 +61,21 @@ const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: 
   return labels
 }
 
+/** Marks the current (RPC) span as failed: OTLP backends show `error` and the exception event. */
+const recordError = (error: { readonly _tag?: string; readonly code?: string; readonly message?: string } | undefined) =>
+  Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
+    Effect.flatMap(Clock.currentTimeNanos, (now) =>
+      Effect.sync(() => {
+        if (span._tag === "None") return
+        const code = error?.code ?? "internal"
+        span.value.attribute("error", true)
+        span.value.attribute("planter.error.code", code)
+        span.value.event("exception", now, {
+          "exception.type": error?._tag ?? "Defect",
+          "exception.message": error?.message ?? "the request failed"
+        })
+      })))
+
 export const layer = Layer.effect(
   CallerMiddleware,
   Effect.gen(function*() {
@@ -100,6 +115,8 @@ export const layer = Layer.effect(
         const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.annotateLogs(requestLabels(rpc._tag, peer, facts, payload))))
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
+        // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
+        if (Exit.isFailure(exit)) yield* recordError(error)
         if (error?._tag === "Unauthorized") {
           yield* auditDenied(error.message)
         } else if (action.changesState) {

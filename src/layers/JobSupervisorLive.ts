@@ -129,6 +129,7 @@ export const make = Effect.gen(function*() {
         Effect.tap((job) => Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })),
         Effect.withSpan("job.finish", { attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
       )
+      yield* Effect.logDebug(`${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${ended.signal ? `, signal ${ended.signal}` : ""}`)
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
       yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
