@@ -45,10 +45,12 @@ export const otlpLayer = (options: {
   Layer.unwrapEffect(
     Effect.promise(async () => {
       const env = options.env ?? process.env
-      const [OtlpTracer, OtlpSerialization, NodeHttpClient] = await Promise.all([
+      // FetchHttpClient (Node's global fetch), not NodeHttpClient: the latter loads undici up front,
+      // which measured +12 MB RSS and ~0.4 s of start-up (docs/benchmarks.md, "Tracing cost").
+      const [OtlpTracer, OtlpSerialization, FetchHttpClient] = await Promise.all([
         import("@effect/opentelemetry/OtlpTracer"),
         import("@effect/opentelemetry/OtlpSerialization"),
-        import("@effect/platform-node/NodeHttpClient")
+        import("@effect/platform/FetchHttpClient")
       ])
       return OtlpTracer.layer({
         url: options.url,
@@ -61,7 +63,7 @@ export const otlpLayer = (options: {
         shutdownTimeout: "3 seconds"
       }).pipe(
         Layer.provide(wantsProtobuf(env) ? OtlpSerialization.layerProtobuf : OtlpSerialization.layerJson),
-        Layer.provide(NodeHttpClient.layer)
+        Layer.provide(FetchHttpClient.layer)
       )
     })
   )
