@@ -1,8 +1,9 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option } from "effect"
 import type { JournalEntry } from "../rpc/Models.js"
-import { MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
+import type { PlanterClientShape } from "../rpc/client.js"
+import { type EventsFollowPayload, MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
 import { withClient } from "./Global.js"
 import { printJson, printLine, table, usageError, write } from "./Output.js"
 
@@ -40,6 +41,23 @@ const row = (event: JournalEntry) => [
 ]
 
 /**
+ * Prints each event the daemon pushes, until it ends the stream or the user
+ * stops us. Read as a mailbox rather than a Stream: the same messages,
+ * without Stream's code in the CLI bundle.
+ */
+const follow = (client: PlanterClientShape, json: boolean, payload: typeof EventsFollowPayload.Type) =>
+  Effect.scoped(Effect.gen(function*() {
+    const feed = yield* client.EventsFollow(payload, { asMailbox: true })
+    while (true) {
+      const [events, done] = yield* feed.takeAll
+      for (const event of events) {
+        yield* json ? write(process.stdout, `${JSON.stringify({ ...event })}\n`) : printLine(row(event).join("  "))
+      }
+      if (done) return
+    }
+  }))
+
+/**
  * `planter events`: the journal, oldest first — what happened to which
  * cell or job, and who asked (uid and pid). Pages through the daemon's
  * bounded EventsList until `--limit` rows are printed.
@@ -65,18 +83,12 @@ export const events = Command.make("events", {
       if (options.limit < 1) return yield* usageError("--limit must be 1 or more")
       if (options.follow) {
         // Pushed by the daemon as it journals them: the history since --since (or from now), then each new event.
-        return yield* client.EventsFollow({
+        return yield* follow(client, json, {
           since_ms: sinceMs ?? Date.now(),
           after_id: null,
           job_id: Option.getOrNull(options.job),
           cell_id: Option.getOrNull(options.cell)
-        }).pipe(
-          Stream.runForEach((event) =>
-            json
-              ? write(process.stdout, `${JSON.stringify({ ...event })}\n`)
-              : printLine(row(event).join("  "))
-          )
-        )
+        })
       }
       const rows: Array<JournalEntry> = []
       let afterId: number | null = null

@@ -33,7 +33,7 @@ describe("jsonLogger", () => {
     Effect.gen(function*() {
       const lines: Array<string> = []
       const write = process.stdout.write
-      process.stdout.write = ((chunk: string) => lines.push(chunk)) as typeof process.stdout.write
+      process.stdout.write = ((chunk: string) => lines.push(chunk) > 0) as unknown as typeof process.stdout.write
       const span = yield* Effect.gen(function*() {
         yield* Effect.logInfo("hello", 42)
         return yield* Effect.currentSpan
