@@ -175,11 +175,10 @@ const EventsList = Rpc.make("EventsList", {
  * `since_ms` (matching the filters), then each new one as the daemon
  * journals it, pushed down the stream until the client stops reading.
  */
-const EventsFollowError = Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal)
 const EventsFollow = Rpc.make("EventsFollow", {
   payload: EventsFollowPayload,
   success: JournalEntry,
-  error: EventsFollowError,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Internal),
   stream: true
 })
 
@@ -234,6 +233,7 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobKill),
   unchecked(LogsRead),
   unchecked(EventsList),
-  Rpc.make(EventsFollow._tag, { payload: Schema.Unknown, success: JournalEntry, error: EventsFollowError, stream: true }),
+  // Its success schema is the stream's (RpcSchema.Stream): unchanged, it stays a streaming RPC on the wire.
+  unchecked(EventsFollow),
   DebugFibers
 ).middleware(CallerMiddleware) {}
