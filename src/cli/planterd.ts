@@ -82,6 +82,15 @@ const logLevel = Options.choice("log-level", LOG_LEVELS).pipe(
   Options.withDefault("info" as const)
 )
 
+const isHttpUrl = (text: string) => {
+  try {
+    const url = new URL(text)
+    return url.protocol === "http:" || url.protocol === "https:"
+  } catch {
+    return false
+  }
+}
+
 /** A flag planterd cannot act on (an unknown user, a bad role, a limit it cannot parse); exit 2 like any usage error. */
 class PolicyFlagError extends Error {
   readonly _tag = "PolicyFlagError"
@@ -165,6 +174,11 @@ const daemon = Command.make(
         defaultMaxLogBytes: maxLog
       }, fiberTree)
       const traces = tracesUrl(Option.getOrUndefined(options.otlpEndpoint))
+      if (traces !== undefined && !isHttpUrl(traces)) {
+        return yield* Effect.fail(
+          new PolicyFlagError(`--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT: ${JSON.stringify(traces)} is not an http(s) URL; give the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318`)
+        )
+      }
       // Every fiber forked inside the daemon is tracked for `planter debug fibers`.
       yield* Layer.launch(daemonLayer).pipe(
         Effect.withSpan("planterd", { attributes: { "planter.version": PLANTER_VERSION } }),

@@ -11,7 +11,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, planterBin, startDaemon, stopAllDaemons, waitFor, waitForJobEnd } from "../support/daemon.js"
+import { makeTempDir, planterBin, startDaemon, startDaemonExpectingRefusal, stopAllDaemons, waitFor, waitForJobEnd } from "../support/daemon.js"
 
 const TIMEOUT = 60_000
 
@@ -151,6 +151,14 @@ describe("traces", () => {
     const rpc = () => receiver.spans.find((span) => span.traceId === traceId && span.name === "planterd.JobStatus")
     await waitFor("the JobStatus span", () => rpc() !== undefined)
     expect(rpc()!.attributes).toEqual(expect.objectContaining({ error: true, "planter.error.code": "not_found" }))
+  }, TIMEOUT)
+})
+
+describe("bad tracing flags", () => {
+  it("refuses an endpoint that is not an http(s) URL, saying what to give", async () => {
+    const refused = await startDaemonExpectingRefusal({ args: ["--otlp-endpoint", "collector:4318"] })
+    expect(refused.code).toBe(2)
+    expect(refused.output).toContain("is not an http(s) URL")
   }, TIMEOUT)
 })
 
