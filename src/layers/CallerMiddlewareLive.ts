@@ -49,7 +49,7 @@ const isJobId = Schema.is(JobId)
  * `follower` for one that streams until the client stops (logs -f, events -f).
  */
 const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: number | null }, facts: Record<string, unknown>, payload: unknown) => {
-  const follows = tag === "EventsFollow" || (tag === "LogsRead" && (payload as { follow?: unknown } | null)?.follow === true)
+  const follows = tag.endsWith("Follow") || (payload as { follow?: unknown } | null)?.follow === true
   const labels: Record<string, string | number> = {
     "planter.fiber": follows ? "follower" : "request",
     "planter.rpc": tag,
