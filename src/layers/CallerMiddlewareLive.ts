@@ -6,6 +6,7 @@ import { actionOf, decide, describeUid } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { JournalEvent } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { RequestLabels } from "./FiberTree.js"
 import { PeerRegistry } from "./PeerSocketProtocol.js"
 import { userName } from "./UserDb.js"
 
@@ -44,8 +45,7 @@ const isJobId = Schema.is(JobId)
  * user's cell or job).
  */
 /**
- * What `planter debug fibers` and JSON log lines say of the fiber serving a
- * request: the RPC, the peer that sent it, the job or cell it is about, and
+ * What `planter debug fibers` says of the fiber serving a request: the RPC, the peer that sent it, the job or cell it is about, and
  * `follower` for one that streams until the client stops (logs -f, events -f).
  */
 const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: number | null }, facts: Record<string, unknown>, payload: unknown) => {
@@ -112,7 +112,7 @@ export const layer = Layer.effect(
         }
         const caller: CallerShape = { ...peer, role: decision.role, name: who }
         yield* Effect.annotateCurrentSpan({ "planter.caller.uid": peer.uid, "planter.caller.role": decision.role ?? "none" })
-        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.annotateLogs(requestLabels(rpc._tag, peer, facts, payload))))
+        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.locally(RequestLabels, requestLabels(rpc._tag, peer, facts, payload))))
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
         // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
