@@ -40,9 +40,12 @@ export class FiberTree extends Ctx.Tag("planter/FiberTree")<FiberTree, FiberTree
  * Labels of the fiber serving a request: set once per request with one
  * `Effect.locally` of a plain object, which costs next to nothing, where
  * log annotations (a HashMap rebuilt per request) measured about 30 µs of
- * daemon CPU per Health call.
+ * daemon CPU per Health call. Not inherited: a fiber a request forks (a
+ * job's) is not that request.
  */
-export const RequestLabels = FiberRef.unsafeMake<Readonly<Record<string, string | number>> | undefined>(undefined)
+export const RequestLabels = FiberRef.unsafeMake<Readonly<Record<string, string | number>> | undefined>(undefined, {
+  fork: () => undefined
+})
 
 /** A fiber's labels: its log annotations (`planter.fiber`, `planter.job.id`, …) and request labels, as text. */
 const labelsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Record<string, string> => {
