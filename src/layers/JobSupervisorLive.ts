@@ -114,7 +114,7 @@ export const make = Effect.gen(function*() {
         return [chosen, chosen]
       })
       yield* sweep(entry, false, graceFor(reason)).pipe(
-        Effect.withSpan("job.kill", { attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+        Effect.withSpan("job.kill", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
       )
       // With the tree gone the leader's exit is at hand.
       const exit = Exit.isSuccess(result)
@@ -127,7 +127,7 @@ export const make = Effect.gen(function*() {
         limit_detail: entry.observed.limitDetail
       }).pipe(
         Effect.tap((job) => Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })),
-        Effect.withSpan("job.finish", { attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+        Effect.withSpan("job.finish", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
       )
       yield* Effect.logDebug(`${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${ended.signal ? `, signal ${ended.signal}` : ""}`)
       yield* Deferred.succeed(entry.ended, ended)
@@ -146,7 +146,7 @@ export const make = Effect.gen(function*() {
   ) =>
     Effect.acquireUseRelease(
       Effect.tap(acquire, ({ entry }) => registry.add(entry)),
-      ({ entry, exit }) => exit.pipe(Effect.withSpan("job.supervise", { attributes: jobAttributes(entry.job) })),
+      ({ entry, exit }) => exit.pipe(Effect.withSpan("job.supervise", { captureStackTrace: false, attributes: jobAttributes(entry.job) })),
       ({ entry, exit, note }, result) => release(entry, files, exit, result, note)
     )
 
@@ -198,7 +198,7 @@ export const make = Effect.gen(function*() {
         }),
         owner_uid: request.owner_uid
       })
-      yield* repo.insertJob(provisional).pipe(Effect.withSpan("job.prepare", { attributes: jobAttributes(provisional) }))
+      yield* repo.insertJob(provisional).pipe(Effect.withSpan("job.prepare", { captureStackTrace: false, attributes: jobAttributes(provisional) }))
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
         Effect.zipRight(
@@ -232,7 +232,7 @@ export const make = Effect.gen(function*() {
         }),
         Effect.tapError((error) => forget(error.message)),
         Effect.tap((process) => Effect.annotateCurrentSpan({ pid: process.pid, "planter.sandbox.backend": process.sandbox.backend })),
-        Effect.withSpan("job.sandbox_start", { attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode } })
+        Effect.withSpan("job.sandbox_start", { captureStackTrace: false, attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode } })
       )
       yield* crashPoint("job-spawned")
       const startTime = (yield* probe.entry(started.pid))?.startTime ?? null
@@ -241,7 +241,7 @@ export const make = Effect.gen(function*() {
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message))),
-        Effect.withSpan("job.record", { attributes: jobAttributes(job) })
+        Effect.withSpan("job.record", { captureStackTrace: false, attributes: jobAttributes(job) })
       )
       yield* crashPoint("job-running")
       if (started.sandbox.fallback_reason !== null) {
@@ -284,7 +284,7 @@ export const make = Effect.gen(function*() {
           )
         ),
         Effect.onInterrupt(() => Deferred.interrupt(ready)),
-        Effect.withSpan("job", { attributes: { "planter.job.id": id, "planter.cell.id": cell.id } }),
+        Effect.withSpan("job", { captureStackTrace: false, attributes: { "planter.job.id": id, "planter.cell.id": cell.id } }),
         asJobFiber({ id, cell_id: cell.id })
       )
     )
@@ -308,7 +308,7 @@ export const make = Effect.gen(function*() {
       supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files).pipe(
         // A fiber of the FiberMap that dies would otherwise vanish without a word.
         Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect)),
-        Effect.withSpan("job", { attributes: { ...jobAttributes(job), "planter.adopted": true } }),
+        Effect.withSpan("job", { captureStackTrace: false, attributes: { ...jobAttributes(job), "planter.adopted": true } }),
         asJobFiber(job)
       )
     )

@@ -96,7 +96,7 @@ export const make = Effect.gen(function*() {
           )
         }
       }
-    }).pipe(Effect.withSpan("LimitMonitor.tick", { attributes: { "planter.jobs.running": entries.length } }))
+    }).pipe(Effect.withSpan("LimitMonitor.tick", { captureStackTrace: false, attributes: { "planter.jobs.running": entries.length } }))
     const spent = process.cpuUsage(cpuBefore)
     lastCpuUs = spent.user + spent.system
     totalCpuUs += lastCpuUs
