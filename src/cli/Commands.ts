@@ -6,6 +6,7 @@ import { cellCommand, createCell } from "./CellCommands.js"
 import { planter, withClient } from "./Global.js"
 import { jobCommand, run, top } from "./JobCommands.js"
 import { events } from "./EventsCommand.js"
+import { debugCommand } from "./DebugCommand.js"
 import { logs } from "./LogsCommand.js"
 import { printJson, printLine } from "./Output.js"
 
@@ -54,6 +55,6 @@ const health = Command.make("health", {}, () =>
 
 export const command = planter.pipe(
   Command.withDescription("Talk to planterd: cells, jobs and their logs"),
-  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, top("top"), logs, events])
+  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, top("top"), logs, events, debugCommand])
 )
 

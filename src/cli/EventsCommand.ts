@@ -2,9 +2,10 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import type { JournalEntry } from "../rpc/Models.js"
-import { MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
+import type { PlanterClientShape } from "../rpc/client.js"
+import { type EventsFollowPayload, MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
 import { withClient } from "./Global.js"
-import { printJson, printLine, table, usageError } from "./Output.js"
+import { printJson, printLine, table, usageError, write } from "./Output.js"
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
@@ -29,6 +30,33 @@ const what = (event: JournalEntry) => {
   return parts.join(" ")
 }
 
+const row = (event: JournalEntry) => [
+  String(event.id),
+  new Date(event.at_ms).toISOString(),
+  event.kind,
+  who(event),
+  event.cell_id ?? "-",
+  event.job_id ?? "-",
+  what(event)
+]
+
+/**
+ * Prints each event the daemon pushes, until it ends the stream or the user
+ * stops us. Read as a mailbox rather than a Stream: the same messages,
+ * without Stream's code in the CLI bundle.
+ */
+const follow = (client: PlanterClientShape, json: boolean, payload: typeof EventsFollowPayload.Type) =>
+  Effect.scoped(Effect.gen(function*() {
+    const feed = yield* client.EventsFollow(payload, { asMailbox: true })
+    while (true) {
+      const [events, done] = yield* feed.takeAll
+      for (const event of events) {
+        yield* json ? write(process.stdout, `${JSON.stringify({ ...event })}\n`) : printLine(row(event).join("  "))
+      }
+      if (done) return
+    }
+  }))
+
 /**
  * `planter events`: the journal, oldest first — what happened to which
  * cell or job, and who asked (uid and pid). Pages through the daemon's
@@ -38,7 +66,11 @@ export const events = Command.make("events", {
   since: Options.text("since").pipe(Options.withDescription("only events of the last D (30s, 5m, 2h, 7d)"), Options.optional),
   job: Options.text("job").pipe(Options.withDescription("only this job's events"), Options.optional),
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's events (id or name)"), Options.optional),
-  limit: Options.integer("limit").pipe(Options.withDescription("at most N events (default 1000)"), Options.withDefault(1000))
+  limit: Options.integer("limit").pipe(Options.withDescription("at most N events (default 1000; -f prints every event since --since)"), Options.withDefault(1000)),
+  follow: Options.boolean("follow").pipe(
+    Options.withAlias("f"),
+    Options.withDescription("then keep printing new events as the daemon journals them (from now, or from --since); with --json one JSON object per line")
+  )
 }, (options) =>
   withClient((client, json) =>
     Effect.gen(function*() {
@@ -49,6 +81,15 @@ export const events = Command.make("events", {
         sinceMs = Math.max(0, Date.now() - ms)
       }
       if (options.limit < 1) return yield* usageError("--limit must be 1 or more")
+      if (options.follow) {
+        // Pushed by the daemon as it journals them: the history since --since (or from now), then each new event.
+        return yield* follow(client, json, {
+          since_ms: sinceMs ?? Date.now(),
+          after_id: null,
+          job_id: Option.getOrNull(options.job),
+          cell_id: Option.getOrNull(options.cell)
+        })
+      }
       const rows: Array<JournalEntry> = []
       let afterId: number | null = null
       while (rows.length < options.limit) {
@@ -67,15 +108,7 @@ export const events = Command.make("events", {
       if (rows.length === 0) return yield* printLine("no events")
       yield* printLine(table(
         ["ID", "TIME", "KIND", "WHO", "CELL", "JOB", "WHAT"],
-        rows.map((event) => [
-          String(event.id),
-          new Date(event.at_ms).toISOString(),
-          event.kind,
-          who(event),
-          event.cell_id ?? "-",
-          event.job_id ?? "-",
-          what(event)
-        ])
+        rows.map(row)
       ))
     })
-  )).pipe(Command.withDescription("Show the events journal: who did what, and when (planter events --since 1h)"))
+  )).pipe(Command.withDescription("Show the events journal: who did what, and when (planter events --since 1h; -f to follow)"))

@@ -13,6 +13,8 @@ import { interpret } from "./Help.js"
 import { sigintReceived, watchSigint } from "./Interrupt.js"
 import { withPlainConsole } from "./Style.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
+import * as Tracing from "../services/Tracing.js"
+import { tracesUrl } from "../services/Tracing.js"
 
 // `planter logs JOB | head` closes our stdout early: that is the reader's
 // choice, not an error worth a stack trace.
@@ -21,8 +23,14 @@ process.stdout.on("error", (error: NodeJS.ErrnoException) => {
   throw error
 })
 
-const args = process.argv.slice(2)
-const json = args.slice(0, args.includes("--") ? args.indexOf("--") : undefined).includes("--json")
+const rawArgs = process.argv.slice(2)
+const ownArgs = rawArgs.slice(0, rawArgs.includes("--") ? rawArgs.indexOf("--") : undefined)
+const json = ownArgs.includes("--json")
+// `--trace` (a global flag, read here because the tracer wraps the whole run) exports this command's
+// spans like OTEL_EXPORTER_OTLP_ENDPOINT does, to that endpoint or the OTLP/HTTP default.
+const trace = ownArgs.includes("--trace")
+const args = trace ? withoutFirst(rawArgs, "--trace") : rawArgs
+const traces = tracesUrl(trace && !process.env.OTEL_EXPORTER_OTLP_ENDPOINT && !process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? "http://127.0.0.1:4318" : undefined)
 const cli = Command.run(command, { name: "planter", version: PLANTER_VERSION })
 
 const hoisted = hoistGlobalOptions(args)
@@ -59,8 +67,29 @@ const program: Effect.Effect<number> = parsed.pipe(
       ExitCode.daemonError
     )
   ),
+  // The command's span is the parent of each RPC's client span, and through the socket of the daemon's.
+  traces === undefined ? (effect) => effect : withCommandSpan,
+  Effect.provide(Tracing.layer({ url: traces, serviceName: "planter", serviceVersion: PLANTER_VERSION })),
   Effect.provide(NodeContext.layer)
 )
+
+function withoutFirst(list: ReadonlyArray<string>, item: string) {
+  const index = list.indexOf(item)
+  return [...list.slice(0, index), ...list.slice(index + 1)]
+}
+
+/** `planter <command words>`, with the trace id on stderr so the operator can look the trace up. */
+function withCommandSpan<A, E, R>(effect: Effect.Effect<A, E, R>) {
+  const words = ownArgs.filter((arg, i) => !arg.startsWith("-") && ownArgs[i - 1] !== "--socket").slice(0, 2)
+  return Effect.withSpan(
+    Effect.zipRight(
+      Effect.flatMap(Effect.currentSpan, (span) => write(process.stderr, `planter: trace ${span.traceId}\n`)).pipe(Effect.ignore),
+      effect
+    ),
+    `planter ${words.join(" ")}`.trim(),
+    { kind: "client", attributes: { "planter.command": words.join(" ") } }
+  )
+}
 
 watchSigint()
 

@@ -8,6 +8,11 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Duration, Effect, Exit, Layer, Option } from "effect"
 import * as path from "node:path"
 import * as Daemon from "../layers/Daemon.js"
+import * as DaemonLogger from "../layers/DaemonLogger.js"
+import { LOG_LEVELS } from "../layers/DaemonLogger.js"
+import { FiberTreeSupervisor } from "../layers/FiberTree.js"
+import * as Tracing from "../services/Tracing.js"
+import { tracesUrl } from "../services/Tracing.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import type { AuthzPolicy, GroupGrant, UidGrant } from "../services/Authz.js"
 import { parseGrant } from "../services/Authz.js"
@@ -71,6 +76,28 @@ const strict = Options.boolean("strict").pipe(
   Options.withDescription("allow only the daemon's own uid, ignoring every grant, and refuse a socket setup that is not private")
 )
 
+const otlpEndpoint = Options.text("otlp-endpoint").pipe(
+  Options.withDescription("export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no export)"),
+  Options.optional
+)
+const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
+  Options.withDescription("text lines, or one JSON object per line carrying trace_id and span_id"),
+  Options.withDefault("text" as const)
+)
+const logLevel = Options.choice("log-level", LOG_LEVELS).pipe(
+  Options.withDescription("the least severe level logged"),
+  Options.withDefault("info" as const)
+)
+
+const isHttpUrl = (text: string) => {
+  try {
+    const url = new URL(text)
+    return url.protocol === "http:" || url.protocol === "https:"
+  } catch {
+    return false
+  }
+}
+
 /** A flag planterd cannot act on (an unknown user, a bad role, a limit it cannot parse); exit 2 like any usage error. */
 class PolicyFlagError extends Error {
   readonly _tag = "PolicyFlagError"
@@ -104,7 +131,25 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
 
 const daemon = Command.make(
   "planterd",
-  { socket, stateDir, sandboxMode, keepJobs, killGrace, allowUid, allowGroup, strict, monitorInterval, defaultMaxLog, timeoutGrace, memoryGrace, logQuotaGrace, logRetention },
+  {
+    socket,
+    stateDir,
+    sandboxMode,
+    keepJobs,
+    killGrace,
+    allowUid,
+    allowGroup,
+    strict,
+    monitorInterval,
+    defaultMaxLog,
+    timeoutGrace,
+    memoryGrace,
+    logQuotaGrace,
+    logRetention,
+    otlpEndpoint,
+    logFormat,
+    logLevel
+  },
   (options) =>
     Effect.gen(function*() {
       const authz = yield* policyFrom(options)
@@ -122,6 +167,7 @@ const daemon = Command.make(
         onNone: () => defaultSocketPath(state),
         onSome: (file) => path.resolve(file)
       })
+      const fiberTree = new FiberTreeSupervisor()
       const daemonLayer = Daemon.layer({
         socketPath,
         stateDir: state,
@@ -137,11 +183,20 @@ const daemon = Command.make(
         monitorInterval: Duration.millis(interval),
         defaultMaxLogBytes: maxLog,
         ...(retention === null ? {} : { logRetention: Duration.millis(retention) })
-      })
-      yield* Layer.launch(
-        Layer.tap(daemonLayer, () => Effect.logInfo(`planterd ${PLANTER_VERSION} listening on ${socketPath}`))
-      ).pipe(Effect.withSpan("planterd"))
-    })
+      }, fiberTree)
+      const traces = tracesUrl(Option.getOrUndefined(options.otlpEndpoint))
+      if (traces !== undefined && !isHttpUrl(traces)) {
+        return yield* Effect.fail(
+          new PolicyFlagError(`--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT: ${JSON.stringify(traces)} is not an http(s) URL; give the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318`)
+        )
+      }
+      // Every fiber forked inside the daemon is tracked for `planter debug fibers`.
+      yield* Layer.launch(daemonLayer).pipe(
+        Effect.withSpan("planterd", { attributes: { "planter.version": PLANTER_VERSION } }),
+        Effect.supervised(fiberTree),
+        Effect.provide(Tracing.layer({ url: traces, serviceName: "planterd", serviceVersion: PLANTER_VERSION }))
+      )
+    }).pipe(Effect.provide(DaemonLogger.layer(options.logFormat, options.logLevel)))
 )
 
 const planterd = daemon.pipe(

@@ -1,4 +1,4 @@
-import { Cause, Effect, Exit, Layer, Schema } from "effect"
+import { Cause, Clock, Effect, Exit, Layer, Schema } from "effect"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Unauthorized } from "../rpc/Errors.js"
 import { Caller, CallerMiddleware, type CallerShape } from "../rpc/Middleware.js"
@@ -6,6 +6,7 @@ import { actionOf, decide, describeUid } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { JournalEvent } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { RequestLabels } from "./FiberTree.js"
 import { PeerRegistry } from "./PeerSocketProtocol.js"
 import { userName } from "./UserDb.js"
 
@@ -43,6 +44,38 @@ const isJobId = Schema.is(JobId)
  * audited with its outcome, and so is a denial the handler makes (another
  * user's cell or job).
  */
+/**
+ * What `planter debug fibers` says of the fiber serving a request: the RPC, the peer that sent it, the job or cell it is about, and
+ * `follower` for one that streams until the client stops (logs -f, events -f).
+ */
+const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: number | null }, facts: Record<string, unknown>, payload: unknown) => {
+  const follows = tag.endsWith("Follow") || (payload as { follow?: unknown } | null)?.follow === true
+  const labels: Record<string, string | number> = {
+    "planter.fiber": follows ? "follower" : "request",
+    "planter.rpc": tag,
+    "planter.peer.uid": peer.uid
+  }
+  if (peer.pid !== null) labels["planter.peer.pid"] = peer.pid
+  if (typeof facts.job_id === "string") labels["planter.job.id"] = facts.job_id
+  if (typeof facts.cell_id === "string") labels["planter.cell.id"] = facts.cell_id
+  return labels
+}
+
+/** Marks the current (RPC) span as failed: OTLP backends show `error` and the exception event. */
+const recordError = (error: { readonly _tag?: string; readonly code?: string; readonly message?: string } | undefined) =>
+  Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
+    Effect.flatMap(Clock.currentTimeNanos, (now) =>
+      Effect.sync(() => {
+        if (span._tag === "None") return
+        const code = error?.code ?? "internal"
+        span.value.attribute("error", true)
+        span.value.attribute("planter.error.code", code)
+        span.value.event("exception", now, {
+          "exception.type": error?._tag ?? "Defect",
+          "exception.message": error?.message ?? "the request failed"
+        })
+      })))
+
 export const layer = Layer.effect(
   CallerMiddleware,
   Effect.gen(function*() {
@@ -78,9 +111,12 @@ export const layer = Layer.effect(
           return yield* new Unauthorized({ message: decision.message })
         }
         const caller: CallerShape = { ...peer, role: decision.role, name: who }
-        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller))
+        yield* Effect.annotateCurrentSpan({ "planter.caller.uid": peer.uid, "planter.caller.role": decision.role ?? "none" })
+        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.locally(RequestLabels, requestLabels(rpc._tag, peer, facts, payload))))
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
         const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
+        // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
+        if (Exit.isFailure(exit)) yield* recordError(error)
         if (error?._tag === "Unauthorized") {
           yield* auditDenied(error.message)
         } else if (action.changesState) {

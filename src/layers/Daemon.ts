@@ -4,6 +4,7 @@ import * as RpcServerLive from "./RpcServerLive.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import * as CellsLive from "./CellsLive.js"
+import * as DaemonSummaries from "./DaemonSummaries.js"
 import { holdStateDirLock } from "./DaemonLock.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobRetentionLive from "./JobRetentionLive.js"
@@ -16,6 +17,8 @@ import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
 import * as LimitMonitorLive from "../monitor/LimitMonitorLive.js"
+import { JournalFeed } from "../services/JournalFeed.js"
+import { FiberTree, FiberTreeSupervisor } from "./FiberTree.js"
 
 /**
  * The state dir, checked private and locked for this daemon alone before
@@ -37,9 +40,9 @@ const stateDir = (config: DaemonConfigShape) =>
  * prototype's records found in the state dir are imported, then the
  * reconciler runs once.
  */
-export const layer = (config: DaemonConfigShape) => {
-  const configLayer = Layer.merge(DaemonConfig.layer(config), stateDir(config))
-  const state = StateRepositorySqlite.layer(statePaths(config.stateDir).database)
+export const layer = (config: DaemonConfigShape, fiberTree: FiberTreeSupervisor = new FiberTreeSupervisor()) => {
+  const configLayer = Layer.mergeAll(DaemonConfig.layer(config), stateDir(config), FiberTree.layer(fiberTree))
+  const state = StateRepositorySqlite.layer(statePaths(config.stateDir).database).pipe(Layer.provideMerge(JournalFeed.layer))
   const supervisor = JobSupervisorLive.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
@@ -49,7 +52,9 @@ export const layer = (config: DaemonConfigShape) => {
   )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
-  return RpcServerLive.layer(config.socketPath, config.authz, config.stateDir).pipe(
+  // The summaries come after the socket opens, and say what the stop will do before anything stops.
+  return DaemonSummaries.layer.pipe(
+    Layer.provide(RpcServerLive.layer(config.socketPath, config.authz, config.stateDir)),
     Layer.provide(reconciled),
     Layer.provide(Layer.effectDiscard(fixMmapThreshold))
   )

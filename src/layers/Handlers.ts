@@ -1,4 +1,4 @@
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import { Cells } from "../services/Cells.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
@@ -7,6 +7,9 @@ import { LimitMonitor } from "../monitor/LimitMonitor.js"
 import { LogReader } from "../services/LogReader.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import { onWire } from "./ErrorMapping.js"
+import { followEvents } from "./EventsFeed.js"
+import { FiberTree, snapshot } from "./FiberTree.js"
+import { JournalFeed } from "../services/JournalFeed.js"
 import { InvalidRequest, Unauthorized } from "../rpc/Errors.js"
 import { Caller } from "../rpc/Middleware.js"
 import { mayTouch, notOwnerMessage } from "../services/Authz.js"
@@ -23,6 +26,7 @@ import {
   CellRemovePayload,
   CellShowPayload,
   DEFAULT_LIST_PAGE,
+  EventsFollowPayload,
   EventsListPayload,
   JobPrunePayload,
   JobRemovePayload,
@@ -74,6 +78,8 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   const sandbox = yield* SandboxRunner
   const repo = yield* StateRepository
   const monitor = yield* LimitMonitor
+  const feed = yield* JournalFeed
+  const fiberTree = yield* FiberTree
   const startedAt = Date.now()
   const housekeeping = makeJobHousekeeping(repo, config.stateDir)
 
@@ -83,6 +89,20 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
    * whatever JobStatus accepts as a JOB, the logs accept too.
    */
   const logsJob = (raw: string) => Effect.map(Effect.flatMap(parseJobId(raw), supervisor.get), (job) => job.id)
+
+  /** The cell and job an events query is limited to. A removed cell's events stay reachable by its id; a name must name a current cell. */
+  const eventFilters = (cell_id: string | null, job_id: string | null) =>
+    Effect.gen(function*() {
+      const cellId = cell_id === null
+        ? null
+        : cell_id.startsWith("cell-")
+        ? yield* Schema.decodeUnknown(CellId)(cell_id).pipe(
+          Effect.mapError(() => new InvalidRequest({ message: `invalid cell id ${JSON.stringify(cell_id.slice(0, 80))}` }))
+        )
+        : (yield* cells.resolve(cell_id)).id
+      const jobId = job_id === null ? null : yield* parseJobId(job_id)
+      return { cellId, jobId }
+    })
 
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
@@ -180,21 +200,17 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
       }))),
     EventsList: validated(EventsListPayload, ({ after_id, cell_id, job_id, limit, since_ms }) =>
       onWire(Effect.gen(function*() {
-        // A removed cell's events stay reachable by its id; a name must name a current cell.
-        const cellId = cell_id === null
-          ? null
-          : cell_id.startsWith("cell-")
-          ? yield* Schema.decodeUnknown(CellId)(cell_id).pipe(
-            Effect.mapError(() => new InvalidRequest({ message: `invalid cell id ${JSON.stringify(cell_id.slice(0, 80))}` }))
-          )
-          : (yield* cells.resolve(cell_id)).id
-        const jobId = job_id === null ? null : yield* parseJobId(job_id)
+        const { cellId, jobId } = yield* eventFilters(cell_id, job_id)
         const rows = yield* repo.pageEvents({ afterId: after_id, sinceMs: since_ms, cellId, jobId, limit })
         return new JournalPage({
           events: rows.map((row) => new JournalEntry({ ...row })),
           next_id: rows.length === limit ? rows[rows.length - 1]!.id : null
         })
       }))),
+    EventsFollow: (raw: unknown) =>
+      Stream.unwrap(validated(EventsFollowPayload, ({ after_id, cell_id, job_id, since_ms }) =>
+        onWire(Effect.map(eventFilters(cell_id, job_id), (filters) => followEvents(repo, feed, { ...filters, sinceMs: since_ms }, after_id))))(raw)),
+    DebugFibers: () => snapshot(fiberTree),
     LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
       onWire(Effect.flatMap(logsJob(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))),
     LogsOpen: validated(LogsOpenPayload, ({ job_id, reply_to, stream, token }) =>

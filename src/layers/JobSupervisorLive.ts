@@ -1,4 +1,4 @@
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, Layer, Option, Ref } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, HashMap, Layer, Option, Ref } from "effect"
 import { randomBytes } from "node:crypto"
 import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
@@ -64,6 +64,26 @@ const stdinPipe = (stream: Writable | null): JobStdinPipe | null => {
   }
 }
 
+
+/** A job's attributes on its phase spans (the names OTLP backends search by). */
+const jobAttributes = (job: Job) => ({
+  "planter.job.id": job.id,
+  "planter.cell.id": job.cell_id,
+  "planter.sandbox.backend": job.sandbox.backend,
+  ...(job.pid === null ? {} : { pid: job.pid })
+})
+
+/**
+ * What `planter debug fibers` and JSON log lines say of a job's fiber. Set
+ * afresh, not added: the fiber is forked by the request that started the
+ * job, whose labels (its RPC, its client's pid) are not the job's.
+ */
+const asJobFiber = (job: { readonly id: JobId; readonly cell_id: CellId }) =>
+  Effect.locally(
+    FiberRef.currentLogAnnotations,
+    HashMap.make(["planter.fiber", "job"], ["planter.job.id", job.id], ["planter.cell.id", job.cell_id])
+  )
+
 type StartError = InvalidInput | SandboxRefused | StateConflict | DaemonFault | StateError
 
 export const make = Effect.gen(function*() {
@@ -117,7 +137,9 @@ export const make = Effect.gen(function*() {
         const chosen = current ?? (interrupted ? "daemon_shutdown" : "exited")
         return [chosen, chosen]
       })
-      yield* sweep(entry, false, graceFor(reason))
+      yield* sweep(entry, false, graceFor(reason)).pipe(
+        Effect.withSpan("job.kill", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+      )
       // With the tree gone the leader's exit is at hand.
       const exit = Exit.isSuccess(result)
         ? result.value
@@ -127,12 +149,16 @@ export const make = Effect.gen(function*() {
         peak_rss_bytes: usage?.peak_rss_bytes ?? null,
         cpu_ms: usage?.cpu_ms ?? null,
         limit_detail: entry.observed.limitDetail
-      })
+      }).pipe(
+        Effect.tap((job) => Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })),
+        Effect.withSpan("job.finish", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+      )
+      yield* Effect.logDebug(`${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${ended.signal ? `, signal ${ended.signal}` : ""}`)
       if (entry.stdin) yield* entry.stdin.close
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
       yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
-    }).pipe(Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id } }))
+    }).pipe(Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id, ...jobAttributes(entry.job) } }))
 
   /**
    * A job's life as a scope: acquire = start (or adopt) its tree and
@@ -145,7 +171,7 @@ export const make = Effect.gen(function*() {
   ) =>
     Effect.acquireUseRelease(
       Effect.tap(acquire, ({ entry }) => registry.add(entry)),
-      ({ exit }) => exit,
+      ({ entry, exit }) => exit.pipe(Effect.withSpan("job.supervise", { captureStackTrace: false, attributes: jobAttributes(entry.job) })),
       ({ entry, exit, note }, result) => release(entry, files, exit, result, note)
     )
 
@@ -205,7 +231,8 @@ export const make = Effect.gen(function*() {
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
           () => new StateConflict({ message: `a job named ${request.name} is already running in cell ${cell.name}: choose another --name` })
-        )
+        ),
+        Effect.withSpan("job.prepare", { captureStackTrace: false, attributes: jobAttributes(provisional) })
       )
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
@@ -239,7 +266,9 @@ export const make = Effect.gen(function*() {
           SandboxStartError: (error) => new SandboxRefused({ message: error.message }),
           SpawnError: (error) => new InvalidInput({ message: error.message })
         }),
-        Effect.tapError((error) => forget(error.message))
+        Effect.tapError((error) => forget(error.message)),
+        Effect.tap((process) => Effect.annotateCurrentSpan({ pid: process.pid, "planter.sandbox.backend": process.sandbox.backend })),
+        Effect.withSpan("job.sandbox_start", { captureStackTrace: false, attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode } })
       )
       yield* crashPoint("job-spawned")
       const startTime = (yield* probe.entry(started.pid))?.startTime ?? null
@@ -247,7 +276,8 @@ export const make = Effect.gen(function*() {
       const entry = yield* newEntry(job, stdinPipe(started.child.stdin))
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
-        Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message)))
+        Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message))),
+        Effect.withSpan("job.record", { captureStackTrace: false, attributes: jobAttributes(job) })
       )
       yield* crashPoint("job-running")
       if (started.sandbox.fallback_reason !== null) {
@@ -299,7 +329,9 @@ export const make = Effect.gen(function*() {
             Deferred.fail(ready, new DaemonFault({ message: `job ${id} could not start: ${String(defect)}` }))
           )
         ),
-        Effect.onInterrupt(() => Deferred.interrupt(ready))
+        Effect.onInterrupt(() => Deferred.interrupt(ready)),
+        Effect.withSpan("job", { captureStackTrace: false, attributes: { "planter.job.id": id, "planter.cell.id": cell.id } }),
+        asJobFiber({ id, cell_id: cell.id })
       )
     )
     return yield* Deferred.await(ready)
@@ -321,7 +353,9 @@ export const make = Effect.gen(function*() {
       job.id,
       supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files).pipe(
         // A fiber of the FiberMap that dies would otherwise vanish without a word.
-        Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect))
+        Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect)),
+        Effect.withSpan("job", { captureStackTrace: false, attributes: { ...jobAttributes(job), "planter.adopted": true } }),
+        asJobFiber(job)
       )
     )
   })

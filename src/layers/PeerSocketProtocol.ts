@@ -142,7 +142,9 @@ export const make = (options: {
         Effect.interruptible,
         Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
         Effect.orDie,
-        Effect.withUnhandledErrorLogLevel(Option.none())
+        Effect.withUnhandledErrorLogLevel(Option.none()),
+        // How `planter debug fibers` names this connection's fiber.
+        Effect.annotateLogs({ "planter.fiber": "connection", "planter.peer.uid": peer.right.uid, "planter.peer.pid": peer.right.pid ?? "unknown" })
       )
     })
 

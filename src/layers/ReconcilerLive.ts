@@ -46,11 +46,13 @@ export const reconcile = Effect.gen(function*() {
   const cells = yield* Cells
   const paths = statePaths(config.stateDir)
   const summary = { adopted: 0, exited: 0, lost: 0, removedCells: 0, leftovers: 0 }
+  const named: { adopted: Array<JobId>; lost: Array<JobId> } = { adopted: [], lost: [] }
 
   const finish = (job: Job, note: string) => {
     const exit = readLauncherExit(jobFiles(paths, job.id))
     const reason = exit === undefined ? "lost" : "exited"
     summary[reason === "lost" ? "lost" : "exited"]++
+    if (reason === "lost") named.lost.push(job.id)
     return repo.finishJob(
       job.id,
       { exit_code: exit?.code ?? null, signal: exit?.signal ?? null, termination_reason: reason, finished_at_ms: Date.now() },
@@ -61,6 +63,7 @@ export const reconcile = Effect.gen(function*() {
   const adopt = (job: Job) =>
     Effect.gen(function*() {
       summary.adopted++
+      named.adopted.push(job.id)
       yield* repo.appendEvent({ kind: "job_adopted", cell_id: job.cell_id, job_id: job.id, detail: { pid: job.pid } })
       yield* supervisor.adopt(job)
     })
@@ -100,9 +103,16 @@ export const reconcile = Effect.gen(function*() {
     }
   }
 
+  const ids = (list: ReadonlyArray<JobId>) => (list.length === 0 ? "" : ` (${list.slice(0, 20).join(", ")}${list.length > 20 ? ", …" : ""})`)
+  yield* Effect.annotateCurrentSpan({
+    "planter.reconcile.adopted": summary.adopted,
+    "planter.reconcile.exited": summary.exited,
+    "planter.reconcile.lost": summary.lost,
+    "planter.reconcile.leftovers": summary.leftovers
+  })
   yield* Effect.logInfo(
-    `reconciled: ${summary.adopted} job(s) adopted, ${summary.exited} ended while no daemon ran, ${summary.lost} lost, ${summary.removedCells} interrupted cell removal(s) finished, ${summary.leftovers} leftover file(s) removed`
-  )
+    `reconciled: ${summary.adopted} job(s) adopted${ids(named.adopted)}, ${summary.exited} ended while no daemon ran, ${summary.lost} lost${ids(named.lost)}, ${summary.removedCells} interrupted cell removal(s) finished, ${summary.leftovers} leftover file(s) removed`
+  ).pipe(Effect.annotateLogs({ "planter.jobs.adopted": named.adopted.join(","), "planter.jobs.lost": named.lost.join(",") }))
 }).pipe(Effect.withSpan("Reconciler.reconcile"))
 
 export const layer = Layer.effectDiscard(reconcile)

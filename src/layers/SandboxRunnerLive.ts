@@ -221,7 +221,10 @@ const spawnDetached = (
     }
     if (child.pid !== undefined) return resume(Effect.succeed(child))
     child.once("error", (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` }))))
-  })
+  }).pipe(
+    Effect.tap((child) => Effect.annotateCurrentSpan({ pid: child.pid ?? -1 })),
+    Effect.withSpan("job.spawn", { captureStackTrace: false, attributes: { "planter.job.id": request.jobId, "process.executable.path": file } })
+  )
 
 export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode, stateDir: string) {
   const detected: Detected = mode === "disabled"

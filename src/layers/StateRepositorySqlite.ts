@@ -10,6 +10,7 @@ import { CellId, JobId } from "../rpc/Ids.js"
 import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, LimitDetail, NetworkPolicy, ResourceLimits, TerminationReason } from "../rpc/Models.js"
 import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
+import { JournalFeed } from "../services/JournalFeed.js"
 import { runMigrations } from "./Migrations.js"
 
 /** Rows as SQLite stores them; JSON columns decode through the same Schemas the protocol uses. */
@@ -154,7 +155,12 @@ export const make = Effect.gen(function*() {
     detail_json: JSON.stringify(event.detail)
   })
 
-  const journal = (event: JournalEvent) => sql`INSERT INTO events ${sql.insert(eventRow(event, Date.now()))}`
+  // Followers of the journal (EventsFollow) are woken by each insert; without a feed (tools, tests) nobody is.
+  const feed = yield* Effect.serviceOption(JournalFeed)
+  const wake = Option.match(feed, { onNone: () => Effect.void, onSome: (f) => f.wake })
+
+  const journal = (event: JournalEvent) =>
+    sql`INSERT INTO events ${sql.insert(eventRow(event, Date.now()))}`.pipe(Effect.zipLeft(wake))
 
   /** Runs `each` over `items` in chunks of CHUNK, one after the other. */
   const inChunks = <A, B, E>(items: ReadonlyArray<A>, each: (chunk: Array<A>) => Effect.Effect<B, E>) =>
@@ -434,6 +440,7 @@ export const make = Effect.gen(function*() {
               reason = excluded.reason,
               fingerprint = excluded.fingerprint`)
       }))
+      yield* wake
     }, storageFailure("cannot record the import of the prototype's state"))
   })
 })

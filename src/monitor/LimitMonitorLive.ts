@@ -63,6 +63,7 @@ export const make = Effect.gen(function*() {
       Effect.zipRight(after),
       Effect.catchAllCause((cause) => Effect.logError(`cannot end ${id} for ${reason}`, cause)),
       Effect.ensuring(Effect.sync(() => ending.delete(id))),
+      Effect.annotateLogs({ "planter.fiber": "limit_end", "planter.job.id": id, "planter.termination_reason": reason }),
       Effect.forkIn(scope),
       Effect.asVoid
     )
@@ -71,7 +72,8 @@ export const make = Effect.gen(function*() {
   const tick = Effect.gen(function*() {
     const cpuBefore = process.cpuUsage()
     const entries = yield* registry.all
-    if (entries.length > 0) {
+    // A span only for ticks with work: an idle daemon exports nothing every second.
+    if (entries.length > 0) yield* Effect.gen(function*() {
       // One read of the process table for every job. treeView also records
       // each tree's members as they are seen, so an unsandboxed child that
       // later leaves its group (setsid) and loses its parent is still known
@@ -94,7 +96,7 @@ export const make = Effect.gen(function*() {
           )
         }
       }
-    }
+    }).pipe(Effect.withSpan("LimitMonitor.tick", { captureStackTrace: false, attributes: { "planter.jobs.running": entries.length } }))
     const spent = process.cpuUsage(cpuBefore)
     lastCpuUs = spent.user + spent.system
     totalCpuUs += lastCpuUs
@@ -115,6 +117,7 @@ export const make = Effect.gen(function*() {
     ),
     Effect.zipRight(Effect.sleep(interval)),
     Effect.forever,
+    Effect.annotateLogs({ "planter.fiber": "monitor" }),
     Effect.forkScoped
   )
 
@@ -133,7 +136,7 @@ export const make = Effect.gen(function*() {
       }
       yield* endJob(job.id, "timeout", new LimitDetail({ limit, observed: at - job.started_at_ms, at_ms: at }))
     })
-    return FiberMap.run(timers, job.id, fire, { onlyIfMissing: true }).pipe(Effect.asVoid)
+    return FiberMap.run(timers, job.id, Effect.annotateLogs(fire, { "planter.fiber": "timeout", "planter.job.id": job.id }), { onlyIfMissing: true }).pipe(Effect.asVoid)
   }
   const changes = yield* registry.subscribe
   for (const entry of yield* registry.all) yield* arm(entry.job)
@@ -144,6 +147,7 @@ export const make = Effect.gen(function*() {
       Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logError("the timeout watcher failed; restarting it", cause)
     ),
     Effect.forever,
+    Effect.annotateLogs({ "planter.fiber": "monitor.timeouts" }),
     Effect.forkScoped
   )
 

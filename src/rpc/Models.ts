@@ -308,3 +308,27 @@ export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
     cpu_percent_of_core: Schema.Number
   })), { default: () => null })
 }) {}
+
+/**
+ * One live fiber of the daemon, as `planter debug fibers` shows it: what it
+ * is (its labels: `planter.fiber` = job, connection, monitor, follower,
+ * request…, with the job id or peer it serves), which fiber started it, what
+ * it is doing (its current span, and since when) and whether it is running
+ * or suspended waiting on something.
+ */
+export class FiberInfo extends Schema.Class<FiberInfo>("FiberInfo")({
+  id: Schema.Number,
+  /** The tracked fiber that forked this one, or null for a root. */
+  parent_id: Schema.NullOr(Schema.Number),
+  /** `running`, `suspended` or `done`. */
+  status: Schema.String,
+  /** For a suspended fiber: the fibers it waits on (their ids), if any. */
+  blocked_on: Schema.Array(Schema.Number),
+  labels: Schema.Record({ key: Schema.String, value: Schema.String }),
+  /** Its innermost open span's name, or null. */
+  span: Schema.NullOr(Schema.String),
+  /** How long it has been in that span, in ms. */
+  span_ms: Schema.NullOr(Schema.Number),
+  /** When the fiber started (ms since the epoch). */
+  started_at_ms: Schema.Number
+}) {}

@@ -3,7 +3,7 @@ import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
 import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
 import { CallerMiddleware } from "./Middleware.js"
-import { Cell, CellInfo, CellPage, Env, HealthInfo, Job, JobLabels, JobName, JobPage, JobStatus as JobStatusLiteral, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
+import { Cell, CellInfo, CellPage, Env, FiberInfo, HealthInfo, Job, JobLabels, JobName, JobPage, JobStatus as JobStatusLiteral, JournalEntry, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
 import { LogFileInfo, LogMarksPage } from "./LogModels.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
@@ -205,6 +205,15 @@ export const EventsListPayload = payload({
   limit: wholeNumber(`a whole number of events from 1 to ${MAX_EVENTS_PAGE}`, 1, MAX_EVENTS_PAGE)
 })
 
+export const EventsFollowPayload = payload({
+  /** Only events at or after this time (ms since the epoch), or null for all: the history to send before following. */
+  since_ms: Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER)),
+  /** Only events after this id (the last one the client has), or null from the start. */
+  after_id: Schema.NullOr(wholeNumber("an event id, or null", 0, Number.MAX_SAFE_INTEGER)),
+  job_id: Schema.NullOr(JobIdString),
+  cell_id: Schema.NullOr(Schema.String.annotations(expected("a cell id (cell-…), or null")))
+})
+
 /*
  * Every RPC can answer `unauthorized`: the caller's role (from its
  * connection's peer credentials) does not allow the request, or the cell
@@ -293,6 +302,21 @@ const EventsList = Rpc.make("EventsList", {
   error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal)
 })
 
+/**
+ * The journal as it is written: every event after `after_id` and since
+ * `since_ms` (matching the filters), then each new one as the daemon
+ * journals it, pushed down the stream until the client stops reading.
+ */
+const EventsFollow = Rpc.make("EventsFollow", {
+  payload: EventsFollowPayload,
+  success: JournalEntry,
+  error: Schema.Union(Unauthorized, InvalidRequest, NotFound, Conflict, Internal),
+  stream: true
+})
+
+/** The daemon's live fibers (admin only): what each job, connection, follower and the monitor is doing. */
+const DebugFibers = Rpc.make("DebugFibers", { success: Schema.Array(FiberInfo), error: Schema.Union(Unauthorized, Internal) })
+
 /** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
 export class PlanterRpcs extends RpcGroup.make(
   Version,
@@ -311,7 +335,9 @@ export class PlanterRpcs extends RpcGroup.make(
   JobPrune,
   CellShow,
   LogsOpen,
-  LogsMarks
+  LogsMarks,
+  EventsFollow,
+  DebugFibers
 ).middleware(CallerMiddleware) {}
 
 /**
@@ -350,5 +376,8 @@ export class PlanterWireRpcs extends RpcGroup.make(
   unchecked(JobPrune),
   unchecked(CellShow),
   unchecked(LogsOpen),
-  unchecked(LogsMarks)
+  unchecked(LogsMarks),
+  // Its success schema is the stream's (RpcSchema.Stream): unchanged, it stays a streaming RPC on the wire.
+  unchecked(EventsFollow),
+  DebugFibers
 ).middleware(CallerMiddleware) {}

@@ -102,7 +102,9 @@ export const actions = {
   JobStdin: { role: "run", what: "write to jobs' stdin", changesState: false },
   JobRemove: { role: "run", what: "remove jobs", changesState: true },
   JobPrune: { role: "run", what: "prune jobs", changesState: true },
-  CellShow: { role: "read", what: "show cells", changesState: false }
+  CellShow: { role: "read", what: "show cells", changesState: false },
+  EventsFollow: { role: "read", what: "follow the events journal", changesState: false },
+  DebugFibers: { role: "admin", what: "list the daemon's fibers", changesState: false }
 } as const satisfies Record<string, Action>
 
 export type ActionName = keyof typeof actions

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Schema, SchemaAST } from "effect"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import { Effect, Option, Schema, SchemaAST } from "effect"
 import { InvalidRequest } from "../../src/rpc/Errors.js"
 import { decodeRequest, describeValue, formatPath, type PayloadSchema } from "../../src/rpc/RequestValidation.js"
 import {
@@ -120,7 +121,12 @@ describe("RequestValidation", () => {
         continue
       }
       expect(wire.payloadSchema, tag).toBe(Schema.Unknown)
-      const errors = SchemaAST.isUnion(strict.errorSchema.ast) ? strict.errorSchema.ast.types : [strict.errorSchema.ast]
+      // A streaming RPC (EventsFollow) answers its errors down the stream: they are in its stream schema.
+      const errorSchema = Option.match(RpcSchema.getStreamSchemas(strict.successSchema.ast), {
+        onNone: () => strict.errorSchema,
+        onSome: (stream) => stream.failure
+      })
+      const errors = SchemaAST.isUnion(errorSchema.ast) ? errorSchema.ast.types : [errorSchema.ast]
       expect(errors, `${tag} can answer invalid_request`).toContain(InvalidRequest.ast)
     }
   })
