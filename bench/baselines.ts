@@ -79,7 +79,9 @@ export const startEcho = async (socketPath: string): Promise<EchoPair> => {
 export const fsReadThroughput = async (file: string, chunk: number): Promise<{ bytes: number; seconds: number }> => {
   const buffer = Buffer.allocUnsafe(chunk)
   const start = performance.now()
-  const fd = await new Promise<number>((resolve, reject) => fs.open(file, "r", (error, fd) => (error ? reject(error) : resolve(fd))))
+  const fd = await new Promise<number>((resolve, reject) =>
+    fs.open(file, "r", (error, fd) => (error ? reject(error) : resolve(fd)))
+  )
   let bytes = 0
   for (;;) {
     const read = await new Promise<number>((resolve, reject) =>

@@ -3,12 +3,12 @@
  * temp state dir and socket, stopped by pid (SIGTERM, then SIGKILL if it
  * lingers), with its state dir removed afterwards.
  */
-import { spawn, type ChildProcess } from "node:child_process"
+import { Effect } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect } from "effect"
 import { daemonAnswers } from "../src/rpc/SocketProbe.js"
 
 /** dist/bench/daemon.js → dist/planterd.mjs, the daemon as it ships (the `planterd` bin). */
@@ -44,7 +44,17 @@ export const startDaemon = async (
   const socketPath = path.join(stateDir, "planterd.sock")
   const child = spawn(
     process.execPath,
-    [...planterdNodeFlags, planterdBin, "--state-dir", stateDir, "--socket", socketPath, "--sandbox-mode", sandboxMode, ...(options.args ?? [])],
+    [
+      ...planterdNodeFlags,
+      planterdBin,
+      "--state-dir",
+      stateDir,
+      "--socket",
+      socketPath,
+      "--sandbox-mode",
+      sandboxMode,
+      ...(options.args ?? [])
+    ],
     { stdio: ["ignore", "pipe", "pipe"] }
   )
   live.add(child)

@@ -14,7 +14,16 @@ export const writePrototypeState = (dir: string, jobs: number) => {
   for (const sub of [path.join("cells", CELL), "jobs", "logs"]) fs.mkdirSync(path.join(dir, sub), { recursive: true })
   fs.writeFileSync(
     path.join(dir, "cells", CELL, "cell.json"),
-    JSON.stringify({ id: CELL, spec: { name: "bench", env: { NODE_ENV: "production" } }, created_at_ms: 1760000000001, dir: `${OLD_ROOT}/cells/${CELL}` }, null, 2)
+    JSON.stringify(
+      {
+        id: CELL,
+        spec: { name: "bench", env: { NODE_ENV: "production" } },
+        created_at_ms: 1760000000001,
+        dir: `${OLD_ROOT}/cells/${CELL}`
+      },
+      null,
+      2
+    )
   )
   fs.writeFileSync(path.join(dir, "cells", CELL, "index.html"), "<h1>hello</h1>\n")
   for (let i = 0; i < jobs; i++) {
@@ -22,7 +31,12 @@ export const writePrototypeState = (dir: string, jobs: number) => {
     const job = {
       id,
       cell_id: CELL,
-      command: { argv: ["/bin/sh", "-c", `echo step ${i}`], cwd: null, env: { STEP: String(i) }, limits: { timeout_ms: 60000, max_rss_bytes: null, max_log_bytes: null } },
+      command: {
+        argv: ["/bin/sh", "-c", `echo step ${i}`],
+        cwd: null,
+        env: { STEP: String(i) },
+        limits: { timeout_ms: 60000, max_rss_bytes: null, max_log_bytes: null }
+      },
       stdout_path: `${OLD_ROOT}/logs/${id}.stdout.log`,
       stderr_path: `${OLD_ROOT}/logs/${id}.stderr.log`,
       started_at_ms: 1770000000000 + i * 1000,
@@ -38,7 +52,10 @@ export const writePrototypeState = (dir: string, jobs: number) => {
 }
 
 /** Runs `node script args` to its end: milliseconds from spawn to exit, and its stdout. */
-export const timeNode = (script: string, args: ReadonlyArray<string>): Promise<{ readonly ms: number; readonly stdout: string }> =>
+export const timeNode = (
+  script: string,
+  args: ReadonlyArray<string>
+): Promise<{ readonly ms: number; readonly stdout: string }> =>
   new Promise((resolve, reject) => {
     const start = performance.now()
     const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] })

@@ -16,15 +16,15 @@
 import { Effect, Exit, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { fileURLToPath } from "node:url"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { type Job, make, openLogFile, type PlanterClientShape } from "../src/rpc/client.js"
+import { fileURLToPath } from "node:url"
 import { linuxSystemPaths, resolveExecutable } from "../src/layers/SandboxRunnerLive.js"
+import { type Job, make, openLogFile, type PlanterClientShape } from "../src/rpc/client.js"
 import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
-import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, startDaemon, sleep } from "./daemon.js"
+import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, sleep, startDaemon } from "./daemon.js"
 import { timeNode, writePrototypeState } from "./legacy.js"
 import { benchCli, benchConnectionBounds, benchJobList, benchRss, benchStarts, type Report } from "./scale.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
@@ -32,11 +32,26 @@ import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 const asJson = process.argv.includes("--json")
 /** The bundled CLI, built beside the bench by `npm run bench`. */
 const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter.mjs")
-const GROUPS = ["jobrun", "bubblewrap", "health", "follow", "logsread", "legacy_import", "monitor", "joblist", "starts", "rss", "conn_bounds", "cli"] as const
+const GROUPS = [
+  "jobrun",
+  "bubblewrap",
+  "health",
+  "follow",
+  "logsread",
+  "legacy_import",
+  "monitor",
+  "joblist",
+  "starts",
+  "rss",
+  "conn_bounds",
+  "cli"
+] as const
 const onlyArg = process.argv.indexOf("--only")
 const only = onlyArg < 0 ? undefined : new Set((process.argv[onlyArg + 1] ?? "").split(","))
 for (const group of only ?? []) {
-  if (!(GROUPS as ReadonlyArray<string>).includes(group)) throw new Error(`--only ${group}: the groups are ${GROUPS.join(", ")}`)
+  if (!(GROUPS as ReadonlyArray<string>).includes(group)) {
+    throw new Error(`--only ${group}: the groups are ${GROUPS.join(", ")}`)
+  }
 }
 const selected = (group: typeof GROUPS[number]) => only === undefined || only.has(group)
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`)
@@ -106,7 +121,15 @@ const latencyFields = (summary: Summary) => ({
 const verdict = (pass: boolean): Result => (pass ? "PASS" : "MISS")
 
 const skip = (id: string, name: string, target: string, note: string) => {
-  figures.push({ id, name, unit: "ms", measured: null, baseline: null, checks: [{ target, threshold: null, pass: null }], note })
+  figures.push({
+    id,
+    name,
+    unit: "ms",
+    measured: null,
+    baseline: null,
+    checks: [{ target, threshold: null, pass: null }],
+    note
+  })
   checks.push({ figure: name, measured: "skipped", baseline: "—", target, result: "SKIP" })
   progress(`${name}: skipped (${note})`)
 }
@@ -150,7 +173,13 @@ const report: Report = {
       checks: figure.checks.map((check) => ({ target: check.target, threshold: check.threshold, pass: check.pass }))
     })
     for (const check of figure.checks) {
-      const row: Check = { figure: check.figure ?? figure.name, measured: check.measured, baseline: check.baseline, target: check.target, result: verdict(check.pass) }
+      const row: Check = {
+        figure: check.figure ?? figure.name,
+        measured: check.measured,
+        baseline: check.baseline,
+        target: check.target,
+        result: verdict(check.pass)
+      }
       checks.push(row)
       figureOfRow.set(row, figure.id)
     }
@@ -178,13 +207,26 @@ const awaitJob = (client: PlanterClientShape, jobId: string) =>
   Effect.gen(function*() {
     let offset = 0
     for (;;) {
-      const chunk = yield* client.LogsRead({ job_id: jobId, stream: "stderr", offset, max_bytes: 65536, follow: true, wait_ms: 30_000 })
+      const chunk = yield* client.LogsRead({
+        job_id: jobId,
+        stream: "stderr",
+        offset,
+        max_bytes: 65536,
+        follow: true,
+        wait_ms: 30_000
+      })
       offset = chunk.offset
       if (chunk.complete) break
     }
     const job = yield* client.JobStatus({ job_id: jobId })
     if (job.exit_code !== 0) {
-      return yield* Effect.die(new Error(`job ${jobId} (${job.command.argv.join(" ")}) ended with ${job.exit_code ?? job.signal}: the figure would be meaningless`))
+      return yield* Effect.die(
+        new Error(
+          `job ${jobId} (${job.command.argv.join(" ")}) ended with ${
+            job.exit_code ?? job.signal
+          }: the figure would be meaningless`
+        )
+      )
     }
     return job
   })
@@ -249,17 +291,33 @@ const benchHealth = async (client: PlanterClientShape, scratch: string) => {
       { target: "p99 <= 1 ms", threshold: 1, pass: p99Pass }
     ]
   })
-  checks.push({ figure: `${name} (p50)`, measured: ms(results.health.p50), baseline: ms(results.raw.p50), target: "p50 ≤ 0.3 ms", result: verdict(p50Pass) })
-  checks.push({ figure: `${name} (p99)`, measured: ms(results.health.p99), baseline: ms(results.raw.p99), target: "p99 ≤ 1 ms", result: verdict(p99Pass) })
+  checks.push({
+    figure: `${name} (p50)`,
+    measured: ms(results.health.p50),
+    baseline: ms(results.raw.p50),
+    target: "p50 ≤ 0.3 ms",
+    result: verdict(p50Pass)
+  })
+  checks.push({
+    figure: `${name} (p99)`,
+    measured: ms(results.health.p99),
+    baseline: ms(results.raw.p99),
+    target: "p99 ≤ 1 ms",
+    result: verdict(p99Pass)
+  })
 }
 
 const benchJobRunDisabled = async (client: PlanterClientShape, cellId: string, scratch: string) => {
-  progress(`JobRun latency, sandbox disabled, vs bare child_process.spawn of true (${SPAWN_WARMUP} warm-up + ${SPAWN_ITERATIONS})`)
+  progress(
+    `JobRun latency, sandbox disabled, vs bare child_process.spawn of true (${SPAWN_WARMUP} warm-up + ${SPAWN_ITERATIONS})`
+  )
   const home = fs.mkdtempSync(path.join(scratch, "spawn-"))
   const env = jobEnv(home, home)
   const baseline = () => timeSpawn("true", [], { cwd: home, env, stdio: "ignore", detached: true })
   const result = await Effect.runPromise(spawnComparison(client, cellId, baseline))
-  if (result.sandbox.backend !== "none") throw new Error(`expected an unsandboxed job, got backend ${result.sandbox.backend}`)
+  if (result.sandbox.backend !== "none") {
+    throw new Error(`expected an unsandboxed job, got backend ${result.sandbox.backend}`)
+  }
   recordSpawnFigure("jobrun_latency_disabled", "JobRun latency, sandbox disabled", result.daemon, result.bare)
 }
 
@@ -267,7 +325,8 @@ const benchJobRunBubblewrap = async (scratch: string) => {
   const name = "JobRun latency, bubblewrap"
   const target = "p50 ≤ baseline + 3 ms"
   if (process.platform !== "linux") return skip("jobrun_latency_bubblewrap", name, target, "bubblewrap is Linux only")
-  const bwrap = process.env.PLANTER_BWRAP || resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
+  const bwrap = process.env.PLANTER_BWRAP ||
+    resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
   if (bwrap === undefined) return skip("jobrun_latency_bubblewrap", name, target, "bwrap is not installed")
 
   const daemon = await startDaemon("enforced")
@@ -276,24 +335,50 @@ const benchJobRunBubblewrap = async (scratch: string) => {
     const client = await connect(daemon, scope)
     const health = await Effect.runPromise(client.Health())
     if (!health.sandbox.available) {
-      return skip("jobrun_latency_bubblewrap", name, target, `the daemon cannot use bubblewrap here: ${health.sandbox.unavailable_reason}`)
+      return skip(
+        "jobrun_latency_bubblewrap",
+        name,
+        target,
+        `the daemon cannot use bubblewrap here: ${health.sandbox.unavailable_reason}`
+      )
     }
     const cell = await Effect.runPromise(createCell(client, "bench-bwrap"))
-    progress(`${name} vs bare bwrap … true with the daemon's own arguments (${SPAWN_WARMUP} warm-up + ${SPAWN_ITERATIONS})`)
+    progress(
+      `${name} vs bare bwrap … true with the daemon's own arguments (${SPAWN_WARMUP} warm-up + ${SPAWN_ITERATIONS})`
+    )
     const cellDir = fs.mkdtempSync(path.join(scratch, "bwrap-cell-"))
     const tmpDir = path.join(cellDir, ".tmp")
     fs.mkdirSync(tmpDir)
     const env = jobEnv(cellDir, tmpDir)
     const args = bubblewrapArgs(
-      { jobId: "bench", argv: ["true"], cwd: cellDir, env, cellDir, tmpDir, readPaths: [], network: "allow", stdoutFd: 1, stderrFd: 2, statusFd: 3 },
+      {
+        jobId: "bench",
+        argv: ["true"],
+        cwd: cellDir,
+        env,
+        cellDir,
+        tmpDir,
+        readPaths: [],
+        network: "allow",
+        stdoutFd: 1,
+        stderrFd: 2,
+        statusFd: 3
+      },
       linuxSystemPaths()
     )
     // bwrap writes the job's status to descriptor 3, as under the daemon.
     const statusSink = fs.openSync("/dev/null", "w")
     const baseline = () =>
-      timeSpawn(bwrap, args, { cwd: "/", env: LAUNCHER_ENV, stdio: ["ignore", "ignore", "ignore", statusSink], detached: true })
+      timeSpawn(bwrap, args, {
+        cwd: "/",
+        env: LAUNCHER_ENV,
+        stdio: ["ignore", "ignore", "ignore", statusSink],
+        detached: true
+      })
     const result = await Effect.runPromise(spawnComparison(client, cell.id, baseline))
-    if (result.sandbox.backend !== "bubblewrap") throw new Error(`expected a bubblewrap job, got backend ${result.sandbox.backend}`)
+    if (result.sandbox.backend !== "bubblewrap") {
+      throw new Error(`expected a bubblewrap job, got backend ${result.sandbox.backend}`)
+    }
     recordSpawnFigure("jobrun_latency_bubblewrap", name, result.daemon, result.bare)
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -302,18 +387,28 @@ const benchJobRunBubblewrap = async (scratch: string) => {
 }
 
 const benchFollow = async (client: PlanterClientShape, cellId: string) => {
-  progress(`follow latency: a job writes a line every ${FOLLOW_INTERVAL_MS} ms, ${FOLLOW_LINES} lines, followed with LogsRead(follow)`)
+  progress(
+    `follow latency: a job writes a line every ${FOLLOW_INTERVAL_MS} ms, ${FOLLOW_LINES} lines, followed with LogsRead(follow)`
+  )
   // Each line carries the job's CLOCK_MONOTONIC reading (process.hrtime);
   // on Linux that clock is system wide, so the follower's own reading on
   // receipt gives the write → seen latency with no wall-clock skew.
-  const script = `let i=0;const t=setInterval(()=>{process.stdout.write(process.hrtime.bigint()+"\\n");if(++i>=${FOLLOW_LINES})clearInterval(t)},${FOLLOW_INTERVAL_MS})`
+  const script =
+    `let i=0;const t=setInterval(()=>{process.stdout.write(process.hrtime.bigint()+"\\n");if(++i>=${FOLLOW_LINES})clearInterval(t)},${FOLLOW_INTERVAL_MS})`
   const latencies = await Effect.runPromise(Effect.gen(function*() {
     const job = yield* runJob(client, cellId, [process.execPath, "-e", script])
     const seen: Array<number> = []
     let offset = 0
     let partial = ""
     for (;;) {
-      const chunk = yield* client.LogsRead({ job_id: job.id, stream: "stdout", offset, max_bytes: 65536, follow: true, wait_ms: 10_000 })
+      const chunk = yield* client.LogsRead({
+        job_id: job.id,
+        stream: "stdout",
+        offset,
+        max_bytes: 65536,
+        follow: true,
+        wait_ms: 10_000
+      })
       const now = process.hrtime.bigint()
       offset = chunk.offset
       const lines = (partial + Buffer.from(chunk.data).toString("utf8")).split("\n")
@@ -324,7 +419,9 @@ const benchFollow = async (client: PlanterClientShape, cellId: string) => {
     yield* awaitJob(client, job.id)
     return seen
   }))
-  if (latencies.length !== FOLLOW_LINES) throw new Error(`the follower saw ${latencies.length} lines, expected ${FOLLOW_LINES}`)
+  if (latencies.length !== FOLLOW_LINES) {
+    throw new Error(`the follower saw ${latencies.length} lines, expected ${FOLLOW_LINES}`)
+  }
   const summary = summarize(latencies.slice(FOLLOW_WARMUP_LINES))
   const pass = summary.p50 <= 5
   const name = "follow latency (write → client sees it)"
@@ -336,11 +433,21 @@ const benchFollow = async (client: PlanterClientShape, cellId: string) => {
     baseline: null,
     checks: [{ target: "p50 <= 5 ms", threshold: 5, pass }]
   })
-  checks.push({ figure: name, measured: `p50 ${ms(summary.p50)}, p99 ${ms(summary.p99)}`, baseline: "—", target: "p50 ≤ 5 ms", result: verdict(pass) })
+  checks.push({
+    figure: name,
+    measured: `p50 ${ms(summary.p50)}, p99 ${ms(summary.p99)}`,
+    baseline: "—",
+    target: "p50 ≤ 5 ms",
+    result: verdict(pass)
+  })
 }
 
 const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon: BenchDaemon) => {
-  progress(`logs transfer: a job writes ${LOG_BYTES / 1024 / 1024} MiB, read back through the handed-over descriptor and in 1 MiB LogsRead chunks, vs fs.read (${LOG_ROUNDS} rounds after a warm-up)`)
+  progress(
+    `logs transfer: a job writes ${
+      LOG_BYTES / 1024 / 1024
+    } MiB, read back through the handed-over descriptor and in 1 MiB LogsRead chunks, vs fs.read (${LOG_ROUNDS} rounds after a warm-up)`
+  )
   const job = await Effect.runPromise(Effect.gen(function*() {
     const job = yield* runJob(client, cellId, ["head", "-c", String(LOG_BYTES), "/dev/zero"])
     return yield* awaitJob(client, job.id)
@@ -361,11 +468,20 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
     let offset = 0
     let bytes = 0
     for (;;) {
-      const chunk = yield* client.LogsRead({ job_id: job.id, stream: "stdout", offset, max_bytes: LOG_CHUNK, follow: false, wait_ms: 0 })
+      const chunk = yield* client.LogsRead({
+        job_id: job.id,
+        stream: "stdout",
+        offset,
+        max_bytes: LOG_CHUNK,
+        follow: false,
+        wait_ms: 0
+      })
       bytes += chunk.data.length
       offset = chunk.offset
       if (chunk.complete) break
-      if (chunk.data.length === 0) return yield* Effect.die(new Error(`LogsRead stalled at offset ${offset} without completing`))
+      if (chunk.data.length === 0) {
+        return yield* Effect.die(new Error(`LogsRead stalled at offset ${offset} without completing`))
+      }
     }
     return { bytes, seconds: (performance.now() - start) / 1000 }
   })
@@ -374,7 +490,9 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
   const readViaDescriptor = Effect.scoped(Effect.gen(function*() {
     const start = performance.now()
     const opened = yield* openLogFile(client, { job_id: job.id, stream: "stdout" })
-    if (opened === null || opened.fd === null) return yield* Effect.die(new Error("no descriptor was handed over: the figure would be meaningless"))
+    if (opened === null || opened.fd === null) {
+      return yield* Effect.die(new Error("no descriptor was handed over: the figure would be meaningless"))
+    }
     const buffer = Buffer.allocUnsafe(LOG_CHUNK)
     let bytes = 0
     for (;;) {
@@ -402,7 +520,9 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
       serverCpu.push(process.platform === "linux" ? daemonCpu() - daemonBefore : Number.NaN)
     }
     if (bare.bytes !== LOG_BYTES || viaChunks.bytes !== LOG_BYTES || viaDescriptor.bytes !== LOG_BYTES) {
-      throw new Error(`read ${bare.bytes} bytes with fs.read, ${viaDescriptor.bytes} through the descriptor and ${viaChunks.bytes} with LogsRead, expected ${LOG_BYTES}`)
+      throw new Error(
+        `read ${bare.bytes} bytes with fs.read, ${viaDescriptor.bytes} through the descriptor and ${viaChunks.bytes} with LogsRead, expected ${LOG_BYTES}`
+      )
     }
     if (round === 0) continue // warm-up: JIT, page cache, buffer pools
     fsRates.push(bare.bytes / bare.seconds)
@@ -416,7 +536,11 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
   const ratioPass = ratio >= 0.25
   const name = "logs transfer, typed client (LogsOpen)"
   notes.push(
-    `logs: the fallback path, LogsRead in 1 MiB chunks (where no descriptor can be handed over), ran at ${gbps(median(chunkRates))} (${(median(chunkRates) / baseline * 100).toFixed(1)} % of fs.read); each 256 MiB pass cost ${median(clientCpu).toFixed(2)} s CPU in the client and ${median(serverCpu).toFixed(2)} s in the daemon (medians)`
+    `logs: the fallback path, LogsRead in 1 MiB chunks (where no descriptor can be handed over), ran at ${
+      gbps(median(chunkRates))
+    } (${(median(chunkRates) / baseline * 100).toFixed(1)} % of fs.read); each 256 MiB pass cost ${
+      median(clientCpu).toFixed(2)
+    } s CPU in the client and ${median(serverCpu).toFixed(2)} s in the daemon (medians)`
   )
   figures.push({
     id: "logsread_throughput",
@@ -431,13 +555,24 @@ const benchLogsRead = async (client: PlanterClientShape, cellId: string, daemon:
       logsread_chunks_client_cpu_s_per_round: round(median(clientCpu), 3),
       logsread_chunks_daemon_cpu_s_per_round: round(median(serverCpu), 2)
     },
-    baseline: { bytes: LOG_BYTES, rounds: LOG_ROUNDS, median_bytes_per_s: Math.round(baseline), best_bytes_per_s: Math.round(Math.max(...fsRates)) },
+    baseline: {
+      bytes: LOG_BYTES,
+      rounds: LOG_ROUNDS,
+      median_bytes_per_s: Math.round(baseline),
+      best_bytes_per_s: Math.round(Math.max(...fsRates))
+    },
     checks: [
       { target: ">= 1 GB/s (10^9 bytes/s)", threshold: 1e9, pass: absolutePass },
       { target: ">= 25 % of baseline", threshold: 0.25, pass: ratioPass }
     ]
   })
-  checks.push({ figure: name, measured: gbps(measured), baseline: `${gbps(baseline)} (fs.read)`, target: "≥ 1 GB/s", result: verdict(absolutePass) })
+  checks.push({
+    figure: name,
+    measured: gbps(measured),
+    baseline: `${gbps(baseline)} (fs.read)`,
+    target: "≥ 1 GB/s",
+    result: verdict(absolutePass)
+  })
   checks.push({
     figure: `${name} (ratio)`,
     measured: `${(ratio * 100).toFixed(1)} % of baseline`,
@@ -471,7 +606,9 @@ const sha256File = (file: string) => createHash("sha256").update(fs.readFileSync
  * rounds; `planter version` alone shows the start-up's share.
  */
 const benchLogsCli = async (daemon: BenchDaemon, jobId: string, file: string) => {
-  progress(`planter logs JOB > file vs cat LOG > file, ${LOG_BYTES / 1024 / 1024} MiB (${LOG_ROUNDS} rounds after a warm-up)`)
+  progress(
+    `planter logs JOB > file vs cat LOG > file, ${LOG_BYTES / 1024 / 1024} MiB (${LOG_ROUNDS} rounds after a warm-up)`
+  )
   const outDir = makeTempDir("planter-bench-logs-")
   try {
     const cli = [planterBin, "--socket", daemon.socketPath]
@@ -501,7 +638,11 @@ const benchLogsCli = async (daemon: BenchDaemon, jobId: string, file: string) =>
     const name = "planter logs JOB > file (whole command)"
     const transfer = LOG_BYTES / Math.max(1e-6, median(cliTimes) - median(versionTimes))
     notes.push(
-      `planter logs > file: whole command ${ms(median(cliTimes) * 1000)} (sha256 identical to the log), of which start-up (\`planter version\`) ${ms(median(versionTimes) * 1000)}; the transfer alone ≈ ${gbps(transfer)}; cat ${ms(median(catTimes) * 1000)}`
+      `planter logs > file: whole command ${
+        ms(median(cliTimes) * 1000)
+      } (sha256 identical to the log), of which start-up (\`planter version\`) ${
+        ms(median(versionTimes) * 1000)
+      }; the transfer alone ≈ ${gbps(transfer)}; cat ${ms(median(catTimes) * 1000)}`
     )
     figures.push({
       id: "logs_cli_throughput",
@@ -515,13 +656,24 @@ const benchLogsCli = async (daemon: BenchDaemon, jobId: string, file: string) =>
         version_median_seconds: round(median(versionTimes), 4),
         transfer_bytes_per_s_excluding_startup: Math.round(transfer)
       },
-      baseline: { bytes: LOG_BYTES, rounds: LOG_ROUNDS, median_seconds: round(median(catTimes), 4), median_bytes_per_s: Math.round(baseline) },
+      baseline: {
+        bytes: LOG_BYTES,
+        rounds: LOG_ROUNDS,
+        median_seconds: round(median(catTimes), 4),
+        median_bytes_per_s: Math.round(baseline)
+      },
       checks: [
         { target: ">= 1 GB/s (10^9 bytes/s)", threshold: 1e9, pass: absolutePass },
         { target: ">= 25 % of cat", threshold: 0.25, pass: ratioPass }
       ]
     })
-    checks.push({ figure: name, measured: gbps(measured), baseline: `${gbps(baseline)} (cat)`, target: "≥ 1 GB/s", result: verdict(absolutePass) })
+    checks.push({
+      figure: name,
+      measured: gbps(measured),
+      baseline: `${gbps(baseline)} (cat)`,
+      target: "≥ 1 GB/s",
+      result: verdict(absolutePass)
+    })
     checks.push({
       figure: `${name} (ratio)`,
       measured: `${(ratio * 100).toFixed(1)} % of cat`,
@@ -572,13 +724,27 @@ const benchMonitor = async () => {
       id: "monitor_cost",
       name,
       unit: "% of one core",
-      measured: { daemon_cpu_percent: round(loaded, 2), over_idle_percent: round(over, 2), monitor_self_percent: monitor?.cpu_percent_of_core ?? -1 },
+      measured: {
+        daemon_cpu_percent: round(loaded, 2),
+        over_idle_percent: round(over, 2),
+        monitor_self_percent: monitor?.cpu_percent_of_core ?? -1
+      },
       baseline: { idle_daemon_cpu_percent: round(idle, 2) },
       checks: [{ target, threshold: 2, pass }]
     })
-    checks.push({ figure: name, measured: `${round(loaded, 2)} % (+${round(over, 2)} %)`, baseline: `idle ${round(idle, 2)} %`, target, result: verdict(pass) })
+    checks.push({
+      figure: name,
+      measured: `${round(loaded, 2)} % (+${round(over, 2)} %)`,
+      baseline: `idle ${round(idle, 2)} %`,
+      target,
+      result: verdict(pass)
+    })
     notes.push(
-      `monitor: daemon CPU ${round(idle, 2)} % of a core idle, ${round(loaded, 2)} % with ${MONITOR_JOBS} running unsandboxed jobs (the monitor's 1 Hz tick, which also records each tree's members); the monitor's own accounting: ${monitor ? `${monitor.mean_tick_cpu_us} µs per tick, ${monitor.cpu_percent_of_core} % of a core` : "n/a"}`
+      `monitor: daemon CPU ${round(idle, 2)} % of a core idle, ${
+        round(loaded, 2)
+      } % with ${MONITOR_JOBS} running unsandboxed jobs (the monitor's 1 Hz tick, which also records each tree's members); the monitor's own accounting: ${
+        monitor ? `${monitor.mean_tick_cpu_us} µs per tick, ${monitor.cpu_percent_of_core} % of a core` : "n/a"
+      }`
     )
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -587,7 +753,11 @@ const benchMonitor = async () => {
 }
 
 const benchLegacyImport = async (scratch: string) => {
-  progress(`legacy import: ${LEGACY_JOBS} prototype job files (and ${2 * LEGACY_JOBS} logs), ${LEGACY_ROUNDS} rounds each of import-legacy and of a daemon start importing in place`)
+  progress(
+    `legacy import: ${LEGACY_JOBS} prototype job files (and ${
+      2 * LEGACY_JOBS
+    } logs), ${LEGACY_ROUNDS} rounds each of import-legacy and of a daemon start importing in place`
+  )
   const source = path.join(scratch, "prototype")
   writePrototypeState(source, LEGACY_JOBS)
   const command: Array<number> = []
@@ -600,7 +770,9 @@ const benchLegacyImport = async (scratch: string) => {
     const result = await timeNode(planterdBin, ["import-legacy", "--from", source, "--state-dir", target, "--json"])
     const report = JSON.parse(result.stdout)
     if (report.jobs !== LEGACY_JOBS || report.logs !== 2 * LEGACY_JOBS || report.skipped.length !== 0) {
-      throw new Error(`import-legacy imported ${report.jobs} jobs and ${report.logs} logs, skipped ${report.skipped.length}: the figure would be meaningless`)
+      throw new Error(
+        `import-legacy imported ${report.jobs} jobs and ${report.logs} logs, skipped ${report.skipped.length}: the figure would be meaningless`
+      )
     }
     command.push(result.ms)
     fs.rmSync(target, { recursive: true, force: true })
@@ -618,7 +790,9 @@ const benchLegacyImport = async (scratch: string) => {
     const importing = await startDaemon("disabled", { stateDir: inPlace, keepStateDir: true })
     daemonStart.push(performance.now() - start)
     const line = importing.output().split("\n").find((text) => text.includes("legacy import from"))
-    if (line === undefined || !line.includes(`${LEGACY_JOBS} job(s)`)) throw new Error(`the daemon did not import the ${LEGACY_JOBS} jobs:\n${importing.output()}`)
+    if (line === undefined || !line.includes(`${LEGACY_JOBS} job(s)`)) {
+      throw new Error(`the daemon did not import the ${LEGACY_JOBS} jobs:\n${importing.output()}`)
+    }
     await importing.stop()
     // Started again: everything is imported already, only the listing is read.
     start = performance.now()
@@ -663,7 +837,13 @@ const benchLegacyImport = async (scratch: string) => {
     result: verdict(inPlacePass)
   })
   notes.push(
-    `legacy import: import-legacy ${command.map((x) => ms(x)).join(", ")} (whole command: node start-up, reading, one transaction, copying the ${LEGACY_JOBS} non-empty logs; empty ones are not copied); daemon start importing in place ${daemonStart.map((x) => ms(x)).join(", ")}, on an empty state dir ${emptyStart.map((x) => ms(x)).join(", ")}, restart after the import ${restart.map((x) => ms(x)).join(", ")}`
+    `legacy import: import-legacy ${
+      command.map((x) => ms(x)).join(", ")
+    } (whole command: node start-up, reading, one transaction, copying the ${LEGACY_JOBS} non-empty logs; empty ones are not copied); daemon start importing in place ${
+      daemonStart.map((x) => ms(x)).join(", ")
+    }, on an empty state dir ${emptyStart.map((x) => ms(x)).join(", ")}, restart after the import ${
+      restart.map((x) => ms(x)).join(", ")
+    }`
   )
 }
 
@@ -697,7 +877,13 @@ const machine = () => {
 }
 
 const table = (rows: ReadonlyArray<Check>) => {
-  const header: Check = { figure: "figure", measured: "measured", baseline: "baseline (same run)", target: "target", result: "result" as Result }
+  const header: Check = {
+    figure: "figure",
+    measured: "measured",
+    baseline: "baseline (same run)",
+    target: "target",
+    result: "result" as Result
+  }
   const all = [header, ...rows]
   const keys = ["figure", "measured", "baseline", "target", "result"] as const
   const widths = keys.map((key) => Math.max(...all.map((row) => [...row[key]].length)))
@@ -755,7 +941,8 @@ const main = async () => {
     "cli_version",
     "cli_job_ls"
   ]
-  const rank = (row: Check) => order.indexOf(figureOfRow.get(row) ?? figures.find((f) => row.figure.startsWith(f.name))?.id ?? "")
+  const rank = (row: Check) =>
+    order.indexOf(figureOfRow.get(row) ?? figures.find((f) => row.figure.startsWith(f.name))?.id ?? "")
   const rows = [...checks].sort((a, b) => rank(a) - rank(b))
   const seconds = (performance.now() - startedAt) / 1000
   const loadAtEnd = os.loadavg().map((x) => round(x, 2))
@@ -778,17 +965,38 @@ const main = async () => {
 
   if (asJson) {
     const sorted = [...figures].sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
-    process.stdout.write(`${JSON.stringify({ machine: { ...info, load_average_at_end: loadAtEnd }, other_work_cores: otherCores, busy, duration_s: round(seconds, 1), passed, checked: measured, figures: sorted, notes }, null, 2)}\n`)
+    process.stdout.write(
+      `${
+        JSON.stringify(
+          {
+            machine: { ...info, load_average_at_end: loadAtEnd },
+            other_work_cores: otherCores,
+            busy,
+            duration_s: round(seconds, 1),
+            passed,
+            checked: measured,
+            figures: sorted,
+            notes
+          },
+          null,
+          2
+        )
+      }\n`
+    )
     return
   }
   const out = [
     "Planter benchmark — targets from DESIGN.md \"Performance targets\"",
     `machine: ${info.cpu}; ${info.cores} cores; ${info.memory_gib} GiB; node ${info.node}; ${info.kernel} (${info.platform})`,
-    `load average (1, 5, 15 min): ${info.load_average_at_start.join(", ")} at start; ${loadAtEnd.join(", ")} at end; other work during the run: ${otherCores ?? "n/a"} cores on average`,
+    `load average (1, 5, 15 min): ${info.load_average_at_start.join(", ")} at start; ${
+      loadAtEnd.join(", ")
+    } at end; other work during the run: ${otherCores ?? "n/a"} cores on average`,
     "",
     table(rows),
     "",
-    `${passed} of ${measured} checks met${rows.length > measured ? `, ${rows.length - measured} skipped` : ""}; run took ${seconds.toFixed(1)} s`,
+    `${passed} of ${measured} checks met${
+      rows.length > measured ? `, ${rows.length - measured} skipped` : ""
+    }; run took ${seconds.toFixed(1)} s`,
     ...notes,
     "latencies: JobRun = typed-client round trip until the job's pid is known; baseline = spawn() until its 'spawn' event.",
     "GB/s = 10^9 bytes per second; each figure's baseline was measured in this same run, interleaved with it."

@@ -6,15 +6,15 @@
  * and the CLI's start-up beside `node -e 0`.
  */
 import { Effect, Exit, Layer, Scope } from "effect"
+import { Packr } from "msgpackr"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Packr } from "msgpackr"
-import type { CellId, JobId } from "../src/rpc/Ids.js"
-import { Cell, Job, JobCommand, JobSandbox, make, type PlanterClientShape } from "../src/rpc/client.js"
 import * as StateRepositorySqlite from "../src/layers/StateRepositorySqlite.js"
+import { Cell, Job, JobCommand, JobSandbox, make, type PlanterClientShape } from "../src/rpc/client.js"
+import type { CellId, JobId } from "../src/rpc/Ids.js"
 import { StateRepository } from "../src/services/StateRepository.js"
 import { type BenchDaemon, makeTempDir, sleep, startDaemon } from "./daemon.js"
 import { median, ms, round, summarize, type Summary } from "./stats.js"
@@ -29,7 +29,16 @@ export interface Report {
     readonly unit: string
     readonly measured: Record<string, number>
     readonly baseline: Record<string, number> | null
-    readonly checks: ReadonlyArray<{ readonly target: string; readonly threshold: number; readonly pass: boolean; readonly measured: string; readonly baseline: string; readonly figure?: string }>
+    readonly checks: ReadonlyArray<
+      {
+        readonly target: string
+        readonly threshold: number
+        readonly pass: boolean
+        readonly measured: string
+        readonly baseline: string
+        readonly figure?: string
+      }
+    >
   }) => void
   readonly note: (line: string) => void
 }
@@ -48,7 +57,8 @@ const HEALTH_DURING_ATTACK = 500
 
 const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter.mjs")
 
-const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
+const rssBytes = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
 const mib = (bytes: number) => round(bytes / MiB, 1)
 
 /** The lowest of a few samples a little apart: RSS once it settles. */
@@ -88,7 +98,14 @@ const awaitEnd = (client: PlanterClientShape, jobId: string) =>
   Effect.gen(function*() {
     let offset = 0
     for (;;) {
-      const chunk = yield* client.LogsRead({ job_id: jobId, stream: "stderr", offset, max_bytes: 65536, follow: true, wait_ms: 30_000 })
+      const chunk = yield* client.LogsRead({
+        job_id: jobId,
+        stream: "stderr",
+        offset,
+        max_bytes: 65536,
+        follow: true,
+        wait_ms: 30_000
+      })
       offset = chunk.offset
       if (chunk.complete) return
     }
@@ -133,12 +150,22 @@ const seedJobs = (stateDir: string) =>
           finished_at_ms: base + n * 1000 + 20,
           sandbox: new JobSandbox({ mode: "disabled", backend: "none", network: "allow", fallback_reason: null })
         }))
-      yield* repo.importLegacy({ source: path.join(stateDir, "bench-seed"), cells: [cell], jobs, events: [], files: [], report: {}, summary: {} })
+      yield* repo.importLegacy({
+        source: path.join(stateDir, "bench-seed"),
+        cells: [cell],
+        jobs,
+        events: [],
+        files: [],
+        report: {},
+        summary: {}
+      })
     }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))
   )
 
 export const benchJobList = async (report: Report) => {
-  report.progress(`job ls with ${SEEDED_JOBS} jobs: seeding them through the repository, then ${LIST_ITERATIONS} JobList calls per query`)
+  report.progress(
+    `job ls with ${SEEDED_JOBS} jobs: seeding them through the repository, then ${LIST_ITERATIONS} JobList calls per query`
+  )
   const stateDir = makeTempDir("planter-bench-list-")
   await seedJobs(stateDir)
   const daemon = await startDaemon("disabled", { stateDir })
@@ -152,7 +179,8 @@ export const benchJobList = async (report: Report) => {
         const series = {
           first: () => client.JobList({}),
           deep: () => client.JobList({ after: middle }),
-          cell_failed_window: () => client.JobList({ cell_id: "bench-list", status: "exited", since_ms: Date.now() - 50_000 * 1000 }),
+          cell_failed_window: () =>
+            client.JobList({ cell_id: "bench-list", status: "exited", since_ms: Date.now() - 50_000 * 1000 }),
           running: () => client.JobList({ status: ["starting", "running"] }),
           page_1000: () => client.JobList({ limit: 1000 })
         }
@@ -163,7 +191,9 @@ export const benchJobList = async (report: Report) => {
             const start = performance.now()
             const page = yield* call()
             if (i >= 20) samples.push(performance.now() - start)
-            if (name === "first" && page.jobs.length !== 50) return yield* Effect.die(new Error(`first page has ${page.jobs.length} jobs`))
+            if (name === "first" && page.jobs.length !== 50) {
+              return yield* Effect.die(new Error(`first page has ${page.jobs.length} jobs`))
+            }
           }
           out[name] = summarize(samples)
         }
@@ -177,12 +207,26 @@ export const benchJobList = async (report: Report) => {
       id: "joblist_first_page",
       name: `JobList first page, ${SEEDED_JOBS} jobs`,
       unit: "ms",
-      measured: Object.fromEntries(Object.entries(results).flatMap(([name, s]) => [[`${name}_p50_ms`, round(s.p50)], [`${name}_p99_ms`, round(s.p99)]])),
+      measured: Object.fromEntries(
+        Object.entries(results).flatMap((
+          [name, s]
+        ) => [[`${name}_p50_ms`, round(s.p50)], [`${name}_p99_ms`, round(s.p99)]])
+      ),
       baseline: null,
-      checks: [{ target: "p50 ≤ 50 ms", threshold: 50, pass, measured: `p50 ${ms(first.p50)}, p99 ${ms(first.p99)}`, baseline: "—" }]
+      checks: [{
+        target: "p50 ≤ 50 ms",
+        threshold: 50,
+        pass,
+        measured: `p50 ${ms(first.p50)}, p99 ${ms(first.p99)}`,
+        baseline: "—"
+      }]
     })
     report.note(
-      `JobList with ${SEEDED_JOBS} jobs (p50/p99): first page ${ms(first.p50)}/${ms(first.p99)}; a page 2000 deep ${ms(results.deep!.p50)}/${ms(results.deep!.p99)}; cell + status + since ${ms(results.cell_failed_window!.p50)}; running only ${ms(results.running!.p50)}; a 1000-job page ${ms(results.page_1000!.p50)}; \`planter job ls\` process ${ms(median(cli))} (p50 of 10)`
+      `JobList with ${SEEDED_JOBS} jobs (p50/p99): first page ${ms(first.p50)}/${ms(first.p99)}; a page 2000 deep ${
+        ms(results.deep!.p50)
+      }/${ms(results.deep!.p99)}; cell + status + since ${ms(results.cell_failed_window!.p50)}; running only ${
+        ms(results.running!.p50)
+      }; a 1000-job page ${ms(results.page_1000!.p50)}; \`planter job ls\` process ${ms(median(cli))} (p50 of 10)`
     )
   } finally {
     await daemon.stop()
@@ -193,13 +237,18 @@ export const benchJobList = async (report: Report) => {
 // ---------------------------------------------------------------------------
 
 export const benchStarts = async (report: Report) => {
-  report.progress(`${STARTS} jobs started back to back by one client, pipelined (${START_ROUNDS} rounds), and one at a time`)
+  report.progress(
+    `${STARTS} jobs started back to back by one client, pipelined (${START_ROUNDS} rounds), and one at a time`
+  )
   const daemon = await startDaemon("disabled")
   try {
     const results = await withClient(daemon, (client) =>
       Effect.gen(function*() {
         const cell = yield* client.CellCreate({ name: "bench-starts", env: {}, read_paths: [], network: "allow" })
-        const burst = () => Effect.forEach(Array.from({ length: STARTS }), () => run(client, cell.id, ["true"]), { concurrency: "unbounded" })
+        const burst = () =>
+          Effect.forEach(Array.from({ length: STARTS }), () => run(client, cell.id, ["true"]), {
+            concurrency: "unbounded"
+          })
         yield* burst() // warm-up
         const pipelined: Array<number> = []
         const sequential: Array<number> = []
@@ -223,9 +272,19 @@ export const benchStarts = async (report: Report) => {
       id: "starts_50",
       name: `${STARTS} jobs started back to back`,
       unit: "ms",
-      measured: { pipelined_median_ms: round(p), pipelined_best_ms: round(Math.min(...results.pipelined)), sequential_median_ms: round(s) },
+      measured: {
+        pipelined_median_ms: round(p),
+        pipelined_best_ms: round(Math.min(...results.pipelined)),
+        sequential_median_ms: round(s)
+      },
       baseline: null,
-      checks: [{ target: "≤ 150 ms", threshold: 150, pass, measured: `${ms(p)} pipelined (${ms(s)} one at a time)`, baseline: "pm2 792 ms, supervisord 283 ms (DESIGN.md)" }]
+      checks: [{
+        target: "≤ 150 ms",
+        threshold: 150,
+        pass,
+        measured: `${ms(p)} pipelined (${ms(s)} one at a time)`,
+        baseline: "pm2 792 ms, supervisord 283 ms (DESIGN.md)"
+      }]
     })
   } finally {
     await daemon.stop()
@@ -235,7 +294,11 @@ export const benchStarts = async (report: Report) => {
 // ---------------------------------------------------------------------------
 
 export const benchRss = async (report: Report) => {
-  report.progress(`daemon RSS: idle, with ${RSS_RUNNING_JOBS} running jobs, after ${RSS_CHURN_JOBS} jobs and a ${RSS_LOG_BYTES / MiB} MiB log read; beside a bare Node process`)
+  report.progress(
+    `daemon RSS: idle, with ${RSS_RUNNING_JOBS} running jobs, after ${RSS_CHURN_JOBS} jobs and a ${
+      RSS_LOG_BYTES / MiB
+    } MiB log read; beside a bare Node process`
+  )
   const bare = await bareNodeRss()
   const daemon = await startDaemon("disabled")
   try {
@@ -246,19 +309,31 @@ export const benchRss = async (report: Report) => {
         const cell = yield* client.CellCreate({ name: "bench-rss", env: {}, read_paths: [], network: "allow" })
         yield* Effect.sleep(300)
         const idleWithClient = yield* Effect.promise(() => settledRss(daemon.pid))
-        const sleepers = yield* Effect.forEach(Array.from({ length: RSS_RUNNING_JOBS }), () => run(client, cell.id, ["sleep", "600"]), { concurrency: 8 })
+        const sleepers = yield* Effect.forEach(Array.from({ length: RSS_RUNNING_JOBS }), () =>
+          run(client, cell.id, ["sleep", "600"]), { concurrency: 8 })
         yield* Effect.sleep(2000)
-        const running = yield* Effect.promise(() => settledRss(daemon.pid))
+        const running = yield* Effect.promise(() =>
+          settledRss(daemon.pid)
+        )
         yield* Effect.forEach(sleepers, (job) => client.JobKill({ job_id: job.id, force: true }), { concurrency: 8 })
         for (let done = 0; done < RSS_CHURN_JOBS; done += 50) {
-          const batch = yield* Effect.forEach(Array.from({ length: 50 }), () => run(client, cell.id, ["true"]), { concurrency: 8 })
+          const batch = yield* Effect.forEach(Array.from({ length: 50 }), () => run(client, cell.id, ["true"]), {
+            concurrency: 8
+          })
           yield* Effect.forEach(batch, (job) => awaitEnd(client, job.id), { concurrency: 8 })
         }
         const big = yield* run(client, cell.id, ["head", "-c", String(RSS_LOG_BYTES), "/dev/zero"])
         yield* awaitEnd(client, big.id)
         let offset = 0
         for (;;) {
-          const chunk = yield* client.LogsRead({ job_id: big.id, stream: "stdout", offset, max_bytes: 4 * MiB, follow: false, wait_ms: 0 })
+          const chunk = yield* client.LogsRead({
+            job_id: big.id,
+            stream: "stdout",
+            offset,
+            max_bytes: 4 * MiB,
+            follow: false,
+            wait_ms: 0
+          })
           offset = chunk.offset
           if (chunk.complete || chunk.data.length === 0) break
         }
@@ -273,11 +348,30 @@ export const benchRss = async (report: Report) => {
       id: "daemon_rss",
       name: "daemon RSS",
       unit: "MiB",
-      measured: { idle_mib: mib(idle), idle_with_client_mib: mib(figures.idleWithClient), running_50_mib: mib(figures.running), after_churn_and_read_mib: mib(figures.after) },
+      measured: {
+        idle_mib: mib(idle),
+        idle_with_client_mib: mib(figures.idleWithClient),
+        running_50_mib: mib(figures.running),
+        after_churn_and_read_mib: mib(figures.after)
+      },
       baseline: { bare_node_mib: mib(bare) },
       checks: [
-        { figure: "daemon RSS idle", target: "≤ 70 MB", threshold: 70, pass: idlePass, measured: `${mib(idle)} MiB`, baseline: `bare node ${mib(bare)} MiB` },
-        { figure: `daemon RSS, ${RSS_RUNNING_JOBS} running jobs`, target: "≤ 80 MB", threshold: 80, pass: runningPass, measured: `${mib(figures.running)} MiB`, baseline: `bare node ${mib(bare)} MiB` },
+        {
+          figure: "daemon RSS idle",
+          target: "≤ 70 MB",
+          threshold: 70,
+          pass: idlePass,
+          measured: `${mib(idle)} MiB`,
+          baseline: `bare node ${mib(bare)} MiB`
+        },
+        {
+          figure: `daemon RSS, ${RSS_RUNNING_JOBS} running jobs`,
+          target: "≤ 80 MB",
+          threshold: 80,
+          pass: runningPass,
+          measured: `${mib(figures.running)} MiB`,
+          baseline: `bare node ${mib(bare)} MiB`
+        },
         {
           figure: `daemon RSS after ${RSS_CHURN_JOBS} jobs + ${RSS_LOG_BYTES / MiB} MiB read`,
           target: "≤ idle + 10 MB",
@@ -313,7 +407,9 @@ const healthDuring = (client: PlanterClientShape, attack: Promise<unknown>) =>
   })
 
 export const benchConnectionBounds = async (report: Report) => {
-  report.progress(`a peer that pipelines ${HOG_READS} 4 MiB log reads and never reads, then one that sends a 4-billion-element header: daemon RSS and Health p99 from another client`)
+  report.progress(
+    `a peer that pipelines ${HOG_READS} 4 MiB log reads and never reads, then one that sends a 4-billion-element header: daemon RSS and Health p99 from another client`
+  )
   const daemon = await startDaemon("disabled")
   try {
     const results = await withClient(daemon, (client) =>
@@ -432,7 +528,11 @@ const runProcess = (file: string, args: ReadonlyArray<string>) =>
     let stderr = ""
     child.stderr.on("data", (data) => (stderr += data))
     child.once("error", reject)
-    child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(args[0] ?? file)} ${args.slice(1).join(" ")} exited with ${code}: ${stderr}`))))
+    child.once("close", (code) => (code === 0
+      ? resolve()
+      : reject(
+        new Error(`${path.basename(args[0] ?? file)} ${args.slice(1).join(" ")} exited with ${code}: ${stderr}`)
+      )))
   })
 
 const runPlanter = (daemon: BenchDaemon, args: ReadonlyArray<string>) =>
@@ -461,7 +561,13 @@ export const benchCli = async (report: Report) => {
       }
     }
     const b = median(bare)
-    for (const [id, name, samples] of [["cli_version", "planter version", version], ["cli_job_ls", "planter job ls", ls]] as const) {
+    for (
+      const [id, name, samples] of [["cli_version", "planter version", version], [
+        "cli_job_ls",
+        "planter job ls",
+        ls
+      ]] as const
+    ) {
       const p50 = median(samples)
       report.record({
         id,
@@ -469,7 +575,13 @@ export const benchCli = async (report: Report) => {
         unit: "ms",
         measured: { p50_ms: round(p50), ratio: round(p50 / b, 2) },
         baseline: { node_e_0_p50_ms: round(b) },
-        checks: [{ target: "p50 ≤ 2× baseline", threshold: 2, pass: p50 <= 2 * b, measured: `p50 ${ms(p50)} (${round(p50 / b, 2)}×)`, baseline: `node -e 0 p50 ${ms(b)}` }]
+        checks: [{
+          target: "p50 ≤ 2× baseline",
+          threshold: 2,
+          pass: p50 <= 2 * b,
+          measured: `p50 ${ms(p50)} (${round(p50 / b, 2)}×)`,
+          baseline: `node -e 0 p50 ${ms(b)}`
+        }]
       })
     }
   } finally {

@@ -32,7 +32,13 @@ export const median = (values: ReadonlyArray<number>): number => percentile([...
 
 /** Milliseconds with precision that suits their size: 0.042 ms, 1.23 ms, 45.6 ms. */
 export const ms = (value: number): string =>
-  Number.isNaN(value) ? "n/a" : value < 1 ? `${value.toFixed(3)} ms` : value < 100 ? `${value.toFixed(2)} ms` : `${value.toFixed(0)} ms`
+  Number.isNaN(value)
+    ? "n/a"
+    : value < 1
+    ? `${value.toFixed(3)} ms`
+    : value < 100
+    ? `${value.toFixed(2)} ms`
+    : `${value.toFixed(0)} ms`
 
 /** Bytes per second in decimal GB/s (1 GB = 10^9 bytes), the unit the targets use. */
 export const gbps = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e9).toFixed(2)} GB/s`

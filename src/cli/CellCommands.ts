@@ -3,7 +3,17 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
 import * as path from "node:path"
-import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
+import {
+  envOption,
+  forceOption,
+  maxLogOption,
+  maxRssOption,
+  networkOption,
+  parseEnv,
+  parseLimitFlags,
+  timeoutOption,
+  withClient
+} from "./Global.js"
 import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { cellDetails, cellRows, encodeCell, printJson, printLine, write } from "./Output.js"
 
@@ -74,17 +84,27 @@ const cellRm = Command.make("rm", {
     })
   )).pipe(Command.withDescription("Remove a cell and its directory"))
 
-const cellShow = Command.make("show", { cell: Args.text({ name: "CELL" }) }, ({ cell }) =>
-  withClient((client, json) =>
-    Effect.gen(function*() {
-      const info = yield* client.CellShow({ cell_id: cell })
-      if (json) return yield* printJson({ ...encodeCell(info.cell), running_jobs: info.running_jobs, total_jobs: info.total_jobs, last_job_started_at_ms: info.last_job_started_at_ms })
-      yield* printLine(cellDetails(info))
-    })
-  )).pipe(Command.withDescription("Show a cell: its dir, env, policy, limits and jobs: planter cell show CELL"))
+const cellShow = Command.make(
+  "show",
+  { cell: Args.text({ name: "CELL" }) },
+  ({ cell }) =>
+    withClient((client, json) =>
+      Effect.gen(function*() {
+        const info = yield* client.CellShow({ cell_id: cell })
+        if (json) {
+          return yield* printJson({
+            ...encodeCell(info.cell),
+            running_jobs: info.running_jobs,
+            total_jobs: info.total_jobs,
+            last_job_started_at_ms: info.last_job_started_at_ms
+          })
+        }
+        yield* printLine(cellDetails(info))
+      })
+    )
+).pipe(Command.withDescription("Show a cell: its dir, env, policy, limits and jobs: planter cell show CELL"))
 
 export const cellCommand = Command.make("cell").pipe(
   Command.withDescription("Manage cells"),
   Command.withSubcommands([createCell("create"), cellLs, cellShow, cellRm])
 )
-

@@ -3,10 +3,10 @@ import { Effect } from "effect"
 import { PROTOCOL_VERSION } from "../rpc/client.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import { cellCommand, createCell } from "./CellCommands.js"
+import { debugCommand } from "./DebugCommand.js"
+import { events } from "./EventsCommand.js"
 import { planter, withClient } from "./Global.js"
 import { jobCommand, run, top } from "./JobCommands.js"
-import { events } from "./EventsCommand.js"
-import { debugCommand } from "./DebugCommand.js"
 import { logs } from "./LogsCommand.js"
 import { printJson, printLine } from "./Output.js"
 
@@ -33,7 +33,9 @@ const health = Command.make("health", {}, () =>
       const info = yield* client.Health()
       if (json) return yield* printJson(info)
       yield* printLine(
-        `planterd ${info.version} ${info.ok ? "ok" : "DEGRADED"}, pid ${info.pid}, up ${Math.round(info.uptime_ms / 1000)}s`
+        `planterd ${info.version} ${info.ok ? "ok" : "DEGRADED"}, pid ${info.pid}, up ${
+          Math.round(info.uptime_ms / 1000)
+        }s`
       )
       if (info.degraded !== null) yield* printLine(`degraded:  ${info.degraded}`)
       yield* printLine(`socket:    ${info.socket}`)
@@ -47,7 +49,9 @@ const health = Command.make("health", {}, () =>
       if (info.monitor) {
         const m = info.monitor
         yield* printLine(
-          `monitor:   every ${m.interval_ms} ms, last tick ${m.last_tick_at_ms === null ? "never" : new Date(m.last_tick_at_ms).toISOString()}, ${m.ticks} ticks, ${m.restarts} restart(s), ${m.mean_tick_cpu_us} µs CPU per tick (${m.cpu_percent_of_core}% of a core)`
+          `monitor:   every ${m.interval_ms} ms, last tick ${
+            m.last_tick_at_ms === null ? "never" : new Date(m.last_tick_at_ms).toISOString()
+          }, ${m.ticks} ticks, ${m.restarts} restart(s), ${m.mean_tick_cpu_us} µs CPU per tick (${m.cpu_percent_of_core}% of a core)`
         )
       }
     })
@@ -55,6 +59,16 @@ const health = Command.make("health", {}, () =>
 
 export const command = planter.pipe(
   Command.withDescription("Talk to planterd: cells, jobs and their logs"),
-  Command.withSubcommands([version, health, createCell("create"), cellCommand, run, jobCommand, top("top"), logs, events, debugCommand])
+  Command.withSubcommands([
+    version,
+    health,
+    createCell("create"),
+    cellCommand,
+    run,
+    jobCommand,
+    top("top"),
+    logs,
+    events,
+    debugCommand
+  ])
 )
-

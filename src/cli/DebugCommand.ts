@@ -18,7 +18,13 @@ export const describeFiber = (fiber: FiberInfo): string => {
   return parts.join(" ")
 }
 
-const duration = (ms: number) => (ms < 1000 ? `${ms}ms` : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`)
+const duration = (
+  ms: number
+) => (ms < 1000
+  ? `${ms}ms`
+  : ms < 60_000
+  ? `${(ms / 1000).toFixed(1)}s`
+  : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`)
 
 /**
  * The fibers as a tree (each under the fiber that forked it), one line each:
@@ -62,7 +68,11 @@ const fibers = Command.make("fibers", {}, () =>
       for (const line of lines) yield* printLine(line)
       yield* printLine(`${list.length} live fiber(s), ${lines.length} shown (labelled ones and their parents)`)
     })
-  )).pipe(Command.withDescription("List the daemon's live fibers as a tree: jobs, connections, followers, the monitor, and the span each is in (admin only)"))
+  )).pipe(
+    Command.withDescription(
+      "List the daemon's live fibers as a tree: jobs, connections, followers, the monitor, and the span each is in (admin only)"
+    )
+  )
 
 export const debugCommand = Command.make("debug").pipe(
   Command.withDescription("Look inside the running daemon"),

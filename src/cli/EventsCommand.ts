@@ -1,8 +1,8 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Effect, Option } from "effect"
-import type { JournalEntry } from "../rpc/Models.js"
 import type { PlanterClientShape } from "../rpc/client.js"
+import type { JournalEntry } from "../rpc/Models.js"
 import { type EventsFollowPayload, MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
 import { withClient } from "./Global.js"
 import { printJson, printLine, table, usageError, write } from "./Output.js"
@@ -63,13 +63,21 @@ const follow = (client: PlanterClientShape, json: boolean, payload: typeof Event
  * bounded EventsList until `--limit` rows are printed.
  */
 export const events = Command.make("events", {
-  since: Options.text("since").pipe(Options.withDescription("only events of the last D (30s, 5m, 2h, 7d)"), Options.optional),
+  since: Options.text("since").pipe(
+    Options.withDescription("only events of the last D (30s, 5m, 2h, 7d)"),
+    Options.optional
+  ),
   job: Options.text("job").pipe(Options.withDescription("only this job's events"), Options.optional),
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's events (id or name)"), Options.optional),
-  limit: Options.integer("limit").pipe(Options.withDescription("at most N events (default 1000; -f prints every event since --since)"), Options.withDefault(1000)),
+  limit: Options.integer("limit").pipe(
+    Options.withDescription("at most N events (default 1000; -f prints every event since --since)"),
+    Options.withDefault(1000)
+  ),
   follow: Options.boolean("follow").pipe(
     Options.withAlias("f"),
-    Options.withDescription("then keep printing new events as the daemon journals them (from now, or from --since); with --json one JSON object per line")
+    Options.withDescription(
+      "then keep printing new events as the daemon journals them (from now, or from --since); with --json one JSON object per line"
+    )
   )
 }, (options) =>
   withClient((client, json) =>
@@ -77,7 +85,9 @@ export const events = Command.make("events", {
       let sinceMs: number | null = null
       if (Option.isSome(options.since)) {
         const ms = parseDurationMs(options.since.value)
-        if (ms === undefined) return yield* usageError(`--since ${options.since.value}: expected a duration such as 30s, 5m, 2h or 7d`)
+        if (ms === undefined) {
+          return yield* usageError(`--since ${options.since.value}: expected a duration such as 30s, 5m, 2h or 7d`)
+        }
         sinceMs = Math.max(0, Date.now() - ms)
       }
       if (options.limit < 1) return yield* usageError("--limit must be 1 or more")
@@ -93,13 +103,14 @@ export const events = Command.make("events", {
       const rows: Array<JournalEntry> = []
       let afterId: number | null = null
       while (rows.length < options.limit) {
-        const page: { readonly events: ReadonlyArray<JournalEntry>; readonly next_id: number | null } = yield* client.EventsList({
-          since_ms: sinceMs,
-          after_id: afterId,
-          job_id: Option.getOrNull(options.job),
-          cell_id: Option.getOrNull(options.cell),
-          limit: Math.min(MAX_EVENTS_PAGE, options.limit - rows.length)
-        })
+        const page: { readonly events: ReadonlyArray<JournalEntry>; readonly next_id: number | null } = yield* client
+          .EventsList({
+            since_ms: sinceMs,
+            after_id: afterId,
+            job_id: Option.getOrNull(options.job),
+            cell_id: Option.getOrNull(options.cell),
+            limit: Math.min(MAX_EVENTS_PAGE, options.limit - rows.length)
+          })
         rows.push(...page.events)
         if (page.next_id === null) break
         afterId = page.next_id
@@ -111,4 +122,6 @@ export const events = Command.make("events", {
         rows.map(row)
       ))
     })
-  )).pipe(Command.withDescription("Show the events journal: who did what, and when (planter events --since 1h; -f to follow)"))
+  )).pipe(
+    Command.withDescription("Show the events journal: who did what, and when (planter events --since 1h; -f to follow)")
+  )

@@ -6,8 +6,8 @@ import type { PlanterClientShape } from "../rpc/client.js"
 import { make as makeClient } from "../rpc/client.js"
 import { EnvName } from "../rpc/Models.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
-import { CliFailure, ExitCode, usageError } from "./Output.js"
 import { parseDuration, parseSize } from "../services/Limits.js"
+import { CliFailure, ExitCode, usageError } from "./Output.js"
 
 /** The root command: its options are global, read by every subcommand. */
 export const planter = Command.make("planter", {
@@ -20,7 +20,9 @@ export const planter = Command.make("planter", {
 
 /** What the CLI says when the daemon goes away in the middle of a command (exit code 4). */
 export const lostMessage = (why: string) =>
-  `lost the connection to planterd${why ? ` (${why})` : ""}: the daemon stopped or crashed; its jobs keep running unless it was stopped without --keep-jobs. Start it again and check with \`planter job ls\``
+  `lost the connection to planterd${
+    why ? ` (${why})` : ""
+  }: the daemon stopped or crashed; its jobs keep running unless it was stopped without --keep-jobs. Start it again and check with \`planter job ls\``
 
 /** Runs `f` with a connected client, turning every failure into a CliFailure with the contract's exit code. */
 export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) => Effect.Effect<A, E>) =>
@@ -38,16 +40,24 @@ export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) 
         case "CliFailure":
           return Effect.fail(error as CliFailure)
         case "DaemonUnavailable":
-          return Effect.fail(new CliFailure({ exitCode: ExitCode.noDaemon, code: "no_daemon", message: tagged.message ?? "" }))
+          return Effect.fail(
+            new CliFailure({ exitCode: ExitCode.noDaemon, code: "no_daemon", message: tagged.message ?? "" })
+          )
         case "RpcClientError":
           return Effect.fail(
-            new CliFailure({ exitCode: ExitCode.connectionLost, code: "connection_lost", message: lostMessage(tagged.message ?? "") })
+            new CliFailure({
+              exitCode: ExitCode.connectionLost,
+              code: "connection_lost",
+              message: lostMessage(tagged.message ?? "")
+            })
           )
         default:
           return Effect.fail(
             new CliFailure({
               // The daemon refused what was asked as malformed (a bad name, path, id): bad usage, as the CLI's own checks.
-              exitCode: tagged.code === "invalid_request" || tagged.code === "limit_invalid" ? ExitCode.usage : ExitCode.daemonError,
+              exitCode: tagged.code === "invalid_request" || tagged.code === "limit_invalid"
+                ? ExitCode.usage
+                : ExitCode.daemonError,
               code: tagged.code ?? "internal",
               message: tagged.message ?? String(error),
               ...(tagged.detail !== undefined ? { detail: tagged.detail } : {})
@@ -96,13 +106,14 @@ export const networkOption = Options.choice("network", ["allow", "deny"]).pipe(
 )
 export const forceOption = Options.boolean("force")
 
-
 export const timeoutOption = Options.text("timeout").pipe(
   Options.withDescription("end the job with reason timeout after this long, e.g. 30s, 5m, 500ms"),
   Options.optional
 )
 export const maxRssOption = Options.text("max-rss").pipe(
-  Options.withDescription("end the job with reason memory_limit when its tree's total RSS passes this, e.g. 512M, 2G (K = 1024)"),
+  Options.withDescription(
+    "end the job with reason memory_limit when its tree's total RSS passes this, e.g. 512M, 2G (K = 1024)"
+  ),
   Options.optional
 )
 export const maxLogOption = Options.text("max-log").pipe(
@@ -127,7 +138,11 @@ export const parseLimitFlags = (flags: {
       if (Option.isNone(value)) continue
       const result = parse(value.value)
       if (typeof result === "string") {
-        return yield* new CliFailure({ exitCode: ExitCode.usage, code: "limit_invalid", message: `--${flag} ${result}` })
+        return yield* new CliFailure({
+          exitCode: ExitCode.usage,
+          code: "limit_invalid",
+          message: `--${flag} ${result}`
+        })
       }
       parsed[field] = result
     }

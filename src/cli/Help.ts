@@ -22,7 +22,10 @@ export interface CommandHelp {
 
 const LIMITS: ReadonlyArray<OptionHelp> = [
   { flag: "--timeout D", text: "end jobs with reason timeout after D, e.g. --timeout 30s (units ms, s, m, h, d)" },
-  { flag: "--max-rss SIZE", text: "end jobs with reason memory_limit when their tree's RSS passes SIZE, e.g. --max-rss 512M" },
+  {
+    flag: "--max-rss SIZE",
+    text: "end jobs with reason memory_limit when their tree's RSS passes SIZE, e.g. --max-rss 512M"
+  },
   { flag: "--max-log SIZE", text: "end jobs with reason log_quota when stdout + stderr pass SIZE, e.g. --max-log 100M" }
 ]
 
@@ -37,9 +40,13 @@ const CREATE_OPTIONS: ReadonlyArray<OptionHelp> = [
 const createHelp = (path: string): CommandHelp => ({
   path,
   description: "Create a cell: a directory with its own environment and sandbox policy",
-  usage: `planter ${path} --name NAME [--env K=V]... [--read PATH]... [--network allow|deny] [--timeout D] [--max-rss SIZE] [--max-log SIZE]`,
+  usage:
+    `planter ${path} --name NAME [--env K=V]... [--read PATH]... [--network allow|deny] [--timeout D] [--max-rss SIZE] [--max-log SIZE]`,
   options: CREATE_OPTIONS,
-  examples: [`planter ${path} --name demo --env GREETING=hello`, `planter ${path} --name ci --timeout 10m --max-rss 2G --network deny`]
+  examples: [
+    `planter ${path} --name demo --env GREETING=hello`,
+    `planter ${path} --name ci --timeout 10m --max-rss 2G --network deny`
+  ]
 })
 
 export const commands: ReadonlyArray<CommandHelp> = [
@@ -48,11 +55,18 @@ export const commands: ReadonlyArray<CommandHelp> = [
     description: "Talk to planterd: cells, jobs and their logs",
     usage: "planter [--socket PATH] [--json] COMMAND [ARGS]",
     options: [
-      { flag: "--socket PATH", text: "planterd's socket (default $PLANTER_SOCKET, else <state dir>/planterd.sock), e.g. --socket /run/planter/planterd.sock" },
+      {
+        flag: "--socket PATH",
+        text:
+          "planterd's socket (default $PLANTER_SOCKET, else <state dir>/planterd.sock), e.g. --socket /run/planter/planterd.sock"
+      },
       { flag: "--json", text: "print exactly one JSON document on stdout, errors too, e.g. planter job ls --json" },
       { flag: "--help, -h", text: "this help; `planter COMMAND --help` for a command's, e.g. planter run --help" },
       { flag: "--version", text: "the CLI's version, e.g. planter --version" },
-      { flag: "--completions SHELL", text: "print a completion script for bash, zsh, fish or sh, e.g. planter --completions bash" }
+      {
+        flag: "--completions SHELL",
+        text: "print a completion script for bash, zsh, fish or sh, e.g. planter --completions bash"
+      }
     ],
     examples: ["planter create --name demo", "planter run demo --name hello --wait -- echo hi", "planter job ls"]
   },
@@ -106,17 +120,32 @@ export const commands: ReadonlyArray<CommandHelp> = [
   {
     path: "run",
     description: "Run a command in a cell; print its id, or stream its output with --wait",
-    usage: "planter run CELL [--name NAME] [--label K=V]... [--env K=V]... [--cwd DIR] [--network allow|deny] [--timeout D] [--max-rss SIZE] [--max-log SIZE] [--wait [-i] [--detach-on-interrupt]] -- ARGV...",
+    usage:
+      "planter run CELL [--name NAME] [--label K=V]... [--env K=V]... [--cwd DIR] [--network allow|deny] [--timeout D] [--max-rss SIZE] [--max-log SIZE] [--wait [-i] [--detach-on-interrupt]] -- ARGV...",
     options: [
-      { flag: "--name NAME", text: "name the job (unique among the cell's running jobs); usable wherever a JOB is, e.g. --name build" },
+      {
+        flag: "--name NAME",
+        text: "name the job (unique among the cell's running jobs); usable wherever a JOB is, e.g. --name build"
+      },
       { flag: "--label K=V", text: "label the job (repeatable), filter with job ls --label, e.g. --label branch=main" },
       { flag: "--env K=V", text: "an environment variable of the job (repeatable), e.g. --env DEBUG=1" },
       { flag: "--cwd DIR", text: "working directory inside the cell dir, e.g. --cwd src" },
       { flag: "--network allow|deny", text: "tighten the cell's network policy, e.g. --network deny" },
       ...LIMITS,
-      { flag: "--wait", text: "stream the job's output and exit with its exit code (128+N when killed by signal N), e.g. planter run demo --wait -- make" },
-      { flag: "-i, --interactive", text: "with --wait: forward stdin to the job, e.g. echo hi | planter run demo --wait -i -- cat" },
-      { flag: "--detach-on-interrupt", text: "with --wait: Ctrl-C leaves the job running instead of killing it, e.g. planter run demo --wait --detach-on-interrupt -- make" }
+      {
+        flag: "--wait",
+        text:
+          "stream the job's output and exit with its exit code (128+N when killed by signal N), e.g. planter run demo --wait -- make"
+      },
+      {
+        flag: "-i, --interactive",
+        text: "with --wait: forward stdin to the job, e.g. echo hi | planter run demo --wait -i -- cat"
+      },
+      {
+        flag: "--detach-on-interrupt",
+        text:
+          "with --wait: Ctrl-C leaves the job running instead of killing it, e.g. planter run demo --wait --detach-on-interrupt -- make"
+      }
     ],
     examples: [
       "planter run demo -- sh -c 'echo hi'",
@@ -201,13 +230,23 @@ export const commands: ReadonlyArray<CommandHelp> = [
     description: "Print a job's output from an offset, optionally following it until the job ends",
     usage: "planter logs JOB [-f] [--stderr | --all] [--offset N] [--tail N] [--since D|TIME] [-t]",
     options: [
-      { flag: "-f, --follow", text: "keep reading until the job ends, then exit with its exit code (128+N for signal N), e.g. planter logs build -f" },
+      {
+        flag: "-f, --follow",
+        text:
+          "keep reading until the job ends, then exit with its exit code (128+N for signal N), e.g. planter logs build -f"
+      },
       { flag: "--stderr", text: "read stderr instead of stdout, e.g. planter logs build --stderr" },
       { flag: "--all", text: "stdout and stderr interleaved as they arrived, e.g. planter logs build --all" },
       { flag: "--offset N", text: "start at byte N, e.g. --offset 1024" },
       { flag: "--tail N", text: "only the last N lines, e.g. planter logs build --tail 20" },
-      { flag: "--since D|TIME", text: "only output written in the last D or since TIME, e.g. --since 5m, --since 2026-11-25T14:00:00Z" },
-      { flag: "-t, --timestamps", text: "prefix each line with when the daemon saw it (within 250 ms), e.g. planter logs build -t" }
+      {
+        flag: "--since D|TIME",
+        text: "only output written in the last D or since TIME, e.g. --since 5m, --since 2026-11-25T14:00:00Z"
+      },
+      {
+        flag: "-t, --timestamps",
+        text: "prefix each line with when the daemon saw it (within 250 ms), e.g. planter logs build -t"
+      }
     ],
     examples: ["planter logs build --tail 20 --all", "planter logs build -f"]
   },
@@ -245,7 +284,9 @@ const byPath = new Map(commands.map((command) => [command.path, command]))
 /** The subcommands of a path ("" for the top level). */
 export const subcommandsOf = (path: string): ReadonlyArray<string> =>
   commands
-    .filter((command) => command.path !== path && (path === "" ? !command.path.includes(" ") : command.path.startsWith(`${path} `)))
+    .filter((command) =>
+      command.path !== path && (path === "" ? !command.path.includes(" ") : command.path.startsWith(`${path} `))
+    )
     .map((command) => command.path.slice(path === "" ? 0 : path.length + 1))
     .filter((name) => !name.includes(" "))
 
@@ -256,7 +297,9 @@ export const renderHelp = (help: CommandHelp): string => {
     lines.push("", "Commands:")
     const width = Math.max(...subcommands.map((name) => name.length))
     for (const name of subcommands) {
-      lines.push(`  ${name.padEnd(width)}  ${byPath.get(help.path === "" ? name : `${help.path} ${name}`)!.description}`)
+      lines.push(
+        `  ${name.padEnd(width)}  ${byPath.get(help.path === "" ? name : `${help.path} ${name}`)!.description}`
+      )
     }
   }
   if (help.options.length > 0) {
@@ -265,18 +308,25 @@ export const renderHelp = (help: CommandHelp): string => {
     for (const option of help.options) lines.push(`  ${option.flag.padEnd(width)}  ${option.text}`)
   }
   lines.push("", "Examples:", ...help.examples.map((example) => `  ${example}`))
-  if (subcommands.length > 0) lines.push("", `Run \`planter ${help.path === "" ? "" : `${help.path} `}COMMAND --help\` for a command's options.`)
+  if (subcommands.length > 0) {
+    lines.push("", `Run \`planter ${help.path === "" ? "" : `${help.path} `}COMMAND --help\` for a command's options.`)
+  }
   return lines.join("\n") + "\n"
 }
 
 /** Edit distance counting a swap of two neighbours as one edit (optimal string alignment): `lst`→`ls`, `stauts`→`status`. */
 const distance = (a: string, b: string) => {
-  const d: Array<Array<number>> = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  const d: Array<Array<number>> = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0))
+  )
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       const cost = a[i - 1] === b[j - 1] ? 0 : 1
       d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1)
+      }
     }
   }
   return d[a.length]![b.length]!
@@ -323,7 +373,9 @@ export const interpret = (args: ReadonlyArray<string>): HelpAction => {
   }
   const wantsHelp = head.includes("--help") || head.includes("-h") || words[0] === "help"
   if (words[0] === "help") words.shift()
-  if (head.some((arg) => arg === "--version" || arg === "--completions" || arg.startsWith("--completions="))) return { _tag: "Run" }
+  if (head.some((arg) => arg === "--version" || arg === "--completions" || arg.startsWith("--completions="))) {
+    return { _tag: "Run" }
+  }
   let path = ""
   for (const word of words) {
     const subcommands = subcommandsOf(path)
@@ -333,7 +385,9 @@ export const interpret = (args: ReadonlyArray<string>): HelpAction => {
       const prefix = path === "" ? "" : `${path} `
       return {
         _tag: "Unknown",
-        message: `unknown command \`${prefix}${word}\`${suggestion ? `: did you mean \`${prefix}${suggestion}\`?` : ""} (commands: ${subcommands.join(", ")}; see \`planter ${prefix}--help\`)`
+        message: `unknown command \`${prefix}${word}\`${
+          suggestion ? `: did you mean \`${prefix}${suggestion}\`?` : ""
+        } (commands: ${subcommands.join(", ")}; see \`planter ${prefix}--help\`)`
       }
     }
     path = path === "" ? word : `${path} ${word}`
@@ -349,7 +403,9 @@ export const interpret = (args: ReadonlyArray<string>): HelpAction => {
       const command = path === "" ? "planter" : `planter ${path}`
       return {
         _tag: "Unknown",
-        message: `unknown option ${name} for \`${command}\`${suggestion ? `: did you mean ${suggestion}?` : ""} (see \`${command} --help\`)`
+        message: `unknown option ${name} for \`${command}\`${
+          suggestion ? `: did you mean ${suggestion}?` : ""
+        } (see \`${command} --help\`)`
       }
     }
   }

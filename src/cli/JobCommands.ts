@@ -3,16 +3,37 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { Array as Arr, Chunk, Effect, Fiber, Option, Stream } from "effect"
 import type { PlanterClientShape } from "../rpc/client.js"
+import { statusText } from "../rpc/JobOutcome.js"
 import type { Job } from "../rpc/Models.js"
 import { allPages } from "../rpc/Paging.js"
 import { DEFAULT_LIST_PAGE, MAX_LIST_PAGE, MAX_STDIN_CHUNK_BYTES } from "../rpc/Rpcs.js"
-import { statusText } from "../rpc/JobOutcome.js"
 import { formatBytes, parseDuration } from "../services/Limits.js"
-import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
-import { envOption, forceOption, maxLogOption, maxRssOption, networkOption, parseEnv, parseLabels, parseLimitFlags, timeoutOption, withClient } from "./Global.js"
+import {
+  envOption,
+  forceOption,
+  maxLogOption,
+  maxRssOption,
+  networkOption,
+  parseEnv,
+  parseLabels,
+  parseLimitFlags,
+  timeoutOption,
+  withClient
+} from "./Global.js"
 import { sigintReceived } from "./Interrupt.js"
+import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { copyLog } from "./LogsCommand.js"
-import { encodeJob, jobDetails, jobExitCode, jobRows, printJson, printLine, topRows, usageError, write } from "./Output.js"
+import {
+  encodeJob,
+  jobDetails,
+  jobExitCode,
+  jobRows,
+  printJson,
+  printLine,
+  topRows,
+  usageError,
+  write
+} from "./Output.js"
 
 /**
  * `run -i`: copies the CLI's stdin to the job's stdin pipe through
@@ -44,9 +65,17 @@ const onInterrupt = (client: PlanterClientShape, job: Job, detach: boolean, json
     const ref = job.name ?? job.id
     if (detach) {
       if (json) return yield* printJson({ interrupted: true, action: "detached", job: encodeJob(job) })
-      return yield* write(process.stderr, `planter: interrupted: ${job.id} keeps running (--detach-on-interrupt); follow it with \`planter logs ${ref} -f\`, stop it with \`planter job kill ${ref}\`\n`)
+      return yield* write(
+        process.stderr,
+        `planter: interrupted: ${job.id} keeps running (--detach-on-interrupt); follow it with \`planter logs ${ref} -f\`, stop it with \`planter job kill ${ref}\`\n`
+      )
     }
-    if (!json) yield* write(process.stderr, `planter: interrupted: killing ${job.id} (SIGTERM to its tree, SIGKILL after the daemon's grace period)…\n`)
+    if (!json) {
+      yield* write(
+        process.stderr,
+        `planter: interrupted: killing ${job.id} (SIGTERM to its tree, SIGKILL after the daemon's grace period)…\n`
+      )
+    }
     const killed = yield* Effect.either(client.JobKill({ job_id: job.id, force: false }))
     if (killed._tag === "Left") {
       const message = (killed.left as { message?: string }).message ?? String(killed.left)
@@ -54,7 +83,12 @@ const onInterrupt = (client: PlanterClientShape, job: Job, detach: boolean, json
       return yield* write(process.stderr, `planter: could not kill ${job.id}: ${message}\n`)
     }
     if (json) return yield* printJson({ interrupted: true, action: "killed", job: encodeJob(killed.right) })
-    yield* write(process.stderr, `planter: killed ${job.id}: ${statusText(killed.right)} (${killed.right.termination_reason ?? killed.right.status})\n`)
+    yield* write(
+      process.stderr,
+      `planter: killed ${job.id}: ${statusText(killed.right)} (${
+        killed.right.termination_reason ?? killed.right.status
+      })\n`
+    )
   })
 
 export const run = Command.make("run", {
@@ -67,25 +101,40 @@ export const run = Command.make("run", {
   maxRss: maxRssOption,
   maxLog: maxLogOption,
   name: Options.text("name").pipe(
-    Options.withDescription("name the job, unique among the cell's running jobs; usable wherever a JOB is, e.g. --name build"),
+    Options.withDescription(
+      "name the job, unique among the cell's running jobs; usable wherever a JOB is, e.g. --name build"
+    ),
     Options.optional
   ),
-  label: Options.text("label").pipe(Options.withDescription("label the job KEY=VALUE (repeatable), e.g. --label branch=main"), Options.repeated),
+  label: Options.text("label").pipe(
+    Options.withDescription("label the job KEY=VALUE (repeatable), e.g. --label branch=main"),
+    Options.repeated
+  ),
   wait: Options.boolean("wait").pipe(Options.withDescription("stream the job's output and exit with its exit code")),
   interactive: Options.boolean("interactive").pipe(
     Options.withAlias("i"),
-    Options.withDescription("with --wait: forward this terminal's stdin to the job, e.g. echo hi | planter run C --wait -i -- cat")
+    Options.withDescription(
+      "with --wait: forward this terminal's stdin to the job, e.g. echo hi | planter run C --wait -i -- cat"
+    )
   ),
   detachOnInterrupt: Options.boolean("detach-on-interrupt").pipe(
-    Options.withDescription("with --wait: Ctrl-C stops waiting and leaves the job running (default: Ctrl-C kills the job)")
+    Options.withDescription(
+      "with --wait: Ctrl-C stops waiting and leaves the job running (default: Ctrl-C kills the job)"
+    )
   )
 }, (options) =>
   withClient((client, json) =>
     Effect.gen(function*() {
       const argv = options.argv
-      if (!Arr.isNonEmptyReadonlyArray(argv)) return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
+      if (!Arr.isNonEmptyReadonlyArray(argv)) {
+        return yield* usageError("nothing to run: give the command after `--`, e.g. planter run CELL -- echo hi")
+      }
       if (!options.wait && (options.interactive || options.detachOnInterrupt)) {
-        return yield* usageError(`${options.interactive ? "-i" : "--detach-on-interrupt"} needs --wait: planter run CELL --wait ${options.interactive ? "-i" : "--detach-on-interrupt"} -- ARGV...`)
+        return yield* usageError(
+          `${options.interactive ? "-i" : "--detach-on-interrupt"} needs --wait: planter run CELL --wait ${
+            options.interactive ? "-i" : "--detach-on-interrupt"
+          } -- ARGV...`
+        )
       }
       const env = yield* parseEnv(options.env)
       const labels = yield* parseLabels(options.label)
@@ -109,8 +158,14 @@ export const run = Command.make("run", {
         const output = { stdout: [] as Array<Uint8Array>, stderr: [] as Array<Uint8Array> }
         if (!json) yield* write(process.stderr, `${job.id}\n`)
         yield* Effect.all([
-          copyLog(client, job.id, "stdout", 0, true, (data) => json ? Effect.sync(() => output.stdout.push(data)) : write(process.stdout, data)),
-          copyLog(client, job.id, "stderr", 0, true, (data) => json ? Effect.sync(() => output.stderr.push(data)) : write(process.stderr, data))
+          copyLog(client, job.id, "stdout", 0, true, (data) =>
+            json
+              ? Effect.sync(() => output.stdout.push(data))
+              : write(process.stdout, data)),
+          copyLog(client, job.id, "stderr", 0, true, (data) =>
+            json
+              ? Effect.sync(() => output.stderr.push(data))
+              : write(process.stderr, data))
         ], { concurrency: 2 })
         if (feeder !== null) yield* Fiber.interrupt(feeder)
         const finished = yield* client.JobStatus({ job_id: job.id })
@@ -127,20 +182,36 @@ export const run = Command.make("run", {
     })
   )).pipe(Command.withDescription("Run a command in a cell: planter run CELL [--wait] -- ARGV..."))
 
-const jobStatus = Command.make("status", { job: Args.text({ name: "JOB" }) }, ({ job }) =>
-  withClient((client, json) =>
-    Effect.gen(function*() {
-      const found = yield* client.JobStatus({ job_id: job })
-      yield* json ? printJson(encodeJob(found)) : printLine(jobDetails(found))
-    })
-  )).pipe(Command.withDescription("Show a job's record"))
+const jobStatus = Command.make(
+  "status",
+  { job: Args.text({ name: "JOB" }) },
+  ({ job }) =>
+    withClient((client, json) =>
+      Effect.gen(function*() {
+        const found = yield* client.JobStatus({ job_id: job })
+        yield* json ? printJson(encodeJob(found)) : printLine(jobDetails(found))
+      })
+    )
+).pipe(Command.withDescription("Show a job's record"))
 
 const jobLs = Command.make("ls", {
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs, e.g. --cell demo"), Options.optional),
-  name: Options.text("name").pipe(Options.withDescription("only jobs with this name, e.g. --name build"), Options.optional),
-  label: Options.text("label").pipe(Options.withDescription("only jobs with this label KEY=VALUE (repeatable: all must match)"), Options.repeated),
-  status: Options.choice("status", ["starting", "running", "exited"]).pipe(Options.withDescription("only jobs in this status"), Options.optional),
-  limit: Options.integer("limit").pipe(Options.withDescription(`the newest N jobs (default ${DEFAULT_LIST_PAGE})`), Options.optional),
+  name: Options.text("name").pipe(
+    Options.withDescription("only jobs with this name, e.g. --name build"),
+    Options.optional
+  ),
+  label: Options.text("label").pipe(
+    Options.withDescription("only jobs with this label KEY=VALUE (repeatable: all must match)"),
+    Options.repeated
+  ),
+  status: Options.choice("status", ["starting", "running", "exited"]).pipe(
+    Options.withDescription("only jobs in this status"),
+    Options.optional
+  ),
+  limit: Options.integer("limit").pipe(
+    Options.withDescription(`the newest N jobs (default ${DEFAULT_LIST_PAGE})`),
+    Options.optional
+  ),
   all: Options.boolean("all").pipe(Options.withDescription("every job, newest first, fetched a page at a time"))
 }, ({ all, cell, label, limit, name, status }) =>
   withClient((client, json) =>
@@ -149,7 +220,14 @@ const jobLs = Command.make("ls", {
       const labels = yield* parseLabels(label)
       const fetch = (after: string | null, pageLimit: number) =>
         Effect.map(
-          client.JobList({ cell_id: Option.getOrNull(cell), status: Option.getOrNull(status), name: Option.getOrNull(name), labels, after, limit: pageLimit }),
+          client.JobList({
+            cell_id: Option.getOrNull(cell),
+            status: Option.getOrNull(status),
+            name: Option.getOrNull(name),
+            labels,
+            after,
+            limit: pageLimit
+          }),
           (page) => ({ rows: page.jobs, next: page.next })
         )
       if (json) {
@@ -161,7 +239,8 @@ const jobLs = Command.make("ls", {
       const cellNames = new Map<string, string>()
       yield* forEachPage(
         { _tag: "all" },
-        (after, pageLimit) => Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next })),
+        (after, pageLimit) =>
+          Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next })),
         (cells) => Effect.sync(() => cells.forEach((c) => cellNames.set(c.id, c.name)))
       ).pipe(Effect.orElseSucceed(() => false))
       let shown = 0
@@ -175,18 +254,30 @@ const jobLs = Command.make("ls", {
       if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
       if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)
     })
-  )).pipe(Command.withDescription("List jobs newest first, like docker ps: planter job ls [--cell CELL] [--name NAME] [--label K=V] [--limit N | --all]"))
+  )).pipe(
+    Command.withDescription(
+      "List jobs newest first, like docker ps: planter job ls [--cell CELL] [--name NAME] [--label K=V] [--limit N | --all]"
+    )
+  )
 
-const jobRm = Command.make("rm", { job: Args.text({ name: "JOB" }) }, ({ job }) =>
-  withClient((client, json) =>
-    Effect.gen(function*() {
-      const removed = yield* client.JobRemove({ job_id: job })
-      yield* json ? printJson(encodeJob(removed)) : printLine(`removed ${removed.id}${removed.name ? ` (${removed.name})` : ""}: its record and logs`)
-    })
-  )).pipe(Command.withDescription("Remove a finished job's record and logs: planter job rm JOB"))
+const jobRm = Command.make(
+  "rm",
+  { job: Args.text({ name: "JOB" }) },
+  ({ job }) =>
+    withClient((client, json) =>
+      Effect.gen(function*() {
+        const removed = yield* client.JobRemove({ job_id: job })
+        yield* json
+          ? printJson(encodeJob(removed))
+          : printLine(`removed ${removed.id}${removed.name ? ` (${removed.name})` : ""}: its record and logs`)
+      })
+    )
+).pipe(Command.withDescription("Remove a finished job's record and logs: planter job rm JOB"))
 
 const jobPrune = Command.make("prune", {
-  olderThan: Options.text("older-than").pipe(Options.withDescription("remove finished jobs that ended at least this long ago, e.g. 7d, 12h")),
+  olderThan: Options.text("older-than").pipe(
+    Options.withDescription("remove finished jobs that ended at least this long ago, e.g. 7d, 12h")
+  ),
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs"), Options.optional)
 }, ({ cell, olderThan }) =>
   withClient((client, json) =>
@@ -195,9 +286,15 @@ const jobPrune = Command.make("prune", {
       if (typeof ms === "string") return yield* usageError(`--older-than ${ms}`)
       const result = yield* client.JobPrune({ older_than_ms: ms, cell_id: Option.getOrNull(cell) })
       if (json) return yield* printJson(result)
-      yield* printLine(`removed ${result.removed.length} finished job(s) and ${formatBytes(result.freed_bytes)} of logs`)
+      yield* printLine(
+        `removed ${result.removed.length} finished job(s) and ${formatBytes(result.freed_bytes)} of logs`
+      )
     })
-  )).pipe(Command.withDescription("Remove finished jobs older than a duration, records and logs: planter job prune --older-than 7d"))
+  )).pipe(
+    Command.withDescription(
+      "Remove finished jobs older than a duration, records and logs: planter job prune --older-than 7d"
+    )
+  )
 
 const jobKill = Command.make("kill", {
   job: Args.text({ name: "JOB" }),
@@ -206,7 +303,9 @@ const jobKill = Command.make("kill", {
   withClient((client, json) =>
     Effect.gen(function*() {
       const killed: Job = yield* client.JobKill({ job_id: job, force })
-      yield* json ? printJson(encodeJob(killed)) : printLine(`${killed.id}: ${killed.termination_reason ?? killed.status}`)
+      yield* json
+        ? printJson(encodeJob(killed))
+        : printLine(`${killed.id}: ${killed.termination_reason ?? killed.status}`)
     })
   )).pipe(Command.withDescription("Kill a job's whole process tree"))
 
@@ -219,7 +318,9 @@ export const top = (name: string) =>
     withClient((client, json) =>
       Effect.gen(function*() {
         const running = Effect.map(
-          Stream.runCollect(allPages((after) => client.JobList({ status: ["starting", "running"], after, limit: MAX_LIST_PAGE }))),
+          Stream.runCollect(
+            allPages((after) => client.JobList({ status: ["starting", "running"], after, limit: MAX_LIST_PAGE }))
+          ),
           (pages) => Chunk.toReadonlyArray(pages).flatMap((page) => page.jobs).reverse()
         )
         if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
@@ -236,4 +337,3 @@ export const jobCommand = Command.make("job").pipe(
   Command.withDescription("Inspect and kill jobs"),
   Command.withSubcommands([jobStatus, jobLs, jobKill, jobRm, jobPrune, top("stats")])
 )
-

@@ -12,7 +12,9 @@ export const listSpan = (limit: Option.Option<number>, all: boolean, defaultCoun
     if (all && Option.isSome(limit)) return yield* usageError("--limit and --all exclude each other: give one")
     if (all) return { _tag: "all" } as ListSpan
     const count = Option.getOrElse(limit, () => defaultCount)
-    if (!Number.isSafeInteger(count) || count < 1) return yield* usageError(`--limit ${count}: expected a whole number of rows, 1 or more`)
+    if (!Number.isSafeInteger(count) || count < 1) {
+      return yield* usageError(`--limit ${count}: expected a whole number of rows, 1 or more`)
+    }
     return { _tag: "first", count } as ListSpan
   })
 
@@ -24,7 +26,10 @@ export const listSpan = (limit: Option.Option<number>, all: boolean, defaultCoun
  */
 export const forEachPage = <A, E, R>(
   span: ListSpan,
-  fetch: (after: string | null, limit: number) => Effect.Effect<{ readonly rows: ReadonlyArray<A>; readonly next: string | null }, E, R>,
+  fetch: (
+    after: string | null,
+    limit: number
+  ) => Effect.Effect<{ readonly rows: ReadonlyArray<A>; readonly next: string | null }, E, R>,
   onPage: (rows: ReadonlyArray<A>, first: boolean) => Effect.Effect<void, never, R>
 ): Effect.Effect<boolean, E, R> =>
   Effect.gen(function*() {
@@ -58,7 +63,10 @@ export const jsonArrayWriter = () => {
     page: (rows: ReadonlyArray<unknown>) =>
       rows.length === 0
         ? Effect.void
-        : write(process.stdout, rows.map((row) => `${count++ === 0 ? "[\n  " : ",\n  "}${indent(JSON.stringify(row, null, 2))}`).join("")),
+        : write(
+          process.stdout,
+          rows.map((row) => `${count++ === 0 ? "[\n  " : ",\n  "}${indent(JSON.stringify(row, null, 2))}`).join("")
+        ),
     end: () => write(process.stdout, count === 0 ? "[]\n" : "\n]\n")
   }
 }

@@ -11,7 +11,12 @@ const NEWLINE = 0x0a
  * reading backwards through `readAt(offset, length)`. A final line without
  * its newline counts as a line.
  */
-export const tailStart = (size: number, n: number, readAt: (offset: number, length: number) => Uint8Array, block = 64 * 1024): number => {
+export const tailStart = (
+  size: number,
+  n: number,
+  readAt: (offset: number, length: number) => Uint8Array,
+  block = 64 * 1024
+): number => {
   if (n <= 0 || size === 0) return size
   let newlines = 0
   let end = size
@@ -114,12 +119,19 @@ export const jsonBytes = (bytes: Uint8Array): { encoding: "utf8" | "base64"; dat
   try {
     return { encoding: "utf8", data: strictUtf8.decode(bytes) }
   } catch {
-    return { encoding: "base64", data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64") }
+    return {
+      encoding: "base64",
+      data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
+    }
   }
 }
 
 /** `--since`: a duration back from now (`30s`, `5m`, `2h`, `1d`) or a time (ISO 8601, or ms since the epoch). */
-export const parseSince = (text: string, nowMs: number, parseDuration: (text: string) => number | string): number | string => {
+export const parseSince = (
+  text: string,
+  nowMs: number,
+  parseDuration: (text: string) => number | string
+): number | string => {
   const duration = parseDuration(text)
   if (typeof duration === "number") return nowMs - duration
   if (/^\d{4}-\d{2}-\d{2}/.test(text)) {

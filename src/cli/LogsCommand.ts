@@ -12,7 +12,18 @@ import type { LogStream } from "../rpc/Models.js"
 import { MAX_LOG_CHUNK_BYTES, MAX_LOG_MARKS_PAGE } from "../rpc/Rpcs.js"
 import { parseDuration } from "../services/Limits.js"
 import { withClient } from "./Global.js"
-import { formatStamp, jsonBytes, type Line, lineStart, type Mark, parseSince, seenAt, sinceOffset, splitLines, tailStart } from "./LogLines.js"
+import {
+  formatStamp,
+  jsonBytes,
+  type Line,
+  lineStart,
+  type Mark,
+  parseSince,
+  seenAt,
+  sinceOffset,
+  splitLines,
+  tailStart
+} from "./LogLines.js"
 import { jobExitCode, printJson, usageError, write } from "./Output.js"
 
 const FOLLOW_WAIT_MS = 30_000
@@ -80,7 +91,10 @@ interface LogSource {
   /** The current size, when the source can tell without reading (a descriptor). */
   readonly size: () => number | null
   /** Writes everything from `offset` to the current end to `sink`; answers the next offset. */
-  readonly copyToEnd: (offset: number, sink: (data: Uint8Array) => Effect.Effect<void>) => Effect.Effect<number, unknown>
+  readonly copyToEnd: (
+    offset: number,
+    sink: (data: Uint8Array) => Effect.Effect<void>
+  ) => Effect.Effect<number, unknown>
 }
 
 /**
@@ -138,7 +152,14 @@ const rpcSource = (client: PlanterClientShape, jobId: string, stream: LogStream)
       let next = offset
       let left = length
       while (left > 0) {
-        const chunk = yield* client.LogsRead({ job_id: jobId, stream, offset: next, max_bytes: Math.min(left, MAX_LOG_CHUNK_BYTES), follow: false, wait_ms: 0 })
+        const chunk = yield* client.LogsRead({
+          job_id: jobId,
+          stream,
+          offset: next,
+          max_bytes: Math.min(left, MAX_LOG_CHUNK_BYTES),
+          follow: false,
+          wait_ms: 0
+        })
         if (chunk.data.length === 0) break
         parts.push(chunk.data)
         next = chunk.offset
@@ -151,7 +172,11 @@ const rpcSource = (client: PlanterClientShape, jobId: string, stream: LogStream)
 })
 
 /** The fastest source this client can have for the log: a handed-over descriptor, else LogsRead. Scoped. */
-const openSource = (client: PlanterClientShape, jobId: string, stream: LogStream): Effect.Effect<LogSource & { readonly fd?: number | null }, unknown, Scope.Scope> =>
+const openSource = (
+  client: PlanterClientShape,
+  jobId: string,
+  stream: LogStream
+): Effect.Effect<LogSource & { readonly fd?: number | null }, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const opened = yield* openLogFile(client, { job_id: jobId, stream }).pipe(
       // The daemon could not reach our reply socket (e.g. another network namespace): chunks will do.
@@ -174,7 +199,12 @@ const allMarks = (client: PlanterClientShape, jobId: string, stream: LogStream) 
     const marks: Array<Mark> = []
     let after: number | null = null
     for (;;) {
-      const page: LogMarksPage = yield* client.LogsMarks({ job_id: jobId, stream, after_offset: after, limit: MAX_LOG_MARKS_PAGE })
+      const page: LogMarksPage = yield* client.LogsMarks({
+        job_id: jobId,
+        stream,
+        after_offset: after,
+        limit: MAX_LOG_MARKS_PAGE
+      })
       for (const mark of page.marks) marks.push(mark)
       if (!page.more || page.marks.length === 0) return marks
       after = page.marks[page.marks.length - 1]![0]
@@ -182,11 +212,24 @@ const allMarks = (client: PlanterClientShape, jobId: string, stream: LogStream) 
   })
 
 /** Follows `stream` from `offset` until the job has finished, handing each arrival to `sink`. */
-const follow = (client: PlanterClientShape, jobId: string, source: LogSource, offset: number, sink: (data: Uint8Array) => Effect.Effect<void>) =>
+const follow = (
+  client: PlanterClientShape,
+  jobId: string,
+  source: LogSource,
+  offset: number,
+  sink: (data: Uint8Array) => Effect.Effect<void>
+) =>
   Effect.gen(function*() {
     let next = offset
     for (;;) {
-      const chunk = yield* client.LogsRead({ job_id: jobId, stream: source.stream, offset: next, max_bytes: MAX_LOG_CHUNK_BYTES, follow: true, wait_ms: FOLLOW_WAIT_MS })
+      const chunk = yield* client.LogsRead({
+        job_id: jobId,
+        stream: source.stream,
+        offset: next,
+        max_bytes: MAX_LOG_CHUNK_BYTES,
+        follow: true,
+        wait_ms: FOLLOW_WAIT_MS
+      })
       yield* sink(chunk.data)
       next = chunk.offset
       if (chunk.complete) return next
@@ -212,20 +255,34 @@ const printLines = (lines: ReadonlyArray<TimedLine>, timestamps: boolean) => {
   return parts.length === 0 ? Effect.void : writeOut(Buffer.concat(parts))
 }
 
-const jsonLine = (line: TimedLine) => ({ stream: line.stream, offset: line.start, at_ms: line.atMs, ...jsonBytes(line.bytes) })
+const jsonLine = (line: TimedLine) => ({
+  stream: line.stream,
+  offset: line.start,
+  at_ms: line.atMs,
+  ...jsonBytes(line.bytes)
+})
 
 export const logs = Command.make("logs", {
   job: Args.text({ name: "JOB" }),
   follow: Options.boolean("follow").pipe(
     Options.withAlias("f"),
-    Options.withDescription("keep reading until the job has finished, then exit with the job's exit code (128+N if a signal N killed it)")
+    Options.withDescription(
+      "keep reading until the job has finished, then exit with the job's exit code (128+N if a signal N killed it)"
+    )
   ),
   stderr: Options.boolean("stderr").pipe(Options.withDescription("read stderr instead of stdout")),
-  all: Options.boolean("all").pipe(Options.withDescription("stdout and stderr together, lines in the order the daemon saw them arrive")),
+  all: Options.boolean("all").pipe(
+    Options.withDescription("stdout and stderr together, lines in the order the daemon saw them arrive")
+  ),
   offset: Options.integer("offset").pipe(Options.withDescription("start at this byte"), Options.withDefault(0)),
-  tail: Options.integer("tail").pipe(Options.withDescription("only the last N lines (of each stream with --all)"), Options.optional),
+  tail: Options.integer("tail").pipe(
+    Options.withDescription("only the last N lines (of each stream with --all)"),
+    Options.optional
+  ),
   since: Options.text("since").pipe(
-    Options.withDescription("only lines written since: a duration back from now (10m, 2h) or a time (2026-11-25T14:00:00Z)"),
+    Options.withDescription(
+      "only lines written since: a duration back from now (10m, 2h) or a time (2026-11-25T14:00:00Z)"
+    ),
     Options.optional
   ),
   timestamps: Options.boolean("timestamps").pipe(
@@ -236,17 +293,23 @@ export const logs = Command.make("logs", {
   withClient((client, json) =>
     Effect.gen(function*() {
       if (options.offset < 0) return yield* usageError(`--offset ${options.offset}: give 0 or more bytes`)
-      if (options.all && options.stderr) return yield* usageError("--all already includes stderr: give --all or --stderr, not both")
+      if (options.all && options.stderr) {
+        return yield* usageError("--all already includes stderr: give --all or --stderr, not both")
+      }
       const tail = Option.getOrNull(options.tail)
       if (tail !== null && tail < 0) return yield* usageError(`--tail ${tail}: give 0 or more lines`)
       const sinceText = Option.getOrNull(options.since)
       const sinceMs = sinceText === null ? null : parseSince(sinceText, Date.now(), parseDuration)
       if (typeof sinceMs === "string") return yield* usageError(`--since ${sinceMs}`)
       if (options.offset > 0 && (tail !== null || sinceMs !== null || options.all)) {
-        return yield* usageError("--offset is a byte position in one stream: it cannot be combined with --tail, --since or --all")
+        return yield* usageError(
+          "--offset is a byte position in one stream: it cannot be combined with --tail, --since or --all"
+        )
       }
       const jobId = options.job
-      const streams: ReadonlyArray<LogStream> = options.all ? ["stdout", "stderr"] : [options.stderr ? "stderr" : "stdout"]
+      const streams: ReadonlyArray<LogStream> = options.all
+        ? ["stdout", "stderr"]
+        : [options.stderr ? "stderr" : "stdout"]
       const lineMode = options.all || options.timestamps || tail !== null || sinceMs !== null
 
       const exitCode = Effect.gen(function*() {
@@ -261,7 +324,14 @@ export const logs = Command.make("logs", {
         const size = source.size()
         if (size !== null && options.offset > size) {
           // An offset past the end: LogsRead refuses it (or waits for it, following) in the daemon's own words.
-          yield* client.LogsRead({ job_id: jobId, stream, offset: options.offset, max_bytes: 1, follow: false, wait_ms: 0 })
+          yield* client.LogsRead({
+            job_id: jobId,
+            stream,
+            offset: options.offset,
+            max_bytes: 1,
+            follow: false,
+            wait_ms: 0
+          })
         }
         if (!json) {
           const next = yield* copyToStdout(source, options.offset)
@@ -309,7 +379,8 @@ export const logs = Command.make("logs", {
           if (tail !== null) {
             const size = source.size()
             if (size !== null) {
-              const readSync = (offset: number, length: number) => Effect.runSync(Effect.orDie(source.readAt(offset, length)))
+              const readSync = (offset: number, length: number) =>
+                Effect.runSync(Effect.orDie(source.readAt(offset, length)))
               start = Math.max(start, tailStart(size, tail, readSync))
             } else {
               // No descriptor: read it all, then keep the end.
@@ -335,7 +406,12 @@ export const logs = Command.make("logs", {
         a.atMs === b.atMs ? 0 : (a.atMs ?? Infinity) - (b.atMs ?? Infinity)
       )
       const collected: Array<TimedLine> = []
-      const emit = (lines: ReadonlyArray<TimedLine>) => json ? Effect.sync(() => { for (const line of lines) collected.push(line) }) : printLines(lines, options.timestamps)
+      const emit = (lines: ReadonlyArray<TimedLine>) =>
+        json
+          ? Effect.sync(() => {
+            for (const line of lines) collected.push(line)
+          })
+          : printLines(lines, options.timestamps)
       yield* emit(options.all ? merged : perStream[0]!.lines)
 
       const ends: Record<string, number> = {}
@@ -357,10 +433,24 @@ export const logs = Command.make("logs", {
                 const whole = last !== undefined && !last.complete ? lines.slice(0, -1) : lines
                 pending = last !== undefined && !last.complete ? Buffer.from(last.bytes) : Buffer.alloc(0)
                 pendingStart = last !== undefined && !last.complete ? last.start : pendingStart + bytes.length
-                yield* emit(whole.map((line) => ({ ...line, stream: entry.stream, atMs: options.timestamps || options.all ? atMs : null })))
+                yield* emit(
+                  whole.map((line) => ({
+                    ...line,
+                    stream: entry.stream,
+                    atMs: options.timestamps || options.all ? atMs : null
+                  }))
+                )
               })
             ends[entry.stream] = yield* follow(client, jobId, entry.source, entry.end, sink)
-            if (pending.length > 0) yield* emit([{ start: pendingStart, bytes: pending, complete: false, stream: entry.stream, atMs: Date.now() }])
+            if (pending.length > 0) {
+              yield* emit([{
+                start: pendingStart,
+                bytes: pending,
+                complete: false,
+                stream: entry.stream,
+                atMs: Date.now()
+              }])
+            }
           }), { concurrency: "unbounded", discard: true })
       }
       if (json) {

@@ -1,12 +1,12 @@
 import { Effect, Schema } from "effect"
 import * as os from "node:os"
+import { jobOutcome, statusText } from "../rpc/JobOutcome.js"
 import { Cell, Job } from "../rpc/Models.js"
 import type { CellInfo } from "../rpc/Models.js"
-import { jobOutcome, statusText } from "../rpc/JobOutcome.js"
+import { formatBytes, formatDuration, formatLimit, fromStored, limitOfReason } from "../services/Limits.js"
 import { ago, shortDuration } from "./HumanTime.js"
 import type { Colour } from "./Style.js"
 import { colourOn, paint } from "./Style.js"
-import { formatBytes, formatDuration, formatLimit, fromStored, limitOfReason } from "../services/Limits.js"
 
 /** Exit codes of `planter`, as the CLI contract fixes them. */
 export const ExitCode = { ok: 0, daemonError: 1, usage: 2, noDaemon: 3, connectionLost: 4 } as const
@@ -129,7 +129,9 @@ export const cellDetails = (info: CellInfo, nowMs = Date.now()) => {
     `owner uid:    ${cell.owner_uid ?? "-"}`,
     `network:      ${cell.network}`,
     `read paths:   ${cell.read_paths.length === 0 ? "-" : cell.read_paths.join(", ")}`,
-    `env:          ${Object.keys(cell.env).length === 0 ? "-" : Object.entries(cell.env).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+    `env:          ${
+      Object.keys(cell.env).length === 0 ? "-" : Object.entries(cell.env).map(([k, v]) => `${k}=${v}`).join(" ")
+    }`,
     `limits:       timeout ${limits.timeout_ms === null ? "none" : formatDuration(limits.timeout_ms)}, max rss ${
       limits.max_rss_bytes === null ? "none" : formatBytes(limits.max_rss_bytes)
     }, max log ${limits.max_log_bytes === null ? "none" : formatBytes(limits.max_log_bytes)}`,
@@ -143,7 +145,9 @@ export const jobDetails = (job: Job) =>
   [
     `id:           ${job.id}`,
     `name:         ${job.name ?? "-"}`,
-    `labels:       ${Object.keys(job.labels).length === 0 ? "-" : Object.entries(job.labels).map(([k, v]) => `${k}=${v}`).join(" ")}`,
+    `labels:       ${
+      Object.keys(job.labels).length === 0 ? "-" : Object.entries(job.labels).map(([k, v]) => `${k}=${v}`).join(" ")
+    }`,
     `cell:         ${job.cell_id}`,
     `command:      ${commandLine(job.command.argv)}`,
     `cwd:          ${job.command.cwd}`,
@@ -177,11 +181,17 @@ const usageLines = (job: Job): Array<string> => {
     return [
       `usage:        rss ${formatBytes(usage.rss_bytes)} (peak ${formatBytes(usage.peak_rss_bytes)}), cpu ${
         usage.cpu_percent === null ? "-" : `${usage.cpu_percent}%`
-      } (${formatDuration(usage.cpu_ms)}), ${usage.processes} process(es), log ${formatBytes(usage.log_bytes)}, elapsed ${formatDuration(usage.elapsed_ms)}`
+      } (${formatDuration(usage.cpu_ms)}), ${usage.processes} process(es), log ${
+        formatBytes(usage.log_bytes)
+      }, elapsed ${formatDuration(usage.elapsed_ms)}`
     ]
   }
   if (job.status === "exited" && (job.peak_rss_bytes !== null || job.cpu_ms !== null)) {
-    return [`peak:         rss ${job.peak_rss_bytes === null ? "-" : formatBytes(job.peak_rss_bytes)}, cpu time ${job.cpu_ms === null ? "-" : formatDuration(job.cpu_ms)}`]
+    return [
+      `peak:         rss ${job.peak_rss_bytes === null ? "-" : formatBytes(job.peak_rss_bytes)}, cpu time ${
+        job.cpu_ms === null ? "-" : formatDuration(job.cpu_ms)
+      }`
+    ]
   }
   return []
 }
@@ -191,7 +201,11 @@ export const killLine = (job: Job): Array<string> => {
   const name = limitOfReason(job.termination_reason)
   if (name === undefined || job.limit_detail === null) return []
   const { limit, observed } = job.limit_detail
-  return [`killed:       ${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${formatLimit(name, limit)})`]
+  return [
+    `killed:       ${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${
+      formatLimit(name, limit)
+    })`
+  ]
 }
 
 export const topRows = (jobs: ReadonlyArray<Job>) =>

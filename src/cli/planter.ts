@@ -6,15 +6,15 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit } from "effect"
 import { PLANTER_VERSION } from "../rpc/Version.js"
+import * as Tracing from "../services/Tracing.js"
+import { tracesUrl } from "../services/Tracing.js"
 import { hoistGlobalOptions } from "./Argv.js"
 import { command } from "./Commands.js"
 import { lostMessage } from "./Global.js"
 import { interpret } from "./Help.js"
 import { sigintReceived, watchSigint } from "./Interrupt.js"
-import { withPlainConsole } from "./Style.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
-import * as Tracing from "../services/Tracing.js"
-import { tracesUrl } from "../services/Tracing.js"
+import { withPlainConsole } from "./Style.js"
 
 // `planter logs JOB | head` closes our stdout early: that is the reader's
 // choice, not an error worth a stack trace.
@@ -30,7 +30,11 @@ const json = ownArgs.includes("--json")
 // spans like OTEL_EXPORTER_OTLP_ENDPOINT does, to that endpoint or the OTLP/HTTP default.
 const trace = ownArgs.includes("--trace")
 const args = trace ? withoutFirst(rawArgs, "--trace") : rawArgs
-const traces = tracesUrl(trace && !process.env.OTEL_EXPORTER_OTLP_ENDPOINT && !process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? "http://127.0.0.1:4318" : undefined)
+const traces = tracesUrl(
+  trace && !process.env.OTEL_EXPORTER_OTLP_ENDPOINT && !process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    ? "http://127.0.0.1:4318"
+    : undefined
+)
 const cli = Command.run(command, { name: "planter", version: PLANTER_VERSION })
 
 const hoisted = hoistGlobalOptions(args)
@@ -83,7 +87,9 @@ function withCommandSpan<A, E, R>(effect: Effect.Effect<A, E, R>) {
   const words = ownArgs.filter((arg, i) => !arg.startsWith("-") && ownArgs[i - 1] !== "--socket").slice(0, 2)
   return Effect.withSpan(
     Effect.zipRight(
-      Effect.flatMap(Effect.currentSpan, (span) => write(process.stderr, `planter: trace ${span.traceId}\n`)).pipe(Effect.ignore),
+      Effect.flatMap(Effect.currentSpan, (span) => write(process.stderr, `planter: trace ${span.traceId}\n`)).pipe(
+        Effect.ignore
+      ),
       effect
     ),
     `planter ${words.join(" ")}`.trim(),
@@ -101,8 +107,9 @@ watchSigint()
  */
 const lostConnection = () => {
   const message = lostMessage("")
-  if (json) process.stdout.write(JSON.stringify({ error: { code: "connection_lost", message, detail: null } }, null, 2) + "\n")
-  else process.stderr.write(`planter: ${message}\n`)
+  if (json) {
+    process.stdout.write(JSON.stringify({ error: { code: "connection_lost", message, detail: null } }, null, 2) + "\n")
+  } else process.stderr.write(`planter: ${message}\n`)
   return ExitCode.connectionLost
 }
 

@@ -11,16 +11,16 @@ import * as Daemon from "../layers/Daemon.js"
 import * as DaemonLogger from "../layers/DaemonLogger.js"
 import { LOG_LEVELS } from "../layers/DaemonLogger.js"
 import { FiberTreeSupervisor } from "../layers/FiberTree.js"
-import * as Tracing from "../services/Tracing.js"
-import { tracesUrl } from "../services/Tracing.js"
+import { resolveGid, resolveUid } from "../layers/UserDb.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
 import type { AuthzPolicy, GroupGrant, UidGrant } from "../services/Authz.js"
 import { parseGrant } from "../services/Authz.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
-import { resolveGid, resolveUid } from "../layers/UserDb.js"
+import { parseDuration, parseSize } from "../services/Limits.js"
+import * as Tracing from "../services/Tracing.js"
+import { tracesUrl } from "../services/Tracing.js"
 import { importLegacy } from "./ImportLegacyCommand.js"
 import { withPlainConsole } from "./Style.js"
-import { parseDuration, parseSize } from "../services/Limits.js"
 
 const socket = Options.text("socket").pipe(
   Options.withDescription("Unix socket to serve (default: $PLANTER_SOCKET or <state dir>/planterd.sock)"),
@@ -31,7 +31,9 @@ const stateDir = Options.directory("state-dir").pipe(
   Options.optional
 )
 const sandboxMode = Options.choice("sandbox-mode", ["disabled", "permissive", "enforced"]).pipe(
-  Options.withDescription("enforced refuses jobs the sandbox cannot start; permissive runs them unsandboxed and says why"),
+  Options.withDescription(
+    "enforced refuses jobs the sandbox cannot start; permissive runs them unsandboxed and says why"
+  ),
   Options.withDefault("permissive" as const)
 )
 const keepJobs = Options.boolean("keep-jobs").pipe(
@@ -60,24 +62,34 @@ const defaultMaxLog = Options.text("default-max-log").pipe(
 )
 
 const logRetention = Options.text("log-retention").pipe(
-  Options.withDescription("remove finished jobs (records and logs) this long after they ended, e.g. 7d, 12h (default: keep them)"),
+  Options.withDescription(
+    "remove finished jobs (records and logs) this long after they ended, e.g. 7d, 12h (default: keep them)"
+  ),
   Options.optional
 )
 
 const allowUid = Options.text("allow-uid").pipe(
-  Options.withDescription("let this user (name or uid) use the socket, with role read, run (default) or admin: --allow-uid ci:run (repeatable)"),
+  Options.withDescription(
+    "let this user (name or uid) use the socket, with role read, run (default) or admin: --allow-uid ci:run (repeatable)"
+  ),
   Options.repeated
 )
 const allowGroup = Options.text("allow-group").pipe(
-  Options.withDescription("let this group's members use the socket, with role read, run (default) or admin: --allow-group viewers:read (repeatable)"),
+  Options.withDescription(
+    "let this group's members use the socket, with role read, run (default) or admin: --allow-group viewers:read (repeatable)"
+  ),
   Options.repeated
 )
 const strict = Options.boolean("strict").pipe(
-  Options.withDescription("allow only the daemon's own uid, ignoring every grant, and refuse a socket setup that is not private")
+  Options.withDescription(
+    "allow only the daemon's own uid, ignoring every grant, and refuse a socket setup that is not private"
+  )
 )
 
 const otlpEndpoint = Options.text("otlp-endpoint").pipe(
-  Options.withDescription("export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no export)"),
+  Options.withDescription(
+    "export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (default: $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no export)"
+  ),
   Options.optional
 )
 const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
@@ -113,7 +125,11 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
         const grant = parseGrant(text)
         if (typeof grant === "string") throw new PolicyFlagError(`--allow-uid ${grant}`)
         const uid = resolveUid(grant.name)
-        if (uid === undefined) throw new PolicyFlagError(`--allow-uid ${text}: no user named ${grant.name} (give a user name or a numeric uid)`)
+        if (uid === undefined) {
+          throw new PolicyFlagError(
+            `--allow-uid ${text}: no user named ${grant.name} (give a user name or a numeric uid)`
+          )
+        }
         uids.push({ uid, label: grant.name, role: grant.role })
       }
       const groups: Array<GroupGrant> = []
@@ -121,7 +137,11 @@ const policyFrom = (options: { allowUid: ReadonlyArray<string>; allowGroup: Read
         const grant = parseGrant(text)
         if (typeof grant === "string") throw new PolicyFlagError(`--allow-group ${grant}`)
         const gid = resolveGid(grant.name)
-        if (gid === undefined) throw new PolicyFlagError(`--allow-group ${text}: no group named ${grant.name} (create it with \`groupadd ${grant.name}\`, or give a numeric gid)`)
+        if (gid === undefined) {
+          throw new PolicyFlagError(
+            `--allow-group ${text}: no group named ${grant.name} (create it with \`groupadd ${grant.name}\`, or give a numeric gid)`
+          )
+        }
         groups.push({ gid, label: grant.name, role: grant.role })
       }
       return { daemonUid, uids, groups, strict: options.strict }
@@ -160,9 +180,14 @@ const daemon = Command.make(
       const retention = Option.isSome(options.logRetention) ? parseDuration(options.logRetention.value) : null
       if (typeof retention === "string") return yield* Effect.fail(new PolicyFlagError(`--log-retention ${retention}`))
       if (authz.strict && (authz.uids.length > 0 || authz.groups.length > 0)) {
-        yield* Effect.logWarning("--strict: ignoring every --allow-uid and --allow-group; only the daemon's own uid may use the socket")
+        yield* Effect.logWarning(
+          "--strict: ignoring every --allow-uid and --allow-group; only the daemon's own uid may use the socket"
+        )
       }
-      const state = Option.match(options.stateDir, { onNone: () => defaultStateDir(), onSome: (dir) => path.resolve(dir) })
+      const state = Option.match(options.stateDir, {
+        onNone: () => defaultStateDir(),
+        onSome: (dir) => path.resolve(dir)
+      })
       const socketPath = Option.match(options.socket, {
         onNone: () => defaultSocketPath(state),
         onSome: (file) => path.resolve(file)
@@ -175,9 +200,18 @@ const daemon = Command.make(
         keepJobs: options.keepJobs,
         killGrace: Duration.millis(Math.max(0, options.killGrace)),
         limitGrace: {
-          ...Option.match(options.timeoutGrace, { onNone: () => ({}), onSome: (ms) => ({ timeout: Duration.millis(Math.max(0, ms)) }) }),
-          ...Option.match(options.memoryGrace, { onNone: () => ({}), onSome: (ms) => ({ memory_limit: Duration.millis(Math.max(0, ms)) }) }),
-          ...Option.match(options.logQuotaGrace, { onNone: () => ({}), onSome: (ms) => ({ log_quota: Duration.millis(Math.max(0, ms)) }) })
+          ...Option.match(options.timeoutGrace, {
+            onNone: () => ({}),
+            onSome: (ms) => ({ timeout: Duration.millis(Math.max(0, ms)) })
+          }),
+          ...Option.match(options.memoryGrace, {
+            onNone: () => ({}),
+            onSome: (ms) => ({ memory_limit: Duration.millis(Math.max(0, ms)) })
+          }),
+          ...Option.match(options.logQuotaGrace, {
+            onNone: () => ({}),
+            onSome: (ms) => ({ log_quota: Duration.millis(Math.max(0, ms)) })
+          })
         },
         authz,
         monitorInterval: Duration.millis(interval),
@@ -187,7 +221,11 @@ const daemon = Command.make(
       const traces = tracesUrl(Option.getOrUndefined(options.otlpEndpoint))
       if (traces !== undefined && !isHttpUrl(traces)) {
         return yield* Effect.fail(
-          new PolicyFlagError(`--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT: ${JSON.stringify(traces)} is not an http(s) URL; give the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318`)
+          new PolicyFlagError(
+            `--otlp-endpoint / OTEL_EXPORTER_OTLP_ENDPOINT: ${
+              JSON.stringify(traces)
+            } is not an http(s) URL; give the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318`
+          )
         )
       }
       // Every fiber forked inside the daemon is tracked for `planter debug fibers`.

@@ -1,6 +1,6 @@
 import { Cause, Clock, Effect, Exit, Layer, Schema } from "effect"
-import { CellId, JobId } from "../rpc/Ids.js"
 import { Unauthorized } from "../rpc/Errors.js"
+import { CellId, JobId } from "../rpc/Ids.js"
 import { Caller, CallerMiddleware, type CallerShape } from "../rpc/Middleware.js"
 import { actionOf, decide, describeUid } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
@@ -48,7 +48,12 @@ const isJobId = Schema.is(JobId)
  * What `planter debug fibers` says of the fiber serving a request: the RPC, the peer that sent it, the job or cell it is about, and
  * `follower` for one that streams until the client stops (logs -f, events -f).
  */
-const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: number | null }, facts: Record<string, unknown>, payload: unknown) => {
+const requestLabels = (
+  tag: string,
+  peer: { readonly uid: number; readonly pid: number | null },
+  facts: Record<string, unknown>,
+  payload: unknown
+) => {
   const follows = tag.endsWith("Follow") || (payload as { follow?: unknown } | null)?.follow === true
   const labels: Record<string, string | number> = {
     "planter.fiber": follows ? "follower" : "request",
@@ -62,19 +67,24 @@ const requestLabels = (tag: string, peer: { readonly uid: number; readonly pid: 
 }
 
 /** Marks the current (RPC) span as failed: OTLP backends show `error` and the exception event. */
-const recordError = (error: { readonly _tag?: string; readonly code?: string; readonly message?: string } | undefined) =>
-  Effect.flatMap(Effect.option(Effect.currentSpan), (span) =>
-    Effect.flatMap(Clock.currentTimeNanos, (now) =>
-      Effect.sync(() => {
-        if (span._tag === "None") return
-        const code = error?.code ?? "internal"
-        span.value.attribute("error", true)
-        span.value.attribute("planter.error.code", code)
-        span.value.event("exception", now, {
-          "exception.type": error?._tag ?? "Defect",
-          "exception.message": error?.message ?? "the request failed"
-        })
-      })))
+const recordError = (
+  error: { readonly _tag?: string; readonly code?: string; readonly message?: string } | undefined
+) =>
+  Effect.flatMap(
+    Effect.option(Effect.currentSpan),
+    (span) =>
+      Effect.flatMap(Clock.currentTimeNanos, (now) =>
+        Effect.sync(() => {
+          if (span._tag === "None") return
+          const code = error?.code ?? "internal"
+          span.value.attribute("error", true)
+          span.value.attribute("planter.error.code", code)
+          span.value.event("exception", now, {
+            "exception.type": error?._tag ?? "Defect",
+            "exception.message": error?.message ?? "the request failed"
+          })
+        }))
+  )
 
 export const layer = Layer.effect(
   CallerMiddleware,
@@ -105,16 +115,31 @@ export const layer = Layer.effect(
         }
         /** A refusal, journaled with who asked for what and why. */
         const auditDenied = (message: string | undefined) =>
-          audit({ kind: "denied", ...ids, uid: peer.uid, pid: peer.pid, detail: { rpc: rpc._tag, role: decision.role, ...facts, message } })
+          audit({
+            kind: "denied",
+            ...ids,
+            uid: peer.uid,
+            pid: peer.pid,
+            detail: { rpc: rpc._tag, role: decision.role, ...facts, message }
+          })
         if (!decision.allowed) {
           yield* auditDenied(decision.message)
           return yield* new Unauthorized({ message: decision.message })
         }
         const caller: CallerShape = { ...peer, role: decision.role, name: who }
-        yield* Effect.annotateCurrentSpan({ "planter.caller.uid": peer.uid, "planter.caller.role": decision.role ?? "none" })
-        const exit = yield* Effect.exit(Effect.provideService(next, Caller, caller).pipe(Effect.locally(RequestLabels, requestLabels(rpc._tag, peer, facts, payload))))
+        yield* Effect.annotateCurrentSpan({
+          "planter.caller.uid": peer.uid,
+          "planter.caller.role": decision.role ?? "none"
+        })
+        const exit = yield* Effect.exit(
+          Effect.provideService(next, Caller, caller).pipe(
+            Effect.locally(RequestLabels, requestLabels(rpc._tag, peer, facts, payload))
+          )
+        )
         const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
-        const error = failure?._tag === "Some" ? (failure.value as { _tag?: string; code?: string; message?: string }) : undefined
+        const error = failure?._tag === "Some"
+          ? (failure.value as { _tag?: string; code?: string; message?: string })
+          : undefined
         // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
         if (Exit.isFailure(exit)) yield* recordError(error)
         if (error?._tag === "Unauthorized") {

@@ -2,18 +2,18 @@ import { Effect, Layer, Option, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { StateConflict, DaemonFault, InvalidInput, UnknownEntity } from "../services/DomainErrors.js"
 import { CellId } from "../rpc/Ids.js"
 import { Cell, CellPage } from "../rpc/Models.js"
-import { encodeCursor, pageOf } from "../services/Paging.js"
 import type { CreateCellRequest } from "../services/Cells.js"
 import { cellNameProblem, Cells } from "../services/Cells.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { DaemonFault, InvalidInput, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
+import { checkLimits } from "../services/Limits.js"
+import { encodeCursor, pageOf } from "../services/Paging.js"
 import type { CellQuery } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
-import { checkLimits } from "../services/Limits.js"
 import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 const newCellId = () => `cell-${Date.now().toString(36)}${randomBytes(4).toString("hex")}` as CellId
@@ -37,7 +37,9 @@ export const make = Effect.gen(function*() {
       readPaths.push(checked)
     }
     if (Option.isSome(yield* repo.findCellByName(request.name))) {
-      return yield* new StateConflict({ message: `a cell named ${request.name} already exists: pick another name or remove it first` })
+      return yield* new StateConflict({
+        message: `a cell named ${request.name} already exists: pick another name or remove it first`
+      })
     }
     const id = newCellId()
     const dir = path.join(paths.cells, id)
@@ -67,7 +69,9 @@ export const make = Effect.gen(function*() {
       ? yield* Schema.decodeUnknown(CellId)(idOrName).pipe(
         Effect.mapError(() =>
           new InvalidInput({
-            message: `invalid cell id ${JSON.stringify(idOrName.slice(0, 80))}: a cell id looks like cell-<letters and digits>, as printed by \`planter cell ls\``
+            message: `invalid cell id ${
+              JSON.stringify(idOrName.slice(0, 80))
+            }: a cell id looks like cell-<letters and digits>, as printed by \`planter cell ls\``
           })
         ),
         Effect.flatMap((id) => repo.getCell(id))
@@ -75,7 +79,9 @@ export const make = Effect.gen(function*() {
       : cellNameProblem(idOrName) === undefined
       ? yield* repo.findCellByName(idOrName)
       : yield* new InvalidInput({
-        message: `invalid cell ${JSON.stringify(idOrName.slice(0, 80))}: give a cell id (cell-…) or name, as printed by \`planter cell ls\``
+        message: `invalid cell ${
+          JSON.stringify(idOrName.slice(0, 80))
+        }: give a cell id (cell-…) or name, as printed by \`planter cell ls\``
       })
     if (Option.isNone(found)) {
       return yield* new UnknownEntity({ message: `no cell ${idOrName}: list cells with \`planter cell ls\`` })

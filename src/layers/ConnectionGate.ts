@@ -78,7 +78,9 @@ export class ConnectionGate {
         return []
       }
       case "Interrupt": {
-        const index = this.queue.findIndex((queued) => queued._tag === "Request" && String(queued.id) === String(message.requestId))
+        const index = this.queue.findIndex((queued) =>
+          queued._tag === "Request" && String(queued.id) === String(message.requestId)
+        )
         if (index >= 0) {
           this.queue.splice(index, 1)
           this.maybeResumeQueue()

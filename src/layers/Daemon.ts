@@ -1,24 +1,24 @@
-import { fixMmapThreshold } from "./MallocTuning.js"
 import { Effect, Layer } from "effect"
-import * as RpcServerLive from "./RpcServerLive.js"
+import * as LimitMonitorLive from "../monitor/LimitMonitorLive.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { JournalFeed } from "../services/JournalFeed.js"
 import * as CellsLive from "./CellsLive.js"
-import * as DaemonSummaries from "./DaemonSummaries.js"
 import { holdStateDirLock } from "./DaemonLock.js"
+import * as DaemonSummaries from "./DaemonSummaries.js"
+import { FiberTree, FiberTreeSupervisor } from "./FiberTree.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobRetentionLive from "./JobRetentionLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
 import * as LegacyImportLive from "./LegacyImportLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
+import { fixMmapThreshold } from "./MallocTuning.js"
 import * as ProcessProbeLive from "./ProcessProbeLive.js"
 import * as ReconcilerLive from "./ReconcilerLive.js"
+import * as RpcServerLive from "./RpcServerLive.js"
 import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
-import * as LimitMonitorLive from "../monitor/LimitMonitorLive.js"
-import { JournalFeed } from "../services/JournalFeed.js"
-import { FiberTree, FiberTreeSupervisor } from "./FiberTree.js"
 
 /**
  * The state dir, checked private and locked for this daemon alone before
@@ -42,14 +42,17 @@ const stateDir = (config: DaemonConfigShape) =>
  */
 export const layer = (config: DaemonConfigShape, fiberTree: FiberTreeSupervisor = new FiberTreeSupervisor()) => {
   const configLayer = Layer.mergeAll(DaemonConfig.layer(config), stateDir(config), FiberTree.layer(fiberTree))
-  const state = StateRepositorySqlite.layer(statePaths(config.stateDir).database).pipe(Layer.provideMerge(JournalFeed.layer))
+  const state = StateRepositorySqlite.layer(statePaths(config.stateDir).database).pipe(
+    Layer.provideMerge(JournalFeed.layer)
+  )
   const supervisor = JobSupervisorLive.layer.pipe(
     Layer.provideMerge(Layer.mergeAll(SandboxRunnerLive.layer, ProcessProbeLive.layer, state, JobRegistryLive.layer)),
     Layer.provideMerge(configLayer)
   )
-  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, LimitMonitorLive.layer, JobRetentionLive.layer).pipe(
-    Layer.provideMerge(supervisor)
-  )
+  const services = Layer.mergeAll(CellsLive.layer, LogReaderLive.layer, LimitMonitorLive.layer, JobRetentionLive.layer)
+    .pipe(
+      Layer.provideMerge(supervisor)
+    )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
   // The summaries come after the socket opens, and say what the stop will do before anything stops.

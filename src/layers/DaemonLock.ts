@@ -70,7 +70,9 @@ const lockStateDir = (stateDir: string, options: LockOptions) =>
         },
         catch: (error) => {
           const busy = (error as { code?: string }).code?.startsWith("SQLITE_BUSY") ?? false
-          if (!busy) return new StateDirLocked({ message: `cannot lock the state dir ${stateDir}: ${(error as Error).message}` })
+          if (!busy) {
+            return new StateDirLocked({ message: `cannot lock the state dir ${stateDir}: ${(error as Error).message}` })
+          }
           const holder = describeHolder(holderFile)
           return new StateDirLocked({
             message: `${holder.text} already uses the state dir ${stateDir}: ${holder.stop} first, ${options.advice}`
@@ -109,10 +111,13 @@ export const holdStateDirLock = Effect.fn("DaemonLock.hold")(function*(stateDir:
  * state dir a daemon is using (nor let one start meanwhile). A dry run
  * takes it only where a daemon ever ran, and writes nothing.
  */
-export const holdStateDirLockForImport = Effect.fn("DaemonLock.holdForImport")(function*(stateDir: string, options: { readonly dryRun: boolean }) {
-  yield* lockStateDir(stateDir, {
-    holder: { socket: null, command: "planterd import-legacy" },
-    advice: "then import again (a running planterd imports the prototype's records it finds in its own state dir only when it starts)",
-    readOnly: options.dryRun
-  })
-})
+export const holdStateDirLockForImport = Effect.fn("DaemonLock.holdForImport")(
+  function*(stateDir: string, options: { readonly dryRun: boolean }) {
+    yield* lockStateDir(stateDir, {
+      holder: { socket: null, command: "planterd import-legacy" },
+      advice:
+        "then import again (a running planterd imports the prototype's records it finds in its own state dir only when it starts)",
+      readOnly: options.dryRun
+    })
+  }
+)

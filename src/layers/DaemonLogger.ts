@@ -1,4 +1,16 @@
-import { Cause, Context, FiberRef, FiberRefs, HashMap, Inspectable, Layer, Logger, LogLevel, Option, Tracer } from "effect"
+import {
+  Cause,
+  Context,
+  FiberRef,
+  FiberRefs,
+  HashMap,
+  Inspectable,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  Tracer
+} from "effect"
 
 export type LogFormat = "text" | "json"
 export const LOG_LEVELS = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"] as const
@@ -52,7 +64,11 @@ export const layer = (format: LogFormat, level: LogLevelName): Layer.Layer<never
   Layer.merge(
     // NodeRuntime.runMain swaps Effect's default logger for its pretty one: JSON replaces whichever is there.
     format === "json"
-      ? Layer.mergeAll(Logger.remove(Logger.defaultLogger), Logger.remove(Logger.prettyLoggerDefault), Logger.add(jsonLogger))
+      ? Layer.mergeAll(
+        Logger.remove(Logger.defaultLogger),
+        Logger.remove(Logger.prettyLoggerDefault),
+        Logger.add(jsonLogger)
+      )
       : Layer.empty,
     Logger.minimumLogLevel(levels[level])
   )

@@ -1,9 +1,9 @@
 import { Effect, Layer } from "effect"
+import { PLANTER_VERSION } from "../rpc/Version.js"
 import type { AuthzPolicy } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
-import { PLANTER_VERSION } from "../rpc/Version.js"
 
 /** The policy in one phrase: who besides the daemon's user may use the socket, and as what. */
 export const describePolicy = (policy: AuthzPolicy): string => {
@@ -38,7 +38,9 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
     })
   )
   yield* Effect.logInfo(
-    `state dir ${config.stateDir}, sandbox ${sandbox.status.mode} with backend ${backend}, socket open to ${describePolicy(config.authz)}`
+    `state dir ${config.stateDir}, sandbox ${sandbox.status.mode} with backend ${backend}, socket open to ${
+      describePolicy(config.authz)
+    }`
   )
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {

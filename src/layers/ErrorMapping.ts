@@ -1,14 +1,37 @@
 import { Effect } from "effect"
-import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, type Unauthorized } from "../rpc/Errors.js"
-import type { DaemonFault, InvalidInput, LimitRejected, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
+import {
+  Conflict,
+  Internal,
+  InvalidRequest,
+  LimitInvalid,
+  NotFound,
+  SandboxUnavailable,
+  type Unauthorized
+} from "../rpc/Errors.js"
+import type {
+  DaemonFault,
+  InvalidInput,
+  LimitRejected,
+  SandboxRefused,
+  StateConflict,
+  UnknownEntity
+} from "../services/DomainErrors.js"
 import type { StateError } from "../services/StateRepository.js"
 
-export type DomainError = InvalidInput | LimitRejected | UnknownEntity | StateConflict | SandboxRefused | DaemonFault | StateError
+export type DomainError =
+  | InvalidInput
+  | LimitRejected
+  | UnknownEntity
+  | StateConflict
+  | SandboxRefused
+  | DaemonFault
+  | StateError
 
 type WireError = InvalidRequest | LimitInvalid | NotFound | Conflict | SandboxUnavailable | Internal | Unauthorized
 
 const isWire = (error: DomainError | WireError): error is WireError =>
-  error._tag === "InvalidRequest" || error._tag === "LimitInvalid" || error._tag === "NotFound" || error._tag === "Conflict" ||
+  error._tag === "InvalidRequest" || error._tag === "LimitInvalid" || error._tag === "NotFound" ||
+  error._tag === "Conflict" ||
   error._tag === "SandboxUnavailable" || error._tag === "Internal" || error._tag === "Unauthorized"
 
 /**
@@ -49,5 +72,7 @@ export type WireOf<E> = E extends { readonly _tag: "InvalidInput" } ? InvalidReq
   : E
 
 /** A handler's effect with its domain errors mapped to wire errors. */
-export const onWire = <A, E extends DomainError | WireError, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, WireOf<E>, R> =>
+export const onWire = <A, E extends DomainError | WireError, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, WireOf<E>, R> =>
   Effect.catchAll(effect, (error) => toWireError(error) as Effect.Effect<never, WireOf<E>>)

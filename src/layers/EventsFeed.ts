@@ -30,9 +30,17 @@ export const followEvents = (
     let cursor = afterId
     /** Everything past the cursor now, page by page. */
     const drain = Stream.paginateChunkEffect(undefined, () =>
-      repo.pageEvents({ afterId: cursor, sinceMs: filters.sinceMs, cellId: filters.cellId, jobId: filters.jobId, limit: MAX_EVENTS_PAGE }).pipe(
+      repo.pageEvents({
+        afterId: cursor,
+        sinceMs: filters.sinceMs,
+        cellId: filters.cellId,
+        jobId: filters.jobId,
+        limit: MAX_EVENTS_PAGE
+      }).pipe(
         Effect.map((rows) => {
-          if (rows.length > 0) cursor = rows[rows.length - 1]!.id
+          if (rows.length > 0) {
+            cursor = rows[rows.length - 1]!.id
+          }
           const more = rows.length === MAX_EVENTS_PAGE ? Option.some(undefined) : Option.none()
           return [Chunk.fromIterable(rows.map((row) => new JournalEntry({ ...row }))), more] as const
         })

@@ -1,6 +1,18 @@
-import type * as Context from "effect/Context"
 import type { Exit } from "effect"
-import { Clock, Context as Ctx, Effect, Fiber, FiberId, FiberRef, HashMap, HashSet, Layer, Option, Supervisor } from "effect"
+import {
+  Clock,
+  Context as Ctx,
+  Effect,
+  Fiber,
+  FiberId,
+  FiberRef,
+  HashMap,
+  HashSet,
+  Layer,
+  Option,
+  Supervisor
+} from "effect"
+import type * as Context from "effect/Context"
 import { FiberInfo } from "../rpc/Models.js"
 
 /**
@@ -12,12 +24,17 @@ import { FiberInfo } from "../rpc/Models.js"
  * seen from its first step until its last.
  */
 export class FiberTreeSupervisor extends Supervisor.AbstractSupervisor<void> {
-  readonly fibers = new Map<Fiber.RuntimeFiber<unknown, unknown>, { readonly parent: number | null; readonly startedAt: number }>()
+  readonly fibers = new Map<
+    Fiber.RuntimeFiber<unknown, unknown>,
+    { readonly parent: number | null; readonly startedAt: number }
+  >()
   readonly value = Effect.void
 
   override onStart<A, E, R>(
     _context: Context.Context<R>,
     _effect: Effect.Effect<A, E, R>,
+    // Supervisor.onStart's own parameter type, which an override must accept as is.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     parent: Option.Option<Fiber.RuntimeFiber<any, any>>,
     fiber: Fiber.RuntimeFiber<A, E>
   ): void {
@@ -75,16 +92,18 @@ export const snapshot = (tree: FiberTreeSupervisor) =>
       const status = yield* fiber.status
       const span = fiber.currentSpan
       const spanStart = span?._tag === "Span" ? span.status.startTime : undefined
-      infos.push(new FiberInfo({
-        id: fiber.id().id,
-        parent_id: meta.parent,
-        status: status._tag.toLowerCase(),
-        blocked_on: status._tag === "Suspended" ? [...HashSet.toValues(FiberId.ids(status.blockingOn))] : [],
-        labels: labelsOf(fiber),
-        span: span?._tag === "Span" ? span.name : null,
-        span_ms: spanStart === undefined ? null : Math.max(0, Number((nowNs - spanStart) / 1_000_000n)),
-        started_at_ms: meta.startedAt
-      }))
+      infos.push(
+        new FiberInfo({
+          id: fiber.id().id,
+          parent_id: meta.parent,
+          status: status._tag.toLowerCase(),
+          blocked_on: status._tag === "Suspended" ? [...HashSet.toValues(FiberId.ids(status.blockingOn))] : [],
+          labels: labelsOf(fiber),
+          span: span?._tag === "Span" ? span.name : null,
+          span_ms: spanStart === undefined ? null : Math.max(0, Number((nowNs - spanStart) / 1_000_000n)),
+          started_at_ms: meta.startedAt
+        })
+      )
     }
     return infos.sort((a, b) => a.id - b.id)
   })

@@ -1,25 +1,11 @@
 import { Effect, Schema, Stream } from "effect"
-import { Cells } from "../services/Cells.js"
-import { DaemonConfig } from "../services/DaemonConfig.js"
-import { JobRegistry } from "../services/JobRegistry.js"
-import { JobSupervisor } from "../services/JobSupervisor.js"
 import { LimitMonitor } from "../monitor/LimitMonitor.js"
-import { LogReader } from "../services/LogReader.js"
-import { SandboxRunner } from "../services/SandboxRunner.js"
-import { onWire } from "./ErrorMapping.js"
-import { followEvents } from "./EventsFeed.js"
-import { FiberTree, snapshot } from "./FiberTree.js"
-import { JournalFeed } from "../services/JournalFeed.js"
 import { InvalidRequest, Unauthorized } from "../rpc/Errors.js"
-import { Caller } from "../rpc/Middleware.js"
-import { mayTouch, notOwnerMessage } from "../services/Authz.js"
-import { StateRepository } from "../services/StateRepository.js"
 import { CellId } from "../rpc/Ids.js"
+import { LogFileInfo, LogMarksPage } from "../rpc/LogModels.js"
+import { Caller } from "../rpc/Middleware.js"
 import { CellInfo, HealthInfo, JournalEntry, JournalPage, VersionInfo } from "../rpc/Models.js"
-import { resolveJobRef } from "../services/JobRefs.js"
-import { makeJobHousekeeping } from "./JobHousekeeping.js"
 import { validated } from "../rpc/RequestValidation.js"
-import { decodeCursor } from "../services/Paging.js"
 import {
   CellCreatePayload,
   CellListPayload,
@@ -28,13 +14,13 @@ import {
   DEFAULT_LIST_PAGE,
   EventsFollowPayload,
   EventsListPayload,
-  JobPrunePayload,
-  JobRemovePayload,
-  JobStdinPayload,
   JobKillPayload,
   JobListPayload,
+  JobPrunePayload,
+  JobRemovePayload,
   JobRunPayload,
   JobStatusPayload,
+  JobStdinPayload,
   LogsMarksPayload,
   LogsOpenPayload,
   LogsReadPayload,
@@ -42,7 +28,21 @@ import {
   PROTOCOL_VERSION
 } from "../rpc/Rpcs.js"
 import { PLANTER_VERSION } from "../rpc/Version.js"
-import { LogFileInfo, LogMarksPage } from "../rpc/LogModels.js"
+import { mayTouch, notOwnerMessage } from "../services/Authz.js"
+import { Cells } from "../services/Cells.js"
+import { DaemonConfig } from "../services/DaemonConfig.js"
+import { resolveJobRef } from "../services/JobRefs.js"
+import { JobRegistry } from "../services/JobRegistry.js"
+import { JobSupervisor } from "../services/JobSupervisor.js"
+import { JournalFeed } from "../services/JournalFeed.js"
+import { LogReader } from "../services/LogReader.js"
+import { decodeCursor } from "../services/Paging.js"
+import { SandboxRunner } from "../services/SandboxRunner.js"
+import { StateRepository } from "../services/StateRepository.js"
+import { onWire } from "./ErrorMapping.js"
+import { followEvents } from "./EventsFeed.js"
+import { FiberTree, snapshot } from "./FiberTree.js"
+import { makeJobHousekeeping } from "./JobHousekeeping.js"
 import { handOver } from "./LogHandoff.js"
 
 /**
@@ -97,7 +97,9 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         ? null
         : cell_id.startsWith("cell-")
         ? yield* Schema.decodeUnknown(CellId)(cell_id).pipe(
-          Effect.mapError(() => new InvalidRequest({ message: `invalid cell id ${JSON.stringify(cell_id.slice(0, 80))}` }))
+          Effect.mapError(() =>
+            new InvalidRequest({ message: `invalid cell id ${JSON.stringify(cell_id.slice(0, 80))}` })
+          )
         )
         : (yield* cells.resolve(cell_id)).id
       const jobId = job_id === null ? null : yield* parseJobId(job_id)
@@ -107,26 +109,31 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
   return {
     Version: () => Effect.succeed(new VersionInfo({ version: PLANTER_VERSION, protocol_version: PROTOCOL_VERSION })),
     Health: () =>
-      Effect.map(Effect.all([registry.count, supervisor.degraded, monitor.stats]), ([running, degraded, monitorStats]) =>
-        new HealthInfo({
-          ok: degraded === null,
-          degraded,
-          version: PLANTER_VERSION,
-          pid: process.pid,
-          uptime_ms: Date.now() - startedAt,
-          socket: config.socketPath,
-          state_dir: config.stateDir,
-          sandbox: {
-            mode: sandbox.status.mode,
-            backend: sandbox.status.backend,
-            available: sandbox.status.available,
-            unavailable_reason: sandbox.status.unavailableReason
-          },
-          running_jobs: running,
-          monitor: monitorStats
-        })),
-    CellCreate: validated(CellCreatePayload, (request) =>
-      onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))),
+      Effect.map(
+        Effect.all([registry.count, supervisor.degraded, monitor.stats]),
+        ([running, degraded, monitorStats]) =>
+          new HealthInfo({
+            ok: degraded === null,
+            degraded,
+            version: PLANTER_VERSION,
+            pid: process.pid,
+            uptime_ms: Date.now() - startedAt,
+            socket: config.socketPath,
+            state_dir: config.stateDir,
+            sandbox: {
+              mode: sandbox.status.mode,
+              backend: sandbox.status.backend,
+              available: sandbox.status.available,
+              unavailable_reason: sandbox.status.unavailableReason
+            },
+            running_jobs: running,
+            monitor: monitorStats
+          })
+      ),
+    CellCreate: validated(
+      CellCreatePayload,
+      (request) => onWire(Effect.flatMap(Caller, (caller) => cells.create({ ...request, owner_uid: caller.uid })))
+    ),
     CellList: validated(CellListPayload, ({ after, limit }) =>
       onWire(Effect.gen(function*() {
         const cursor = after == null ? null : yield* decodeCursor(after, "cell")
@@ -138,29 +145,45 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
         yield* ownedByCaller("remove cell", `${cell.name} (${cell.id})`, cell.owner_uid)
         return yield* cells.remove(cell.id, { force })
       }))),
-    JobRun: validated(JobRunPayload, ({ argv, cell_id, cwd, env, labels, limits, name, network, stdin }) =>
-      onWire(Effect.gen(function*() {
-        const caller = yield* Caller
-        const cell = yield* cells.resolve(cell_id)
-        yield* ownedByCaller("run jobs in cell", `${cell.name} (${cell.id})`, cell.owner_uid)
-        return yield* supervisor.run(cell, { argv, env, cwd, network, owner_uid: caller.uid, limits, name, labels, stdin })
-      }))),
+    JobRun: validated(
+      JobRunPayload,
+      ({ argv, cell_id, cwd, env, labels, limits, name, network, stdin }) =>
+        onWire(Effect.gen(function*() {
+          const caller = yield* Caller
+          const cell = yield* cells.resolve(cell_id)
+          yield* ownedByCaller("run jobs in cell", `${cell.name} (${cell.id})`, cell.owner_uid)
+          return yield* supervisor.run(cell, {
+            argv,
+            env,
+            cwd,
+            network,
+            owner_uid: caller.uid,
+            limits,
+            name,
+            labels,
+            stdin
+          })
+        }))
+    ),
     JobStatus: validated(JobStatusPayload, ({ job_id }) => onWire(Effect.flatMap(parseJobId(job_id), supervisor.get))),
-    JobList: validated(JobListPayload, ({ after, cell_id, labels, limit, name, since_ms, status, until_ms }) =>
-      onWire(Effect.gen(function*() {
-        const cellId = cell_id == null ? null : (yield* cells.resolve(cell_id)).id
-        const before = after == null ? null : yield* decodeCursor(after, "job")
-        return yield* supervisor.page({
-          cellId,
-          statuses: status == null ? null : typeof status === "string" ? [status] : status,
-          sinceMs: since_ms ?? null,
-          untilMs: until_ms ?? null,
-          name: name ?? null,
-          labels: labels ?? {},
-          before,
-          limit: limit ?? DEFAULT_LIST_PAGE
-        })
-      }))),
+    JobList: validated(
+      JobListPayload,
+      ({ after, cell_id, labels, limit, name, since_ms, status, until_ms }) =>
+        onWire(Effect.gen(function*() {
+          const cellId = cell_id == null ? null : (yield* cells.resolve(cell_id)).id
+          const before = after == null ? null : yield* decodeCursor(after, "job")
+          return yield* supervisor.page({
+            cellId,
+            statuses: status == null ? null : typeof status === "string" ? [status] : status,
+            sinceMs: since_ms ?? null,
+            untilMs: until_ms ?? null,
+            name: name ?? null,
+            labels: labels ?? {},
+            before,
+            limit: limit ?? DEFAULT_LIST_PAGE
+          })
+        }))
+    ),
     JobKill: validated(JobKillPayload, ({ force, job_id }) =>
       onWire(Effect.gen(function*() {
         const job = yield* Effect.flatMap(parseJobId(job_id), supervisor.get)
@@ -196,37 +219,61 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
       onWire(Effect.gen(function*() {
         const cell = yield* cells.resolve(cell_id)
         const counts = yield* repo.cellJobCounts(cell.id)
-        return new CellInfo({ cell, running_jobs: counts.running, total_jobs: counts.total, last_job_started_at_ms: counts.lastStartedAtMs })
-      }))),
-    EventsList: validated(EventsListPayload, ({ after_id, cell_id, job_id, limit, since_ms }) =>
-      onWire(Effect.gen(function*() {
-        const { cellId, jobId } = yield* eventFilters(cell_id, job_id)
-        const rows = yield* repo.pageEvents({ afterId: after_id, sinceMs: since_ms, cellId, jobId, limit })
-        return new JournalPage({
-          events: rows.map((row) => new JournalEntry({ ...row })),
-          next_id: rows.length === limit ? rows[rows.length - 1]!.id : null
+        return new CellInfo({
+          cell,
+          running_jobs: counts.running,
+          total_jobs: counts.total,
+          last_job_started_at_ms: counts.lastStartedAtMs
         })
       }))),
+    EventsList: validated(
+      EventsListPayload,
+      ({ after_id, cell_id, job_id, limit, since_ms }) =>
+        onWire(Effect.gen(function*() {
+          const { cellId, jobId } = yield* eventFilters(cell_id, job_id)
+          const rows = yield* repo.pageEvents({ afterId: after_id, sinceMs: since_ms, cellId, jobId, limit })
+          return new JournalPage({
+            events: rows.map((row) => new JournalEntry({ ...row })),
+            next_id: rows.length === limit ? rows[rows.length - 1]!.id : null
+          })
+        }))
+    ),
     EventsFollow: (raw: unknown) =>
-      Stream.unwrap(validated(EventsFollowPayload, ({ after_id, cell_id, job_id, since_ms }) =>
-        onWire(Effect.map(eventFilters(cell_id, job_id), (filters) => followEvents(repo, feed, { ...filters, sinceMs: since_ms }, after_id))))(raw)),
+      Stream.unwrap(
+        validated(EventsFollowPayload, ({ after_id, cell_id, job_id, since_ms }) =>
+          onWire(Effect.map(eventFilters(cell_id, job_id), (filters) =>
+            followEvents(repo, feed, { ...filters, sinceMs: since_ms }, after_id))))(raw)
+      ),
     DebugFibers: () => snapshot(fiberTree),
-    LogsRead: validated(LogsReadPayload, ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
-      onWire(Effect.flatMap(logsJob(job_id), (jobId) => logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms })))),
-    LogsOpen: validated(LogsOpenPayload, ({ job_id, reply_to, stream, token }) =>
-      onWire(Effect.scoped(Effect.gen(function*() {
-        const caller = yield* Caller
-        const jobId = yield* logsJob(job_id)
-        const opened = yield* logs.open(jobId, stream)
-        if (opened.fd !== null) yield* handOver(reply_to, token, caller, opened.fd)
-        // The daemon's own descriptor closes with the scope; the caller's copy stays open.
-        return new LogFileInfo({ sent: opened.fd !== null, size: opened.size, complete: opened.complete })
-      })))),
+    LogsRead: validated(
+      LogsReadPayload,
+      ({ follow, job_id, max_bytes, offset, stream, wait_ms }) =>
+        onWire(
+          Effect.flatMap(logsJob(job_id), (jobId) =>
+            logs.read({ jobId, stream, offset, maxBytes: max_bytes, follow, waitMs: wait_ms }))
+        )
+    ),
+    LogsOpen: validated(
+      LogsOpenPayload,
+      ({ job_id, reply_to, stream, token }) =>
+        onWire(Effect.scoped(Effect.gen(function*() {
+          const caller = yield* Caller
+          const jobId = yield* logsJob(job_id)
+          const opened = yield* logs.open(jobId, stream)
+          if (opened.fd !== null) yield* handOver(reply_to, token, caller, opened.fd)
+          // The daemon's own descriptor closes with the scope; the caller's copy stays open.
+          return new LogFileInfo({ sent: opened.fd !== null, size: opened.size, complete: opened.complete })
+        })))
+    ),
     LogsMarks: validated(LogsMarksPayload, ({ after_offset, job_id, limit, stream }) =>
       onWire(Effect.gen(function*() {
         const jobId = yield* logsJob(job_id)
         const found = yield* logs.marks(jobId, stream, after_offset, limit)
-        return new LogMarksPage({ marks: found.marks.map(([offset, at]) => [offset, at] as const), started_at_ms: found.startedAtMs, more: found.more })
+        return new LogMarksPage({
+          marks: found.marks.map(([offset, at]) => [offset, at] as const),
+          started_at_ms: found.startedAtMs,
+          more: found.more
+        })
       })))
   }
 }))

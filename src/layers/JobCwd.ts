@@ -15,10 +15,14 @@ export const resolveCwd = (cellDir: string, cwd: string | null): string | Invali
   try {
     real = fs.realpathSync(path.resolve(cellDir, cwd))
   } catch {
-    return new InvalidInput({ message: `--cwd ${cwd} does not exist inside the cell dir ${cellDir}: create it first or pick another` })
+    return new InvalidInput({
+      message: `--cwd ${cwd} does not exist inside the cell dir ${cellDir}: create it first or pick another`
+    })
   }
   if (real !== cellReal && !real.startsWith(cellReal + path.sep)) {
-    return new InvalidInput({ message: `--cwd ${cwd} is outside the cell dir ${cellDir}: a job's working directory must stay inside its cell` })
+    return new InvalidInput({
+      message: `--cwd ${cwd} is outside the cell dir ${cellDir}: a job's working directory must stay inside its cell`
+    })
   }
   if (!fs.statSync(real).isDirectory()) return new InvalidInput({ message: `--cwd ${cwd} is not a directory` })
   // Expressed under the cell dir as the sandbox mounts it, even where the state dir's path has symlinks.

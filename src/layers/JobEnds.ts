@@ -3,8 +3,8 @@ import type { Scope } from "effect"
 import type { JobId } from "../rpc/Ids.js"
 import type { LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job } from "../rpc/Models.js"
-import type { ProcessExit } from "../services/SandboxRunner.js"
 import { fromLauncherStatus } from "../services/ExitStatus.js"
+import type { ProcessExit } from "../services/SandboxRunner.js"
 import type { JournalEvent, StateRepositoryShape } from "../services/StateRepository.js"
 
 /** The journal entry for a job's end: its kind follows from the reason. */
@@ -49,7 +49,11 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
     leaderExit: ProcessExit,
     reason: TerminationReason,
     detail: Record<string, unknown> = {},
-    observed: { readonly peak_rss_bytes: number | null; readonly cpu_ms: number | null; readonly limit_detail: LimitDetail | null } = {
+    observed: {
+      readonly peak_rss_bytes: number | null
+      readonly cpu_ms: number | null
+      readonly limit_detail: LimitDetail | null
+    } = {
       peak_rss_bytes: null,
       cpu_ms: null,
       limit_detail: null

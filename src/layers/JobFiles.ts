@@ -1,12 +1,12 @@
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { DaemonFault } from "../services/DomainErrors.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { statePaths } from "../services/DaemonConfig.js"
+import { DaemonFault } from "../services/DomainErrors.js"
+import { fromLauncherStatus } from "../services/ExitStatus.js"
 import { logFileName } from "../services/LogReader.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
-import { fromLauncherStatus } from "../services/ExitStatus.js"
 
 /** Where one job's files live under the state dir. */
 export const jobFiles = (paths: ReturnType<typeof statePaths>, id: JobId) => ({
@@ -62,8 +62,14 @@ export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, Daemo
       }
     },
     catch: (error) => {
-      const problem = (error as NodeJS.ErrnoException).code === "ENOSPC" ? "no space left on device" : (error as Error).message
-      return new DaemonFault({ message: `cannot prepare the job's files under ${path.dirname(path.dirname(files.stdout))}: ${problem}; nothing was started` })
+      const problem = (error as NodeJS.ErrnoException).code === "ENOSPC"
+        ? "no space left on device"
+        : (error as Error).message
+      return new DaemonFault({
+        message: `cannot prepare the job's files under ${
+          path.dirname(path.dirname(files.stdout))
+        }: ${problem}; nothing was started`
+      })
     }
   }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
 

@@ -36,7 +36,9 @@ export const makeJobHousekeeping = (repo: StateRepositoryShape, stateDir: string
     Effect.sync(() => {
       const files = jobFiles(paths, job.id)
       // The (offset, time) marks behind `logs --timestamps` go with the logs they describe.
-      const marks = (["stdout", "stderr"] as const).map((stream) => path.join(paths.logs, marksFileName(job.id, stream)))
+      const marks = (["stdout", "stderr"] as const).map((stream) =>
+        path.join(paths.logs, marksFileName(job.id, stream))
+      )
       return unlinkCounting(files.stdout) + unlinkCounting(files.stderr) + unlinkCounting(files.status) +
         marks.reduce((bytes, file) => bytes + unlinkCounting(file), 0)
     })
@@ -54,18 +56,23 @@ export const makeJobHousekeeping = (repo: StateRepositoryShape, stateDir: string
     })
 
   /** `planter job rm JOB`: a finished job's record and logs. */
-  const remove = Effect.fn("JobHousekeeping.remove")(function*(job: Job, caller: { readonly uid: number; readonly pid: number | null }) {
-    if (job.status !== "exited") {
-      return yield* new StateConflict({
-        message: `job ${job.id} is ${job.status}: only a finished job can be removed; kill it first (\`planter job kill ${job.name ?? job.id}\`)`
-      })
+  const remove = Effect.fn("JobHousekeeping.remove")(
+    function*(job: Job, caller: { readonly uid: number; readonly pid: number | null }) {
+      if (job.status !== "exited") {
+        return yield* new StateConflict({
+          message:
+            `job ${job.id} is ${job.status}: only a finished job can be removed; kill it first (\`planter job kill ${
+              job.name ?? job.id
+            }\`)`
+        })
+      }
+      const freed = yield* removeOne(job, { by: "job rm" }, caller.uid)
+      if (freed === null) {
+        return yield* new StateConflict({ message: `job ${job.id} was removed meanwhile` })
+      }
+      return job
     }
-    const freed = yield* removeOne(job, { by: "job rm" }, caller.uid)
-    if (freed === null) {
-      return yield* new StateConflict({ message: `job ${job.id} was removed meanwhile` })
-    }
-    return job
-  })
+  )
 
   /** Finished jobs that ended at or before `finishedBeforeMs` (of one cell, of one owner), in bounded batches. */
   const prune = Effect.fn("JobHousekeeping.prune")(function*(query: {

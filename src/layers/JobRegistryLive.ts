@@ -19,7 +19,9 @@ export const make = Effect.gen(function*() {
     remove: (id, ended) =>
       Effect.suspend(() => {
         running.delete(id)
-        return ended === null ? Effect.void : PubSub.publish(changes, { _tag: "Ended", job: ended } satisfies RegistryChange)
+        return ended === null
+          ? Effect.void
+          : PubSub.publish(changes, { _tag: "Ended", job: ended } satisfies RegistryChange)
       }),
     get: (id) => Option.fromNullable(running.get(id)),
     all: Effect.sync(() => [...running.values()]),

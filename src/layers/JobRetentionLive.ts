@@ -32,7 +32,11 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
     Effect.tap((result) =>
       result.removed.length === 0
         ? Effect.void
-        : Effect.logInfo(`log retention: removed ${result.removed.length} finished job(s) older than ${Duration.format(retention)}, ${result.freed_bytes} log byte(s)`)
+        : Effect.logInfo(
+          `log retention: removed ${result.removed.length} finished job(s) older than ${
+            Duration.format(retention)
+          }, ${result.freed_bytes} log byte(s)`
+        )
     ),
     Effect.catchAll((error) => Effect.logWarning(`log retention: ${error.message}; trying again at the next sweep`))
   )

@@ -1,29 +1,36 @@
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberMap, FiberRef, HashMap, Layer, Option, Ref } from "effect"
 import { randomBytes } from "node:crypto"
-import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
+import type { Writable } from "node:stream"
 import type { CellId, JobId } from "../rpc/Ids.js"
 import type { Cell, LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobPage, JobSandbox } from "../rpc/Models.js"
-import { encodeCursor, pageOf } from "../services/Paging.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
 import type { JobStdinPipe, RunningJob } from "../services/JobRegistry.js"
-import type { Writable } from "node:stream"
 import { JobRegistry } from "../services/JobRegistry.js"
 import type { LimitReason, RunRequest } from "../services/JobSupervisor.js"
-import type { Limits } from "../services/Limits.js"
-import { checkLimits, DEFAULT_MAX_LOG_BYTES, effectiveLimits, fromStored } from "../services/Limits.js"
 import { effectiveNetwork, JobSupervisor } from "../services/JobSupervisor.js"
 import { killTree } from "../services/KillTree.js"
+import type { Limits } from "../services/Limits.js"
+import { checkLimits, DEFAULT_MAX_LOG_BYTES, effectiveLimits, fromStored } from "../services/Limits.js"
+import { encodeCursor, pageOf } from "../services/Paging.js"
 import { isRunning, JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import type { StateError } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
+import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
-import { closeJobFiles, jobFiles, openJobFiles, readLauncherExit, removeAllJobFiles, removeJobLeftovers } from "./JobFiles.js"
-import { resolveCwd } from "./JobCwd.js"
+import {
+  closeJobFiles,
+  jobFiles,
+  openJobFiles,
+  readLauncherExit,
+  removeAllJobFiles,
+  removeJobLeftovers
+} from "./JobFiles.js"
 import { makeReadGrantPolicy } from "./ReadGrants.js"
 
 /** The environment every job starts from, before its cell's and its own variables. */
@@ -55,7 +62,10 @@ const stdinPipe = (stream: Writable | null): JobStdinPipe | null => {
     write: (data) =>
       Effect.async<void, string>((resume) => {
         if (stream.writableEnded || stream.destroyed) return resume(Effect.fail("its stdin is closed"))
-        stream.write(data, (error) => resume(error ? Effect.fail(`its stdin is closed (${error.message})`) : Effect.void))
+        stream.write(
+          data,
+          (error) => resume(error ? Effect.fail(`its stdin is closed (${error.message})`) : Effect.void)
+        )
       }),
     close: Effect.async<void>((resume) => {
       if (stream.writableEnded || stream.destroyed) return resume(Effect.void)
@@ -63,7 +73,6 @@ const stdinPipe = (stream: Writable | null): JobStdinPipe | null => {
     }).pipe(Effect.timeoutTo({ duration: "1 second", onSuccess: () => undefined, onTimeout: () => stream.destroy() }))
   }
 }
-
 
 /** A job's attributes on its phase spans (the names OTLP backends search by). */
 const jobAttributes = (job: Job) => ({
@@ -126,7 +135,13 @@ export const make = Effect.gen(function*() {
    * recorded, and its waiters released. A daemon stopping with
    * --keep-jobs leaves the tree running for the next daemon to adopt.
    */
-  const release = (entry: RunningJob, files: JobFiles, leaderExit: Effect.Effect<ProcessExit>, result: Exit.Exit<ProcessExit>, note?: string) =>
+  const release = (
+    entry: RunningJob,
+    files: JobFiles,
+    leaderExit: Effect.Effect<ProcessExit>,
+    result: Exit.Exit<ProcessExit>,
+    note?: string
+  ) =>
     Effect.gen(function*() {
       const interrupted = Exit.isFailure(result) && Cause.isInterruptedOnly(result.cause)
       if (interrupted && config.keepJobs && (yield* Ref.get(entry.endReason)) === null) {
@@ -138,27 +153,43 @@ export const make = Effect.gen(function*() {
         return [chosen, chosen]
       })
       yield* sweep(entry, false, graceFor(reason)).pipe(
-        Effect.withSpan("job.kill", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+        Effect.withSpan("job.kill", {
+          captureStackTrace: false,
+          attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason }
+        })
       )
       // With the tree gone the leader's exit is at hand.
       const exit = Exit.isSuccess(result)
         ? result.value
-        : yield* leaderExit.pipe(Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => UNKNOWN_EXIT }))
+        : yield* leaderExit.pipe(
+          Effect.timeoutTo({ duration: "1 second", onSuccess: (r) => r, onTimeout: () => UNKNOWN_EXIT })
+        )
       const usage = entry.observed.usage
       const ended = yield* ends.record(entry.job, exit, reason, note ? { note } : {}, {
         peak_rss_bytes: usage?.peak_rss_bytes ?? null,
         cpu_ms: usage?.cpu_ms ?? null,
         limit_detail: entry.observed.limitDetail
       }).pipe(
-        Effect.tap((job) => Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })),
-        Effect.withSpan("job.finish", { captureStackTrace: false, attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason } })
+        Effect.tap((job) =>
+          Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })
+        ),
+        Effect.withSpan("job.finish", {
+          captureStackTrace: false,
+          attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason }
+        })
       )
-      yield* Effect.logDebug(`${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${ended.signal ? `, signal ${ended.signal}` : ""}`)
+      yield* Effect.logDebug(
+        `${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${
+          ended.signal ? `, signal ${ended.signal}` : ""
+        }`
+      )
       if (entry.stdin) yield* entry.stdin.close
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
       yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
-    }).pipe(Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id, ...jobAttributes(entry.job) } }))
+    }).pipe(
+      Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id, ...jobAttributes(entry.job) } })
+    )
 
   /**
    * A job's life as a scope: acquire = start (or adopt) its tree and
@@ -166,12 +197,16 @@ export const make = Effect.gen(function*() {
    * job in the FiberMap; closing it (kill, shutdown) runs the release.
    */
   const supervise = (
-    acquire: Effect.Effect<{ readonly entry: RunningJob; readonly exit: Effect.Effect<ProcessExit>; readonly note?: string }, StartError>,
+    acquire: Effect.Effect<
+      { readonly entry: RunningJob; readonly exit: Effect.Effect<ProcessExit>; readonly note?: string },
+      StartError
+    >,
     files: JobFiles
   ) =>
     Effect.acquireUseRelease(
       Effect.tap(acquire, ({ entry }) => registry.add(entry)),
-      ({ entry, exit }) => exit.pipe(Effect.withSpan("job.supervise", { captureStackTrace: false, attributes: jobAttributes(entry.job) })),
+      ({ entry, exit }) =>
+        exit.pipe(Effect.withSpan("job.supervise", { captureStackTrace: false, attributes: jobAttributes(entry.job) })),
       ({ entry, exit, note }, result) => release(entry, files, exit, result, note)
     )
 
@@ -230,7 +265,10 @@ export const make = Effect.gen(function*() {
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
-          () => new StateConflict({ message: `a job named ${request.name} is already running in cell ${cell.name}: choose another --name` })
+          () =>
+            new StateConflict({
+              message: `a job named ${request.name} is already running in cell ${cell.name}: choose another --name`
+            })
         ),
         Effect.withSpan("job.prepare", { captureStackTrace: false, attributes: jobAttributes(provisional) })
       )
@@ -238,7 +276,12 @@ export const make = Effect.gen(function*() {
       const forget = (reason: string) =>
         Effect.zipRight(
           removeAllJobFiles(files),
-          repo.deleteStartingJob(id, { kind: "job_start_failed", cell_id: cell.id, job_id: id, detail: { argv, reason } }).pipe(
+          repo.deleteStartingJob(id, {
+            kind: "job_start_failed",
+            cell_id: cell.id,
+            job_id: id,
+            detail: { argv, reason }
+          }).pipe(
             // The row stays `starting`; the next daemon start finishes it.
             Effect.catchAll((error) => Effect.logError(`cannot remove the record of ${id}, which did not start`, error))
           )
@@ -267,12 +310,23 @@ export const make = Effect.gen(function*() {
           SpawnError: (error) => new InvalidInput({ message: error.message })
         }),
         Effect.tapError((error) => forget(error.message)),
-        Effect.tap((process) => Effect.annotateCurrentSpan({ pid: process.pid, "planter.sandbox.backend": process.sandbox.backend })),
-        Effect.withSpan("job.sandbox_start", { captureStackTrace: false, attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode } })
+        Effect.tap((process) =>
+          Effect.annotateCurrentSpan({ pid: process.pid, "planter.sandbox.backend": process.sandbox.backend })
+        ),
+        Effect.withSpan("job.sandbox_start", {
+          captureStackTrace: false,
+          attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode }
+        })
       )
       yield* crashPoint("job-spawned")
       const startTime = (yield* probe.entry(started.pid))?.startTime ?? null
-      const job = new Job({ ...provisional, status: "running", pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox })
+      const job = new Job({
+        ...provisional,
+        status: "running",
+        pid: started.pid,
+        pid_start_time: startTime,
+        sandbox: started.sandbox
+      })
       const entry = yield* newEntry(job, stdinPipe(started.child.stdin))
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
@@ -281,7 +335,12 @@ export const make = Effect.gen(function*() {
       )
       yield* crashPoint("job-running")
       if (started.sandbox.fallback_reason !== null) {
-        yield* repo.appendEvent({ kind: "job_sandbox_fallback", cell_id: cell.id, job_id: id, detail: { reason: started.sandbox.fallback_reason } }).pipe(
+        yield* repo.appendEvent({
+          kind: "job_sandbox_fallback",
+          cell_id: cell.id,
+          job_id: id,
+          detail: { reason: started.sandbox.fallback_reason }
+        }).pipe(
           Effect.catchAll((error) => Effect.logWarning(`cannot journal the sandbox fallback of ${id}`, error))
         )
       }
@@ -304,7 +363,8 @@ export const make = Effect.gen(function*() {
       const running = named.find((job) => job.cell_id === cell.id && job.status !== "exited")
       if (running !== undefined) {
         return yield* new StateConflict({
-          message: `a job named ${request.name} is already running in cell ${cell.name}: ${running.id}; kill it first (\`planter job kill ${request.name}\`) or choose another --name`
+          message:
+            `a job named ${request.name} is already running in cell ${cell.name}: ${running.id}; kill it first (\`planter job kill ${request.name}\`) or choose another --name`
         })
       }
     }
@@ -318,7 +378,10 @@ export const make = Effect.gen(function*() {
       fibers,
       id,
       supervise(
-        Effect.tap(start(cell, id, [program, ...args], cwd, request, limits, files), ({ entry }) => Deferred.succeed(ready, entry.job)),
+        Effect.tap(
+          start(cell, id, [program, ...args], cwd, request, limits, files),
+          ({ entry }) => Deferred.succeed(ready, entry.job)
+        ),
         files
       ).pipe(
         Effect.catchAll((error) => Deferred.fail(ready, error)),
@@ -330,7 +393,10 @@ export const make = Effect.gen(function*() {
           )
         ),
         Effect.onInterrupt(() => Deferred.interrupt(ready)),
-        Effect.withSpan("job", { captureStackTrace: false, attributes: { "planter.job.id": id, "planter.cell.id": cell.id } }),
+        Effect.withSpan("job", {
+          captureStackTrace: false,
+          attributes: { "planter.job.id": id, "planter.cell.id": cell.id }
+        }),
         asJobFiber({ id, cell_id: cell.id })
       )
     )
@@ -354,7 +420,10 @@ export const make = Effect.gen(function*() {
       supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files).pipe(
         // A fiber of the FiberMap that dies would otherwise vanish without a word.
         Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect)),
-        Effect.withSpan("job", { captureStackTrace: false, attributes: { ...jobAttributes(job), "planter.adopted": true } }),
+        Effect.withSpan("job", {
+          captureStackTrace: false,
+          attributes: { ...jobAttributes(job), "planter.adopted": true }
+        }),
         asJobFiber(job)
       )
     )
@@ -383,7 +452,10 @@ export const make = Effect.gen(function*() {
   const kill = Effect.fn("JobSupervisor.kill")(function*(id: JobId, options: { readonly force: boolean }) {
     const entry = registry.get(id)
     if (Option.isNone(entry)) return yield* get(id)
-    yield* Ref.update(entry.value.endReason, (reason) => reason ?? (options.force ? "forced_kill" : "terminated_by_user"))
+    yield* Ref.update(
+      entry.value.endReason,
+      (reason) => reason ?? (options.force ? "forced_kill" : "terminated_by_user")
+    )
     // A forced kill also cuts short a graceful one already in its grace period.
     if (options.force) yield* sweep(entry.value, true)
     const fiber = yield* FiberMap.get(fibers, id).pipe(Effect.option)
@@ -413,7 +485,9 @@ export const make = Effect.gen(function*() {
     if (jobs.length === 0) return
     if (!options.force) {
       return yield* new StateConflict({
-        message: `cell ${cellId} has ${jobs.length} running job(s) (${jobs.map((entry) => entry.job.id).join(", ")}): kill them first, or remove with --force to kill them`
+        message: `cell ${cellId} has ${jobs.length} running job(s) (${
+          jobs.map((entry) => entry.job.id).join(", ")
+        }): kill them first, or remove with --force to kill them`
       })
     }
     yield* Effect.forEach(
@@ -428,15 +502,22 @@ export const make = Effect.gen(function*() {
     const entry = registry.get(id)
     if (Option.isNone(entry)) {
       const job = yield* get(id)
-      return yield* new StateConflict({ message: `job ${job.id} is not running (${job.termination_reason ?? job.status}): its stdin is gone` })
+      return yield* new StateConflict({
+        message: `job ${job.id} is not running (${job.termination_reason ?? job.status}): its stdin is gone`
+      })
     }
     const pipe = entry.value.stdin
     if (!pipe) {
       return yield* new StateConflict({
-        message: `job ${id} has no stdin to write: only a job started with a pipe (\`planter run -i\`, JobRun stdin: true) by this daemon has one`
+        message:
+          `job ${id} has no stdin to write: only a job started with a pipe (\`planter run -i\`, JobRun stdin: true) by this daemon has one`
       })
     }
-    if (data.length > 0) yield* pipe.write(data).pipe(Effect.mapError((why) => new StateConflict({ message: `cannot write to job ${id}: ${why}` })))
+    if (data.length > 0) {
+      yield* pipe.write(data).pipe(
+        Effect.mapError((why) => new StateConflict({ message: `cannot write to job ${id}: ${why}` }))
+      )
+    }
     if (eof) yield* pipe.close
   })
 

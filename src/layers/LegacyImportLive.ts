@@ -4,7 +4,14 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { statePaths } from "../services/DaemonConfig.js"
 import { DaemonFault, InvalidInput } from "../services/DomainErrors.js"
-import type { ImportReport, ImportRequest, LegacyCellRecord, ReportEntry, ScannedFile, ScannedJob } from "../services/LegacyImport.js"
+import type {
+  ImportReport,
+  ImportRequest,
+  LegacyCellRecord,
+  ReportEntry,
+  ScannedFile,
+  ScannedJob
+} from "../services/LegacyImport.js"
 import {
   decodeCellFile,
   decodeJobFile,
@@ -50,7 +57,9 @@ const readProblem = (error: unknown): string => {
 const fingerprintOf = (stat: fs.Stats) => `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`
 
 /** A record file's text, or why it cannot be read; never through a symlink, never more than MAX_RECORD_BYTES. */
-const readRecordFile = (file: string): { readonly fingerprint: string; readonly text: Either.Either<string, string> } => {
+const readRecordFile = (
+  file: string
+): { readonly fingerprint: string; readonly text: Either.Either<string, string> } => {
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
@@ -67,7 +76,9 @@ const readRecordFile = (file: string): { readonly fingerprint: string; readonly 
     const stat = fs.fstatSync(fd)
     const fingerprint = fingerprintOf(stat)
     if (!stat.isFile()) return { fingerprint, text: Either.left("not a regular file") }
-    if (stat.size > MAX_RECORD_BYTES) return { fingerprint, text: Either.left(`${stat.size} bytes: too large for a prototype record`) }
+    if (stat.size > MAX_RECORD_BYTES) {
+      return { fingerprint, text: Either.left(`${stat.size} bytes: too large for a prototype record`) }
+    }
     return { fingerprint, text: Either.right(fs.readFileSync(fd, "utf8")) }
   } catch (error) {
     return { fingerprint: "unreadable", text: Either.left(readProblem(error)) }
@@ -82,7 +93,9 @@ const listDir = (dir: string, problems: Array<ReportEntry>): Array<fs.Dirent> =>
     // Sorted, so that reports list files in the same order on every machine.
     return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   } catch (error) {
-    if (errorCode(error) !== "ENOENT") problems.push({ path: dir, reason: `${readProblem(error)}: nothing in it was imported` })
+    if (errorCode(error) !== "ENOENT") {
+      problems.push({ path: dir, reason: `${readProblem(error)}: nothing in it was imported` })
+    }
     return []
   }
 }
@@ -128,7 +141,9 @@ const listSource = (source: string): Listing => {
       ? { name: entry.name }
       : { name: entry.name, problem: "not a job record: jobs/ holds <job id>.json files" }
   )
-  const logs = new Set(listDir(path.join(source, "logs"), problems).filter((entry) => entry.isFile()).map((entry) => entry.name))
+  const logs = new Set(
+    listDir(path.join(source, "logs"), problems).filter((entry) => entry.isFile()).map((entry) => entry.name)
+  )
   return { cellDirs, cellFiles, jobEntries, logs, problems }
 }
 
@@ -139,7 +154,12 @@ const listSource = (source: string): Listing => {
  * read is reported in `problems` and the rest is copied; a write that fails
  * (a full disk) throws. Dry, only reads.
  */
-const copyTree = (from: string, to: string, options: { readonly dry: boolean; readonly leaveOut?: string }, problems: Array<ReportEntry>) => {
+const copyTree = (
+  from: string,
+  to: string,
+  options: { readonly dry: boolean; readonly leaveOut?: string },
+  problems: Array<ReportEntry>
+) => {
   let stat: fs.Stats
   try {
     stat = fs.lstatSync(from)
@@ -157,7 +177,9 @@ const copyTree = (from: string, to: string, options: { readonly dry: boolean; re
     }
     if (!options.dry) fs.mkdirSync(to, { mode: 0o700 })
     for (const name of names) {
-      if (name !== options.leaveOut) copyTree(path.join(from, name), path.join(to, name), { dry: options.dry }, problems)
+      if (name !== options.leaveOut) {
+        copyTree(path.join(from, name), path.join(to, name), { dry: options.dry }, problems)
+      }
     }
     if (!options.dry) {
       fs.chmodSync(to, stat.mode & 0o777)
@@ -236,7 +258,9 @@ const copyLog = (from: string, to: string, created: () => void): string | undefi
 
 const faultOf = (what: string) => (error: unknown) =>
   new DaemonFault({
-    message: `${what}: ${errorCode(error) === "ENOSPC" ? "no space left on device" : (error as Error).message}; nothing was imported`
+    message: `${what}: ${
+      errorCode(error) === "ENOSPC" ? "no space left on device" : (error as Error).message
+    }; nothing was imported`
   })
 
 export const make = (stateDir: string) =>
@@ -254,7 +278,9 @@ export const make = (stateDir: string) =>
         },
         catch: (error) =>
           new InvalidInput({
-            message: `cannot import from ${request.source}: ${errorCode(error) === "ENOTDIR" ? "not a directory" : readProblem(error)}`
+            message: `cannot import from ${request.source}: ${
+              errorCode(error) === "ENOTDIR" ? "not a directory" : readProblem(error)
+            }`
           })
       })
       const realStateDir = (() => {
@@ -318,7 +344,13 @@ export const make = (stateDir: string) =>
           stderr: listing.logs.has(path.basename(legacyPaths.log(placeId, "stderr")))
         }
         if (entry.problem !== undefined) {
-          jobs.push({ path: relative, placeId, fingerprint: fingerprintNow(relative)(), record: Either.left(entry.problem), logs })
+          jobs.push({
+            path: relative,
+            placeId,
+            fingerprint: fingerprintNow(relative)(),
+            record: Either.left(entry.problem),
+            logs
+          })
           continue
         }
         const { fingerprint, text } = readRecordFile(path.join(source, relative))
@@ -370,7 +402,9 @@ export const make = (stateDir: string) =>
       }
       const logUnreadable = (from: string, problem: string) => {
         const job = path.basename(from).replace(/\.(stdout|stderr)\.log$/, "")
-        const what = problem.endsWith("after some of it was copied") ? "what was copied of this log" : "this log reads as empty"
+        const what = problem.endsWith("after some of it was copied")
+          ? "what was copied of this log"
+          : "this log reads as empty"
         unreadableLogs.push({ path: from, reason: `${problem}: job ${job} is imported and ${what}` })
       }
       /**
@@ -479,4 +513,5 @@ export const importAtStart = (stateDir: string) =>
     yield* report.skipped.length > 0 ? Effect.logWarning(summaryLine(report)) : Effect.logInfo(summaryLine(report))
   }).pipe(Effect.withSpan("LegacyImport.atStart"))
 
-export const atStartLayer = (stateDir: string) => Layer.effectDiscard(importAtStart(stateDir)).pipe(Layer.provide(layer(stateDir)))
+export const atStartLayer = (stateDir: string) =>
+  Layer.effectDiscard(importAtStart(stateDir)).pipe(Layer.provide(layer(stateDir)))

@@ -15,7 +15,10 @@ const connect = (name: string) =>
       socket.destroy()
       resume(Effect.fail(new InvalidInput({ message })))
     }
-    const timer = setTimeout(() => fail(`the reply socket @${name} did not accept within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS)
+    const timer = setTimeout(
+      () => fail(`the reply socket @${name} did not accept within ${CONNECT_TIMEOUT_MS} ms`),
+      CONNECT_TIMEOUT_MS
+    )
     socket.once("connect", () => {
       clearTimeout(timer)
       // From here on an error is the hand-over's to report (sendmsg fails); a late socket error must never be unhandled.
@@ -45,15 +48,22 @@ export const handOver = (replyTo: string, token: string, caller: CallerShape, fd
     connect(replyTo),
     (socket) =>
       Effect.gen(function*() {
-        const listener = yield* PeerCredentials.read(socket).pipe(Effect.mapError((error) => new InvalidInput({ message: error.message })))
+        const listener = yield* PeerCredentials.read(socket).pipe(
+          Effect.mapError((error) => new InvalidInput({ message: error.message }))
+        )
         if (caller.pid === null || listener.pid !== caller.pid || listener.uid !== caller.uid) {
           return yield* new InvalidInput({
-            message: `the reply socket @${replyTo} belongs to pid ${listener.pid ?? "?"} (uid ${listener.uid}), not to the caller (pid ${caller.pid ?? "?"}, uid ${caller.uid}): nothing was sent`
+            message: `the reply socket @${replyTo} belongs to pid ${
+              listener.pid ?? "?"
+            } (uid ${listener.uid}), not to the caller (pid ${caller.pid ?? "?"}, uid ${caller.uid}): nothing was sent`
           })
         }
         yield* Effect.tryPromise({
           try: () => FdPassing.sendFd(socket, fd, Buffer.from(token, "hex")),
-          catch: (error) => new InvalidInput({ message: `cannot send the log's descriptor: ${error instanceof Error ? error.message : String(error)}` })
+          catch: (error) =>
+            new InvalidInput({
+              message: `cannot send the log's descriptor: ${error instanceof Error ? error.message : String(error)}`
+            })
         })
       }),
     (socket) => Effect.sync(() => socket.destroy())

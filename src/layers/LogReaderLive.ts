@@ -1,13 +1,13 @@
 import { Clock, Effect, Layer, Option, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { DaemonFault, InvalidInput } from "../services/DomainErrors.js"
+import type { JobId } from "../rpc/Ids.js"
 import { LogChunk } from "../rpc/Models.js"
+import type { LogStream } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
+import { DaemonFault, InvalidInput } from "../services/DomainErrors.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
-import type { JobId } from "../rpc/Ids.js"
-import type { LogStream } from "../rpc/Models.js"
 import type { LogReadRequest } from "../services/LogReader.js"
 import { logFileName, LogReader, MARK_INTERVAL_MS, MARK_RECORD_BYTES, marksFileName } from "../services/LogReader.js"
 
@@ -26,11 +26,15 @@ const fileSize = (file: string) => {
 const readAt = (file: string, offset: number, length: number) =>
   Effect.async<Uint8Array, DaemonFault>((resume) => {
     fs.open(file, "r", (openError, fd) => {
-      if (openError) return resume(Effect.fail(new DaemonFault({ message: `cannot open ${file}: ${openError.message}` })))
+      if (openError) {
+        return resume(Effect.fail(new DaemonFault({ message: `cannot open ${file}: ${openError.message}` })))
+      }
       const buffer = Buffer.allocUnsafe(length)
       fs.read(fd, buffer, 0, length, offset, (readError, bytesRead) => {
         fs.close(fd, () => {})
-        if (readError) return resume(Effect.fail(new DaemonFault({ message: `cannot read ${file}: ${readError.message}` })))
+        if (readError) {
+          return resume(Effect.fail(new DaemonFault({ message: `cannot read ${file}: ${readError.message}` })))
+        }
         resume(Effect.succeed(new Uint8Array(buffer.buffer, buffer.byteOffset, bytesRead)))
       })
     })
@@ -147,7 +151,9 @@ export const make = Effect.gen(function*() {
       const finished = Option.isNone(registry.get(request.jobId))
       const size = fileSize(file)
       if (request.offset > size && finished) {
-        return yield* new InvalidInput({ message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)` })
+        return yield* new InvalidInput({
+          message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)`
+        })
       }
       if (!finished && size > 0) observe(request.jobId, request.stream, size, Date.now())
       if (size > request.offset) {
@@ -181,7 +187,8 @@ export const make = Effect.gen(function*() {
             throw error
           }
         },
-        catch: (error) => new DaemonFault({ message: `cannot open ${file}: ${error instanceof Error ? error.message : String(error)}` })
+        catch: (error) =>
+          new DaemonFault({ message: `cannot open ${file}: ${error instanceof Error ? error.message : String(error)}` })
       }),
       (fd) => Effect.sync(() => fd !== null && fs.closeSync(fd))
     )
@@ -189,33 +196,36 @@ export const make = Effect.gen(function*() {
     return { fd, size, complete: finished }
   })
 
-  const marks = Effect.fn("LogReader.marks")(function*(jobId: JobId, stream: LogStream, afterOffset: number | null, limit: number) {
-    const job = yield* supervisor.get(jobId)
-    const file = path.join(logsDir, marksFileName(jobId, stream))
-    const bytes = yield* Effect.try({
-      try: () => {
-        try {
-          return fs.readFileSync(file)
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0)
-          throw error
+  const marks = Effect.fn("LogReader.marks")(
+    function*(jobId: JobId, stream: LogStream, afterOffset: number | null, limit: number) {
+      const job = yield* supervisor.get(jobId)
+      const file = path.join(logsDir, marksFileName(jobId, stream))
+      const bytes = yield* Effect.try({
+        try: () => {
+          try {
+            return fs.readFileSync(file)
+          } catch (error) {
+            if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0)
+            throw error
+          }
+        },
+        catch: (error) =>
+          new DaemonFault({ message: `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` })
+      })
+      const found: Array<readonly [number, number]> = []
+      let more = false
+      for (let at = 0; at + MARK_RECORD_BYTES <= bytes.length; at += MARK_RECORD_BYTES) {
+        const offset = bytes.readDoubleLE(at)
+        if (afterOffset !== null && offset <= afterOffset) continue
+        if (found.length === limit) {
+          more = true
+          break
         }
-      },
-      catch: (error) => new DaemonFault({ message: `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}` })
-    })
-    const found: Array<readonly [number, number]> = []
-    let more = false
-    for (let at = 0; at + MARK_RECORD_BYTES <= bytes.length; at += MARK_RECORD_BYTES) {
-      const offset = bytes.readDoubleLE(at)
-      if (afterOffset !== null && offset <= afterOffset) continue
-      if (found.length === limit) {
-        more = true
-        break
+        found.push([offset, bytes.readDoubleLE(at + 8)])
       }
-      found.push([offset, bytes.readDoubleLE(at + 8)])
+      return { marks: found, startedAtMs: job.started_at_ms, more }
     }
-    return { marks: found, startedAtMs: job.started_at_ms, more }
-  })
+  )
 
   return LogReader.of({ read, open, marks })
 })

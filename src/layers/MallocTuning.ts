@@ -20,7 +20,10 @@ export const fixMmapThreshold = Effect.promise(async () => {
   if (process.platform !== "linux") return
   try {
     const koffi = (await import("koffi")).default
-    const mallopt = koffi.load("libc.so.6").func("int mallopt(int param, int value)") as (param: number, value: number) => number
+    const mallopt = koffi.load("libc.so.6").func("int mallopt(int param, int value)") as (
+      param: number,
+      value: number
+    ) => number
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
   } catch {
     // Not glibc: its allocator has its own policy.

@@ -1,6 +1,6 @@
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteMigrator from "@effect/sql-sqlite-node/SqliteMigrator"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 import * as path from "node:path"
 import { packageRoot } from "../rpc/PackageRoot.js"

@@ -34,7 +34,9 @@ const loadNative = async (): Promise<Native> => {
   if (process.platform === "linux") {
     const libc = koffi.load("libc.so.6")
     const ucred = koffi.struct("planter_ucred", { pid: "int32", uid: "uint32", gid: "uint32" })
-    const getsockopt = libc.func("int getsockopt(int fd, int level, int name, _Out_ planter_ucred *value, _Inout_ uint32 *length)")
+    const getsockopt = libc.func(
+      "int getsockopt(int fd, int level, int name, _Out_ planter_ucred *value, _Inout_ uint32 *length)"
+    )
     const SOL_SOCKET = 1
     const SO_PEERCRED = 17
     native = {
@@ -50,7 +52,9 @@ const loadNative = async (): Promise<Native> => {
   } else if (process.platform === "darwin") {
     const libc = koffi.load("libSystem.B.dylib")
     const getpeereid = libc.func("int getpeereid(int fd, _Out_ uint32 *uid, _Out_ uint32 *gid)")
-    const getsockopt = libc.func("int getsockopt(int fd, int level, int name, _Out_ int32 *value, _Inout_ uint32 *length)")
+    const getsockopt = libc.func(
+      "int getsockopt(int fd, int level, int name, _Out_ int32 *value, _Inout_ uint32 *length)"
+    )
     const SOL_LOCAL = 0
     const LOCAL_PEERPID = 2
     native = {
@@ -94,7 +98,9 @@ export const ensureLoaded = Effect.tryPromise({
   try: () => loadNative(),
   catch: (error) =>
     new PeerCredentialsError({
-      message: `cannot load the peer-credentials binding (koffi): ${error instanceof Error ? error.message : String(error)}`
+      message: `cannot load the peer-credentials binding (koffi): ${
+        error instanceof Error ? error.message : String(error)
+      }`
     })
 }).pipe(Effect.asVoid)
 

@@ -33,143 +33,153 @@ export const make = (options: {
   readonly limits?: ConnectionLimits | undefined
   /** The request tags the server answers with an Exit (others get a defect, and take no slot). */
   readonly tags?: ReadonlySet<string> | undefined
-} = {}) => Effect.gen(function*() {
-  const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS
-  const counts = (request: Extract<FromClientEncoded, { _tag: "Request" }>) =>
-    (typeof request.id === "string" || typeof request.id === "bigint") && (options.tags === undefined || options.tags.has(request.tag))
-  const server = yield* SocketServer.SocketServer
-  const serialization = yield* RpcSerialization.RpcSerialization
-  const disconnects = yield* Mailbox.make<number>()
-  yield* PeerCredentialsNative.ensureLoaded
+} = {}) =>
+  Effect.gen(function*() {
+    const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS
+    const counts = (request: Extract<FromClientEncoded, { _tag: "Request" }>) =>
+      (typeof request.id === "string" || typeof request.id === "bigint") &&
+      (options.tags === undefined || options.tags.has(request.tag))
+    const server = yield* SocketServer.SocketServer
+    const serialization = yield* RpcSerialization.RpcSerialization
+    const disconnects = yield* Mailbox.make<number>()
+    yield* PeerCredentialsNative.ensureLoaded
 
-  let nextId = 0
-  const clients = new Map<number, { readonly write: (response: FromServerEncoded) => Effect.Effect<void> }>()
-  const peers = new Map<number, PeerCredentials>()
-  const clientIds = new Set<number>()
-  let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
+    let nextId = 0
+    const clients = new Map<number, { readonly write: (response: FromServerEncoded) => Effect.Effect<void> }>()
+    const peers = new Map<number, PeerCredentials>()
+    const clientIds = new Set<number>()
+    let writeRequest!: (clientId: number, message: FromClientEncoded) => Effect.Effect<void>
 
-  const onSocket = (socket: Socket.Socket) =>
-    Effect.gen(function*() {
-      // Provided per connection by NodeSocketServer.
-      const conn = yield* Effect.serviceOption(NodeSocket.NetSocket)
-      if (Option.isNone(conn)) return yield* Effect.logError("a connection without its net.Socket: closed")
-      const peer = yield* Effect.either(PeerCredentialsNative.read(conn.value))
-      if (peer._tag === "Left") {
-        yield* Effect.logWarning(`closing an unauthenticated connection: ${peer.left.message}`)
-        yield* Effect.sync(() => conn.value.destroy())
-        return
-      }
-      const scope = yield* Effect.scope
-      const parser = serialization.unsafeMake()
-      const id = nextId++
-      peers.set(id, peer.right)
-      yield* Scope.addFinalizerExit(scope, () => {
-        clientIds.delete(id)
-        clients.delete(id)
-        peers.delete(id)
-        return disconnects.offer(id)
-      })
-
-      const writeRaw = yield* socket.writer
-      const net = conn.value
-      const runFork = yield* FiberSet.makeRuntime<never>()
-      const gate = new ConnectionGate(limits, (request) => counts(request), (reading) => {
-        if (reading) net.resume()
-        else net.pause()
-      })
-      /** Hands messages to the server one after the other, in order. */
-      const dispatch = (messages: ReadonlyArray<FromClientEncoded>) => {
-        if (messages.length === 0) return Effect.void
-        let i = 0
-        return Effect.whileLoop({
-          while: () => i < messages.length,
-          body: () => writeRequest(id, messages[i++]!),
-          step: () => {}
+    const onSocket = (socket: Socket.Socket) =>
+      Effect.gen(function*() {
+        // Provided per connection by NodeSocketServer.
+        const conn = yield* Effect.serviceOption(NodeSocket.NetSocket)
+        if (Option.isNone(conn)) return yield* Effect.logError("a connection without its net.Socket: closed")
+        const peer = yield* Effect.either(PeerCredentialsNative.read(conn.value))
+        if (peer._tag === "Left") {
+          yield* Effect.logWarning(`closing an unauthenticated connection: ${peer.left.message}`)
+          yield* Effect.sync(() => conn.value.destroy())
+          return
+        }
+        const scope = yield* Effect.scope
+        const parser = serialization.unsafeMake()
+        const id = nextId++
+        peers.set(id, peer.right)
+        yield* Scope.addFinalizerExit(scope, () => {
+          clientIds.delete(id)
+          clients.delete(id)
+          peers.delete(id)
+          return disconnects.offer(id)
         })
-      }
-      // The peer took what was queued: waiting requests may go, and the socket be read again.
-      const onDrain = () => {
-        const ready = gate.responseBytes(net.writableLength)
-        if (ready.length > 0) runFork(dispatch(ready))
-      }
-      net.on("drain", onDrain)
-      yield* Effect.addFinalizer(() => Effect.sync(() => net.off("drain", onDrain)))
 
-      /** Writes an answer; once the socket has taken it, its request's slot is free. */
-      const writeEncoded = (response: FromServerEncoded, encoded: Uint8Array) =>
-        Effect.flatMap(
-          Effect.async<void>((resume) => {
-            if (net.destroyed) return resume(Effect.void)
-            // A failed write means the connection is going away; its scope ends everything.
-            net.write(encoded, () => resume(Effect.void))
-            // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
-            gate.queuedBytes(net.writableLength)
-          }),
-          () => dispatch(gate.written(response, net.writableLength))
+        const writeRaw = yield* socket.writer
+        const net = conn.value
+        const runFork = yield* FiberSet.makeRuntime<never>()
+        const gate = new ConnectionGate(limits, (request) => counts(request), (reading) => {
+          if (reading) net.resume()
+          else net.pause()
+        })
+        /** Hands messages to the server one after the other, in order. */
+        const dispatch = (messages: ReadonlyArray<FromClientEncoded>) => {
+          if (messages.length === 0) return Effect.void
+          let i = 0
+          return Effect.whileLoop({
+            while: () => i < messages.length,
+            body: () => writeRequest(id, messages[i++]!),
+            step: () => {}
+          })
+        }
+        // The peer took what was queued: waiting requests may go, and the socket be read again.
+        const onDrain = () => {
+          const ready = gate.responseBytes(net.writableLength)
+          if (ready.length > 0) runFork(dispatch(ready))
+        }
+        net.on("drain", onDrain)
+        yield* Effect.addFinalizer(() => Effect.sync(() => net.off("drain", onDrain)))
+
+        /** Writes an answer; once the socket has taken it, its request's slot is free. */
+        const writeEncoded = (response: FromServerEncoded, encoded: Uint8Array) =>
+          Effect.flatMap(
+            Effect.async<void>((resume) => {
+              if (net.destroyed) return resume(Effect.void)
+              // A failed write means the connection is going away; its scope ends everything.
+              net.write(encoded, () => resume(Effect.void))
+              // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
+              gate.queuedBytes(net.writableLength)
+            }),
+            () => dispatch(gate.written(response, net.writableLength))
+          )
+        const write = (response: FromServerEncoded) => {
+          try {
+            const encoded = parser.encode(response)
+            if (encoded === undefined) return Effect.void
+            return writeEncoded(response, encoded as Uint8Array)
+          } catch (cause) {
+            return writeEncoded(response, parser.encode(ResponseDefectEncoded(cause)) as Uint8Array)
+          }
+        }
+        clientIds.add(id)
+        clients.set(id, { write })
+
+        yield* socket.runRaw((data) => {
+          try {
+            const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
+            if (decoded.length === 0) return Effect.void
+            const ready: Array<FromClientEncoded> = []
+            for (const message of decoded) ready.push(...gate.receive(message))
+            return dispatch(ready)
+          } catch (cause) {
+            if (Predicate.isTagged(cause, "FrameRejected")) {
+              return Effect.zipRight(
+                Effect.logWarning(
+                  `closing a connection (uid ${peer.right.uid}, pid ${peer.right.pid ?? "?"}): ${
+                    (cause as FrameRejected).message
+                  }`
+                ),
+                writeRaw(new Socket.CloseEvent(1009, (cause as FrameRejected).message))
+              )
+            }
+            if (Predicate.isTagged(cause, "RpcSerializationError")) {
+              return writeRaw(new Socket.CloseEvent(1009, (cause as RpcSerialization.RpcSerializationError).message))
+            }
+            return writeRaw(parser.encode(ResponseDefectEncoded(cause))!)
+          }
+        }).pipe(
+          Effect.interruptible,
+          Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
+          Effect.orDie,
+          Effect.withUnhandledErrorLogLevel(Option.none()),
+          // How `planter debug fibers` names this connection's fiber.
+          Effect.annotateLogs({
+            "planter.fiber": "connection",
+            "planter.peer.uid": peer.right.uid,
+            "planter.peer.pid": peer.right.pid ?? "unknown"
+          })
         )
-      const write = (response: FromServerEncoded) => {
-        try {
-          const encoded = parser.encode(response)
-          if (encoded === undefined) return Effect.void
-          return writeEncoded(response, encoded as Uint8Array)
-        } catch (cause) {
-          return writeEncoded(response, parser.encode(ResponseDefectEncoded(cause)) as Uint8Array)
-        }
-      }
-      clientIds.add(id)
-      clients.set(id, { write })
+      })
 
-      yield* socket.runRaw((data) => {
-        try {
-          const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
-          if (decoded.length === 0) return Effect.void
-          const ready: Array<FromClientEncoded> = []
-          for (const message of decoded) ready.push(...gate.receive(message))
-          return dispatch(ready)
-        } catch (cause) {
-          if (Predicate.isTagged(cause, "FrameRejected")) {
-            return Effect.zipRight(
-              Effect.logWarning(`closing a connection (uid ${peer.right.uid}, pid ${peer.right.pid ?? "?"}): ${(cause as FrameRejected).message}`),
-              writeRaw(new Socket.CloseEvent(1009, (cause as FrameRejected).message))
-            )
-          }
-          if (Predicate.isTagged(cause, "RpcSerializationError")) {
-            return writeRaw(new Socket.CloseEvent(1009, (cause as RpcSerialization.RpcSerializationError).message))
-          }
-          return writeRaw(parser.encode(ResponseDefectEncoded(cause))!)
-        }
-      }).pipe(
-        Effect.interruptible,
-        Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
-        Effect.orDie,
-        Effect.withUnhandledErrorLogLevel(Option.none()),
-        // How `planter debug fibers` names this connection's fiber.
-        Effect.annotateLogs({ "planter.fiber": "connection", "planter.peer.uid": peer.right.uid, "planter.peer.pid": peer.right.pid ?? "unknown" })
-      )
+    const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
+      writeRequest = writeRequest_
+      return Effect.succeed({
+        disconnects,
+        send: (clientId, response) => {
+          const client = clients.get(clientId)
+          if (!client) return Effect.void
+          return Effect.orDie(client.write(response))
+        },
+        end: (_clientId) => Effect.void,
+        clientIds: Effect.sync(() => clientIds),
+        initialMessage: Effect.succeedNone,
+        supportsAck: true,
+        supportsTransferables: false,
+        supportsSpanPropagation: true
+      })
     })
 
-  const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
-    writeRequest = writeRequest_
-    return Effect.succeed({
-      disconnects,
-      send: (clientId, response) => {
-        const client = clients.get(clientId)
-        if (!client) return Effect.void
-        return Effect.orDie(client.write(response))
-      },
-      end: (_clientId) => Effect.void,
-      clientIds: Effect.sync(() => clientIds),
-      initialMessage: Effect.succeedNone,
-      supportsAck: true,
-      supportsTransferables: false,
-      supportsSpanPropagation: true
-    })
+    yield* server.run((socket) => Effect.scoped(onSocket(socket))).pipe(Effect.interruptible, Effect.forkScoped)
+
+    return { protocol, registry: PeerRegistry.of({ get: (clientId) => peers.get(clientId) }) }
   })
-
-  yield* server.run((socket) => Effect.scoped(onSocket(socket))).pipe(Effect.interruptible, Effect.forkScoped)
-
-  return { protocol, registry: PeerRegistry.of({ get: (clientId) => peers.get(clientId) }) }
-})
 
 /** The RPC protocol on the socket server, and the registry of its connections' peers. */
 export const layer = (options?: Parameters<typeof make>[0]): Layer.Layer<

@@ -24,7 +24,11 @@ export const CLOCK_TICKS = getconf("CLK_TCK", 100)
  * The same read gives usage: utime and stime (fields 14, 15, clock ticks)
  * and rss (field 24, pages).
  */
-export const parseProcStat = (text: string, pageSize = PAGE_SIZE, clockTicks = CLOCK_TICKS): ProcessEntry | undefined => {
+export const parseProcStat = (
+  text: string,
+  pageSize = PAGE_SIZE,
+  clockTicks = CLOCK_TICKS
+): ProcessEntry | undefined => {
   const open = text.indexOf("(")
   const close = text.lastIndexOf(")")
   if (open < 0 || close < 0) return undefined

@@ -1,8 +1,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { InvalidInput } from "../services/DomainErrors.js"
 import type { Cell } from "../rpc/Models.js"
 import type { DaemonConfigShape } from "../services/DaemonConfig.js"
+import { InvalidInput } from "../services/DomainErrors.js"
 
 /** Host views no job may be granted: each job gets its own /proc and /dev, and none of /sys or /run. */
 const KERNEL_FILESYSTEMS = ["/proc", "/sys", "/dev", "/run"]
@@ -44,12 +44,18 @@ export const makeReadGrantPolicy = (config: Pick<DaemonConfigShape, "stateDir" |
     const kernel = KERNEL_FILESYSTEMS.find((_, i) => isInside(real, kernelReal[i]!) || isInside(kernelReal[i]!, real))
     if (kernel !== undefined) {
       return new InvalidInput({
-        message: `--read ${shown} would expose the host's ${kernel} to jobs (the daemon's processes, devices and runtime files): jobs get their own ${kernel === "/run" ? "environment" : kernel}; grant a narrower path outside it`
+        message:
+          `--read ${shown} would expose the host's ${kernel} to jobs (the daemon's processes, devices and runtime files): jobs get their own ${
+            kernel === "/run" ? "environment" : kernel
+          }; grant a narrower path outside it`
       })
     }
-    if (isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real) || isInside(real, socketDir)) {
+    if (
+      isInside(stateReal, real) || isInside(real, stateReal) || isInside(socketDir, real) || isInside(real, socketDir)
+    ) {
       return new InvalidInput({
-        message: `--read ${shown} would expose the daemon's state dir or socket to jobs (${stateReal}, ${socketDir}): grant a narrower path outside both`
+        message:
+          `--read ${shown} would expose the daemon's state dir or socket to jobs (${stateReal}, ${socketDir}): grant a narrower path outside both`
       })
     }
     return real
@@ -62,7 +68,8 @@ export const makeReadGrantPolicy = (config: Pick<DaemonConfigShape, "stateDir" |
       const verdict = check(granted)
       const why = verdict instanceof InvalidInput ? verdict.message : `it now resolves to ${verdict}`
       return new InvalidInput({
-        message: `the cell's --read grant ${granted} changed since the cell was created (${why}): the job is refused; remove the cell and create it again with the path you mean to grant`
+        message:
+          `the cell's --read grant ${granted} changed since the cell was created (${why}): the job is refused; remove the cell and create it again with the path you mean to grant`
       })
     }
     return undefined

@@ -55,8 +55,17 @@ export const reconcile = Effect.gen(function*() {
     if (reason === "lost") named.lost.push(job.id)
     return repo.finishJob(
       job.id,
-      { exit_code: exit?.code ?? null, signal: exit?.signal ?? null, termination_reason: reason, finished_at_ms: Date.now() },
-      finishEvent(job, reason, { exit_code: exit?.code ?? null, signal: exit?.signal ?? null, note: exit === undefined ? note : "the job ended while no daemon ran" })
+      {
+        exit_code: exit?.code ?? null,
+        signal: exit?.signal ?? null,
+        termination_reason: reason,
+        finished_at_ms: Date.now()
+      },
+      finishEvent(job, reason, {
+        exit_code: exit?.code ?? null,
+        signal: exit?.signal ?? null,
+        note: exit === undefined ? note : "the job ended while no daemon ran"
+      })
     )
   }
 
@@ -84,7 +93,10 @@ export const reconcile = Effect.gen(function*() {
     // A pid alone proves nothing: without the start time recorded with it, a
     // live process under that pid may be a stranger that reused it.
     if (job.pid !== null && job.pid_start_time === null) {
-      yield* finish(job, `no process start time was recorded with pid ${job.pid}, so nothing proves a process under that pid is the job: not adopted, never signalled`)
+      yield* finish(
+        job,
+        `no process start time was recorded with pid ${job.pid}, so nothing proves a process under that pid is the job: not adopted, never signalled`
+      )
     } else if (job.pid !== null && isRunning(yield* probe.entry(job.pid), job.pid_start_time)) yield* adopt(job)
     else yield* finish(job, "the job's process was gone when the daemon started")
   }
@@ -103,7 +115,9 @@ export const reconcile = Effect.gen(function*() {
     }
   }
 
-  const ids = (list: ReadonlyArray<JobId>) => (list.length === 0 ? "" : ` (${list.slice(0, 20).join(", ")}${list.length > 20 ? ", …" : ""})`)
+  const ids = (
+    list: ReadonlyArray<JobId>
+  ) => (list.length === 0 ? "" : ` (${list.slice(0, 20).join(", ")}${list.length > 20 ? ", …" : ""})`)
   yield* Effect.annotateCurrentSpan({
     "planter.reconcile.adopted": summary.adopted,
     "planter.reconcile.exited": summary.exited,
@@ -111,8 +125,14 @@ export const reconcile = Effect.gen(function*() {
     "planter.reconcile.leftovers": summary.leftovers
   })
   yield* Effect.logInfo(
-    `reconciled: ${summary.adopted} job(s) adopted${ids(named.adopted)}, ${summary.exited} ended while no daemon ran, ${summary.lost} lost${ids(named.lost)}, ${summary.removedCells} interrupted cell removal(s) finished, ${summary.leftovers} leftover file(s) removed`
-  ).pipe(Effect.annotateLogs({ "planter.jobs.adopted": named.adopted.join(","), "planter.jobs.lost": named.lost.join(",") }))
+    `reconciled: ${summary.adopted} job(s) adopted${
+      ids(named.adopted)
+    }, ${summary.exited} ended while no daemon ran, ${summary.lost} lost${
+      ids(named.lost)
+    }, ${summary.removedCells} interrupted cell removal(s) finished, ${summary.leftovers} leftover file(s) removed`
+  ).pipe(
+    Effect.annotateLogs({ "planter.jobs.adopted": named.adopted.join(","), "planter.jobs.lost": named.lost.join(",") })
+  )
 }).pipe(Effect.withSpan("Reconciler.reconcile"))
 
 export const layer = Layer.effectDiscard(reconcile)

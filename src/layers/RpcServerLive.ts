@@ -2,13 +2,13 @@ import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as SocketServer from "@effect/platform/SocketServer"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import { Effect, Layer } from "effect"
+import { PlanterWireRpcs } from "../rpc/Rpcs.js"
+import { ServerSerializationLive } from "../rpc/Serialization.js"
 import type { AuthzPolicy } from "../services/Authz.js"
-import { checkSocketDir, claimSocketPath, secureAndRemoveOnClose, withPrivateUmask } from "./SocketGuard.js"
 import * as CallerMiddlewareLive from "./CallerMiddlewareLive.js"
 import { HandlersLive } from "./Handlers.js"
 import * as PeerSocketProtocol from "./PeerSocketProtocol.js"
-import { PlanterWireRpcs } from "../rpc/Rpcs.js"
-import { ServerSerializationLive } from "../rpc/Serialization.js"
+import { checkSocketDir, claimSocketPath, secureAndRemoveOnClose, withPrivateUmask } from "./SocketGuard.js"
 
 /**
  * Checks the socket's directory, claims the path, listens, then gives the

@@ -1,5 +1,5 @@
-import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either, Layer } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { spawn, spawnSync } from "node:child_process"
@@ -7,15 +7,21 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
 import { JobSandbox } from "../rpc/Models.js"
+import { packageRoot } from "../rpc/PackageRoot.js"
 import type { SystemPath } from "../services/BubblewrapArgs.js"
 import type { BubblewrapFeatures } from "../services/BubblewrapArgs.js"
-import { bubblewrapArgs, LAUNCHER_ENV, LINUX_SYSTEM_PATHS, privilegeArgs, systemPathArgs } from "../services/BubblewrapArgs.js"
+import {
+  bubblewrapArgs,
+  LAUNCHER_ENV,
+  LINUX_SYSTEM_PATHS,
+  privilegeArgs,
+  systemPathArgs
+} from "../services/BubblewrapArgs.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
-import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
+import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
-import { packageRoot } from "../rpc/PackageRoot.js"
 
 const isExecutableFile = (file: string) => {
   try {
@@ -47,7 +53,9 @@ export const resolveExecutable = (command: string, env: Readonly<Record<string, 
  */
 interface Backend {
   readonly name: SandboxBackend
-  readonly wrap: (request: SandboxRequest) => Effect.Effect<{ readonly file: string; readonly args: Array<string> }, SandboxStartError>
+  readonly wrap: (
+    request: SandboxRequest
+  ) => Effect.Effect<{ readonly file: string; readonly args: Array<string> }, SandboxStartError>
 }
 
 type Detected = { readonly backend: Backend } | { readonly name: SandboxBackend; readonly reason: string }
@@ -57,12 +65,18 @@ const findBubblewrap = (): { file: string } | { reason: string } => {
   if (configured !== undefined && configured.length > 0) {
     return isExecutableFile(configured)
       ? { file: configured }
-      : { reason: `PLANTER_BWRAP=${configured} is not an executable file: point it at bwrap, or unset it to find bwrap on PATH (install it with \`apt-get install bubblewrap\` on Debian and Ubuntu, \`dnf install bubblewrap\` on Fedora)` }
+      : {
+        reason:
+          `PLANTER_BWRAP=${configured} is not an executable file: point it at bwrap, or unset it to find bwrap on PATH (install it with \`apt-get install bubblewrap\` on Debian and Ubuntu, \`dnf install bubblewrap\` on Fedora)`
+      }
   }
   const found = resolveExecutable("bwrap", { PATH: process.env.PATH ?? "/usr/bin:/bin" }, "/")
   return found
     ? { file: found }
-    : { reason: "bubblewrap (bwrap) is not installed: install it with `apt-get install bubblewrap` (Debian, Ubuntu) or `dnf install bubblewrap` (Fedora), or point PLANTER_BWRAP at it" }
+    : {
+      reason:
+        "bubblewrap (bwrap) is not installed: install it with `apt-get install bubblewrap` (Debian, Ubuntu) or `dnf install bubblewrap` (Fedora), or point PLANTER_BWRAP at it"
+    }
 }
 
 /** The Linux system directories as this host has them, plus where its resolver config lives. */
@@ -103,7 +117,12 @@ const detectLinux = (): Detected => {
       ...privilegeArgs(features),
       "--unshare-pid",
       ...systemPathArgs(systemPaths),
-      "--proc", "/proc", "--dev", "/dev", "--", "true"
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--",
+      "true"
     ], { encoding: "utf8", timeout: 10_000, env: LAUNCHER_ENV })
   // --disable-userns needs bubblewrap 0.8; older ones still drop every
   // capability, they only let the job make a (powerless) namespace of its own.
@@ -117,7 +136,8 @@ const detectLinux = (): Detected => {
     const detail = (probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()
     return {
       name: "bubblewrap",
-      reason: `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0)`
+      reason:
+        `bubblewrap at ${found.file} cannot start a sandbox here (${detail}); unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0)`
     }
   }
   return {
@@ -137,7 +157,10 @@ const SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 const detectMacos = (stateDir: string) =>
   Effect.gen(function*() {
     if (!isExecutableFile(SANDBOX_EXEC)) {
-      return { name: "sandbox-exec", reason: `${SANDBOX_EXEC} is missing: it ships with macOS; check the system installation` } as Detected
+      return {
+        name: "sandbox-exec",
+        reason: `${SANDBOX_EXEC} is missing: it ships with macOS; check the system installation`
+      } as Detected
     }
     const fs_ = yield* FileSystem.FileSystem
     const fragments = yield* loadSeatbeltFragments(path.join(packageRoot, "profiles"))
@@ -168,13 +191,17 @@ const detectMacos = (stateDir: string) =>
               ...request.argv
             ]
           })),
-          Effect.mapError((error) => new SandboxStartError({ message: `cannot render the sandbox profile: ${error.message}` })),
+          Effect.mapError((error) =>
+            new SandboxStartError({ message: `cannot render the sandbox profile: ${error.message}` })
+          ),
           Effect.provideService(FileSystem.FileSystem, fs_)
         )
     }
     return { backend } as Detected
   }).pipe(
-    Effect.catchAll((error) => Effect.succeed<Detected>({ name: "sandbox-exec", reason: `cannot load the sandbox profiles: ${error.message}` }))
+    Effect.catchAll((error) =>
+      Effect.succeed<Detected>({ name: "sandbox-exec", reason: `cannot load the sandbox profiles: ${error.message}` })
+    )
   )
 
 const detectBackend = (stateDir: string): Effect.Effect<Detected, never, FileSystem.FileSystem> =>
@@ -211,19 +238,32 @@ const spawnDetached = (
         // The job writes its logs itself through these descriptors: no pipe
         // through the daemon, so a daemon crash loses no output.
         // Descriptor 3 only for a launcher that writes the job's status there.
-        stdio: [request.stdinPipe === true ? "pipe" : "ignore", request.stdoutFd, request.stderrFd, statusFd ?? "ignore"],
+        stdio: [
+          request.stdinPipe === true ? "pipe" : "ignore",
+          request.stdoutFd,
+          request.stderrFd,
+          statusFd ?? "ignore"
+        ],
         // Its own process group (and session), so the whole tree can be signalled.
         detached: true
       })
     } catch (error) {
       // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
-      return resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` })))
+      return resume(
+        Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
+      )
     }
     if (child.pid !== undefined) return resume(Effect.succeed(child))
-    child.once("error", (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` }))))
+    child.once(
+      "error",
+      (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
+    )
   }).pipe(
     Effect.tap((child) => Effect.annotateCurrentSpan({ pid: child.pid ?? -1 })),
-    Effect.withSpan("job.spawn", { captureStackTrace: false, attributes: { "planter.job.id": request.jobId, "process.executable.path": file } })
+    Effect.withSpan("job.spawn", {
+      captureStackTrace: false,
+      attributes: { "planter.job.id": request.jobId, "process.executable.path": file }
+    })
   )
 
 export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode, stateDir: string) {
@@ -232,7 +272,12 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     : yield* detectBackend(stateDir)
   const status: SandboxStatus = "backend" in detected
     ? { mode, backend: detected.backend.name, available: true, unavailableReason: null }
-    : { mode, backend: detected.name, available: false, unavailableReason: mode === "disabled" ? null : detected.reason }
+    : {
+      mode,
+      backend: detected.name,
+      available: false,
+      unavailableReason: mode === "disabled" ? null : detected.reason
+    }
   if (!status.available && mode !== "disabled") {
     yield* Effect.logWarning(`sandbox unavailable (${mode} mode): ${status.unavailableReason}`)
   }
@@ -241,7 +286,9 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     const executable = resolveExecutable(request.argv[0], request.env, request.cwd)
     if (executable === undefined) {
       return yield* new SpawnError({
-        message: `cannot start ${request.argv[0]}: not found${request.argv[0].includes("/") ? "" : " on the job's PATH"} or not executable`
+        message: `cannot start ${request.argv[0]}: not found${
+          request.argv[0].includes("/") ? "" : " on the job's PATH"
+        } or not executable`
       })
     }
     const wrapped = "backend" in detected
@@ -258,11 +305,16 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         launcherEnv,
         detected.backend.name === "bubblewrap" ? request.statusFd : null
       )
-      return started(child, new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }))
+      return started(
+        child,
+        new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null })
+      )
     }
     const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
     if (mode === "enforced") {
-      return yield* new SandboxStartError({ message: `the sandbox is unavailable and the daemon runs in enforced mode: ${reason}` })
+      return yield* new SandboxStartError({
+        message: `the sandbox is unavailable and the daemon runs in enforced mode: ${reason}`
+      })
     }
     if (mode === "permissive") {
       yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)

@@ -36,7 +36,9 @@ const unreachableBy = (dir: string, access: SocketAccess): string | undefined =>
       const fix = access.kind === "group"
         ? `\`chgrp ${access.label} ${current} && chmod g+x ${current}\` (or \`chmod o+x ${current}\`)`
         : `\`chmod o+x ${current}\``
-      return `the socket's directory ${current} cannot be searched by the users the policy allows (mode ${modeOf(stat.mode)}), so they could not connect: ${fix}`
+      return `the socket's directory ${current} cannot be searched by the users the policy allows (mode ${
+        modeOf(stat.mode)
+      }), so they could not connect: ${fix}`
     }
     if (current === path.dirname(current)) return undefined
   }
@@ -77,7 +79,8 @@ export const checkSocketDir = Effect.fn("SocketGuard.checkSocketDir")(function*(
         fs.chmodSync(dir, access.kind === "private" ? 0o700 : 0o711)
       }
     },
-    catch: (error) => new SocketPathError({ message: `cannot create the socket's directory ${dir}: ${(error as Error).message}` })
+    catch: (error) =>
+      new SocketPathError({ message: `cannot create the socket's directory ${dir}: ${(error as Error).message}` })
   })
   const stat = fs.statSync(dir)
   const sticky = (stat.mode & 0o1000) !== 0
@@ -85,7 +88,11 @@ export const checkSocketDir = Effect.fn("SocketGuard.checkSocketDir")(function*(
     if (stat.uid !== uid || sticky || (stat.mode & 0o077) !== 0) {
       return yield* new SocketPathError({
         message: `--strict needs a private socket directory, and ${dir} is ${
-          stat.uid !== uid ? `owned by uid ${stat.uid}` : sticky ? "a shared sticky directory" : `open to others (mode ${modeOf(stat.mode)})`
+          stat.uid !== uid
+            ? `owned by uid ${stat.uid}`
+            : sticky
+            ? "a shared sticky directory"
+            : `open to others (mode ${modeOf(stat.mode)})`
         }: use a directory of the daemon's user with \`chmod 700 ${dir}\`${
           stat.uid !== uid || sticky ? ` (e.g. --socket ${path.join(stateDir, "planterd.sock")})` : ""
         }`
@@ -94,7 +101,8 @@ export const checkSocketDir = Effect.fn("SocketGuard.checkSocketDir")(function*(
   } else if (!sticky) {
     if (stat.uid !== uid) {
       return yield* new SocketPathError({
-        message: `the socket's directory ${dir} is owned by uid ${stat.uid}, not by the daemon's user (uid ${uid}), who could replace the socket: \`chown ${uid} ${dir}\`, or choose another --socket`
+        message:
+          `the socket's directory ${dir} is owned by uid ${stat.uid}, not by the daemon's user (uid ${uid}), who could replace the socket: \`chown ${uid} ${dir}\`, or choose another --socket`
       })
     }
     if ((stat.mode & 0o022) !== 0) {
@@ -134,7 +142,8 @@ export const claimSocketPath = Effect.fn("SocketGuard.claimSocketPath")(function
   }
   if (yield* daemonAnswers(socketPath)) {
     return yield* new SocketPathError({
-      message: `a daemon is already listening on ${socketPath}: stop it first, or give this one a socket and a state dir of its own (--socket PATH --state-dir DIR)`
+      message:
+        `a daemon is already listening on ${socketPath}: stop it first, or give this one a socket and a state dir of its own (--socket PATH --state-dir DIR)`
     })
   }
   yield* Effect.logInfo(`replacing stale socket ${socketPath}`)
@@ -198,7 +207,10 @@ export const secureAndRemoveOnClose = Effect.fn("SocketGuard.secureAndRemoveOnCl
     : undefined
   if (wrong !== undefined) {
     return yield* new SocketPathError({
-      message: `the socket ${socketPath} ${wrong} after it was created: something else changed it; check who can write ${path.dirname(socketPath)}`
+      message:
+        `the socket ${socketPath} ${wrong} after it was created: something else changed it; check who can write ${
+          path.dirname(socketPath)
+        }`
     })
   }
 })

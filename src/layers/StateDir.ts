@@ -18,12 +18,15 @@ const checkOwnership = (dir: string, stat: fs.Stats): StateDirError | undefined 
   const uid = process.getuid?.()
   if (uid !== undefined && stat.uid !== uid) {
     return new StateDirError({
-      message: `the state dir ${dir} is owned by uid ${stat.uid}, not by the daemon's user (uid ${uid}): run planterd as its owner, or give it to this user with \`chown -R ${uid} ${dir}\``
+      message:
+        `the state dir ${dir} is owned by uid ${stat.uid}, not by the daemon's user (uid ${uid}): run planterd as its owner, or give it to this user with \`chown -R ${uid} ${dir}\``
     })
   }
   if ((stat.mode & 0o022) !== 0) {
     return new StateDirError({
-      message: `the state dir ${dir} is writable by ${(stat.mode & 0o002) !== 0 ? "every user" : "its group"} (mode ${modeOf(stat.mode)}): make it private with \`chmod 700 ${dir}\``
+      message: `the state dir ${dir} is writable by ${(stat.mode & 0o002) !== 0 ? "every user" : "its group"} (mode ${
+        modeOf(stat.mode)
+      }): make it private with \`chmod 700 ${dir}\``
     })
   }
   return undefined
@@ -40,7 +43,8 @@ export const prepareStateDir = Effect.fn("StateDir.prepare")(function*(stateDir:
   const paths = statePaths(stateDir)
   yield* Effect.try({
     try: () => fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 }),
-    catch: (error) => new StateDirError({ message: `cannot create the state dir ${stateDir}: ${(error as Error).message}` })
+    catch: (error) =>
+      new StateDirError({ message: `cannot create the state dir ${stateDir}: ${(error as Error).message}` })
   })
   const problem = checkOwnership(stateDir, fs.statSync(stateDir))
   if (problem !== undefined) return yield* problem
@@ -55,7 +59,8 @@ export const prepareStateDir = Effect.fn("StateDir.prepare")(function*(stateDir:
         if (fs.existsSync(file)) fs.chmodSync(file, 0o600)
       }
     },
-    catch: (error) => new StateDirError({ message: `cannot prepare the state dir ${stateDir}: ${(error as Error).message}` })
+    catch: (error) =>
+      new StateDirError({ message: `cannot prepare the state dir ${stateDir}: ${(error as Error).message}` })
   })
 })
 

@@ -1,16 +1,27 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Array as Arr, Effect, Layer, Option, ParseResult, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { CellId, JobId } from "../rpc/Ids.js"
-import { Cell, Env, Job, JobCommand, JobSandbox, JobStatus, LimitDetail, NetworkPolicy, ResourceLimits, TerminationReason } from "../rpc/Models.js"
+import {
+  Cell,
+  Env,
+  Job,
+  JobCommand,
+  JobSandbox,
+  JobStatus,
+  LimitDetail,
+  NetworkPolicy,
+  ResourceLimits,
+  TerminationReason
+} from "../rpc/Models.js"
+import { JournalFeed } from "../services/JournalFeed.js"
 import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
-import { JournalFeed } from "../services/JournalFeed.js"
 import { runMigrations } from "./Migrations.js"
 
 /** Rows as SQLite stores them; JSON columns decode through the same Schemas the protocol uses. */
@@ -78,7 +89,14 @@ const JobRow = Schema.Struct({
 const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
   strict: true,
   decode: ({ command_json, labels_json, limit_detail_json, sandbox_json, ...rest }) =>
-    new Job({ ...rest, command: command_json, sandbox: sandbox_json, limit_detail: limit_detail_json, labels: labels_json ?? {}, usage: null }),
+    new Job({
+      ...rest,
+      command: command_json,
+      sandbox: sandbox_json,
+      limit_detail: limit_detail_json,
+      labels: labels_json ?? {},
+      usage: null
+    }),
   encode: ({ command, labels, limit_detail, sandbox, usage: _usage, ...rest }) => ({
     ...rest,
     command_json: command,
@@ -91,8 +109,12 @@ const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
 /** SQLite's own words (e.g. "database or disk is full"), which SqlError keeps as its cause. */
 const sqliteReason = (cause: SqlError | ParseResult.ParseError) => {
   const inner = (cause as { cause?: unknown }).cause as { code?: unknown; message?: unknown } | undefined
-  if (inner?.code === "SQLITE_FULL") return "no space left on device for the database: free some space under the state dir"
-  if (inner?.code === "SQLITE_READONLY") return "the database is read-only: check the state dir's file system and permissions"
+  if (inner?.code === "SQLITE_FULL") {
+    return "no space left on device for the database: free some space under the state dir"
+  }
+  if (inner?.code === "SQLITE_READONLY") {
+    return "the database is read-only: check the state dir's file system and permissions"
+  }
   return typeof inner?.message === "string" ? `${cause.message}: ${inner.message}` : cause.message
 }
 
@@ -167,14 +189,20 @@ export const make = Effect.gen(function*() {
     Effect.forEach(Arr.chunksOf(items, CHUNK), (chunk) => each([...chunk]), { discard: true })
 
   /** The values among `values` found by `query` (run on chunks of them): lookups bounded by their input. */
-  const lookup = <R>(values: ReadonlyArray<string>, query: (chunk: Array<string>) => Effect.Effect<ReadonlyArray<R>, SqlError>) =>
+  const lookup = <R>(
+    values: ReadonlyArray<string>,
+    query: (chunk: Array<string>) => Effect.Effect<ReadonlyArray<R>, SqlError>
+  ) =>
     Effect.map(
       Effect.forEach(Arr.chunksOf([...new Set(values)], CHUNK), (chunk) => query([...chunk])),
       (results) => results.flat()
     )
 
   const selectJob = (id: JobId) =>
-    sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(Effect.flatMap(decodeJobs), Effect.map((jobs) => Option.fromNullable(jobs[0])))
+    sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(
+      Effect.flatMap(decodeJobs),
+      Effect.map((jobs) => Option.fromNullable(jobs[0]))
+    )
 
   return StateRepository.of({
     insertCell: Effect.fn("StateRepository.insertCell")(function*(cell) {
@@ -182,18 +210,28 @@ export const make = Effect.gen(function*() {
       yield* sql.withTransaction(
         Effect.zipRight(
           sql`INSERT INTO cells ${sql.insert(row)}`,
-          journal({ kind: "cell_created", cell_id: cell.id, job_id: null, detail: { name: cell.name }, uid: cell.owner_uid })
+          journal({
+            kind: "cell_created",
+            cell_id: cell.id,
+            job_id: null,
+            detail: { name: cell.name },
+            uid: cell.owner_uid
+          })
         )
       )
     }, storageFailure("cannot record the cell")),
 
     findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
-      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
+      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(
+        Effect.flatMap(decodeCells)
+      )
       return Option.fromNullable(cells[0])
     }, storageFailure("cannot read cells")),
 
     getCell: Effect.fn("StateRepository.getCell")(function*(id) {
-      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
+      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(
+        Effect.flatMap(decodeCells)
+      )
       return Option.fromNullable(cells[0])
     }, storageFailure("cannot read cells")),
 
@@ -290,8 +328,7 @@ export const make = Effect.gen(function*() {
       )
     }, storageFailure("cannot record the job's end")),
 
-    getJob: (id) =>
-      selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
+    getJob: (id) => selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
 
     listJobs: (cellId) =>
       (cellId === null
@@ -375,11 +412,12 @@ export const make = Effect.gen(function*() {
         Effect.withSpan("StateRepository.appendEvent")
       ),
 
-    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events ORDER BY id`.pipe(
-      Effect.flatMap(decodeEvents),
-      storageFailure("cannot read the events journal"),
-      Effect.withSpan("StateRepository.listEvents")
-    ),
+    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events ORDER BY id`
+      .pipe(
+        Effect.flatMap(decodeEvents),
+        storageFailure("cannot read the events journal"),
+        Effect.withSpan("StateRepository.listEvents")
+      ),
 
     pageEvents: (query) =>
       sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events WHERE ${
@@ -403,10 +441,21 @@ export const make = Effect.gen(function*() {
     }, storageFailure("cannot read the record of earlier imports")),
 
     takenIds: Effect.fn("StateRepository.takenIds")(function*(query) {
-      const cells = yield* lookup(query.cellIds, (ids) => sql<{ id: string; dir: string }>`SELECT id, dir FROM cells WHERE ${sql.in("id", ids)}`)
-      const names = yield* lookup(query.cellNames, (chunk) => sql<{ name: string }>`SELECT name FROM cells WHERE ${sql.in("name", chunk)}`)
-      const prefixed = yield* sql<{ name: string }>`SELECT name FROM cells WHERE substr(name, 1, ${query.namePrefix.length}) = ${query.namePrefix}`
-      const jobs = yield* lookup(query.jobIds, (ids) => sql<{ id: string }>`SELECT id FROM jobs WHERE ${sql.in("id", ids)}`)
+      const cells = yield* lookup(
+        query.cellIds,
+        (ids) => sql<{ id: string; dir: string }>`SELECT id, dir FROM cells WHERE ${sql.in("id", ids)}`
+      )
+      const names = yield* lookup(
+        query.cellNames,
+        (chunk) => sql<{ name: string }>`SELECT name FROM cells WHERE ${sql.in("name", chunk)}`
+      )
+      const prefixed = yield* sql<
+        { name: string }
+      >`SELECT name FROM cells WHERE substr(name, 1, ${query.namePrefix.length}) = ${query.namePrefix}`
+      const jobs = yield* lookup(
+        query.jobIds,
+        (ids) => sql<{ id: string }>`SELECT id FROM jobs WHERE ${sql.in("id", ids)}`
+      )
       return {
         cells: new Map(cells.map((row) => [row.id, row.dir])),
         cellNames: new Set([...names, ...prefixed].map((row) => row.name)),
@@ -427,18 +476,29 @@ export const make = Effect.gen(function*() {
         yield* inChunks(jobs, (chunk) => sql`INSERT INTO jobs ${sql.insert(chunk)}`)
         const events: Array<JournalEvent> = [
           ...batch.events,
-          { kind: "legacy_import", cell_id: null, job_id: null, detail: { source: batch.source, import_id: recorded!.id, ...batch.summary } }
+          {
+            kind: "legacy_import",
+            cell_id: null,
+            job_id: null,
+            detail: { source: batch.source, import_id: recorded!.id, ...batch.summary }
+          }
         ]
-        yield* inChunks(events, (chunk) => sql`INSERT INTO events ${sql.insert(chunk.map((event) => eventRow(event, now)))}`)
-        yield* inChunks(batch.files, (chunk) =>
-          sql`INSERT INTO legacy_import_files ${
-            sql.insert(chunk.map((file) => ({ source: batch.source, import_id: recorded!.id, ...file })))
-          } ON CONFLICT (source, path) DO UPDATE SET
+        yield* inChunks(
+          events,
+          (chunk) => sql`INSERT INTO events ${sql.insert(chunk.map((event) => eventRow(event, now)))}`
+        )
+        yield* inChunks(
+          batch.files,
+          (chunk) =>
+            sql`INSERT INTO legacy_import_files ${
+              sql.insert(chunk.map((file) => ({ source: batch.source, import_id: recorded!.id, ...file })))
+            } ON CONFLICT (source, path) DO UPDATE SET
               import_id = excluded.import_id,
               record_id = excluded.record_id,
               outcome = excluded.outcome,
               reason = excluded.reason,
-              fingerprint = excluded.fingerprint`)
+              fingerprint = excluded.fingerprint`
+        )
       }))
       yield* wake
     }, storageFailure("cannot record the import of the prototype's state"))
@@ -451,8 +511,7 @@ const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrati
 )
 
 /** The repository on `filename` (WAL); closing the layer closes the database. */
-export const layer = (filename: string) =>
-  layerFromClient.pipe(Layer.provide(SqliteClient.layer({ filename })))
+export const layer = (filename: string) => layerFromClient.pipe(Layer.provide(SqliteClient.layer({ filename })))
 
 /**
  * The repository on a private copy of the database at `filename` (and its

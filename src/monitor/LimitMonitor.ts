@@ -35,7 +35,13 @@ export class LimitMonitor extends Context.Tag("planter/LimitMonitor")<LimitMonit
  * log bytes, its elapsed time, the CPU share since the previous sample, and
  * the peak RSS so far.
  */
-export const usageOf = (job: Job, tree: TreeUsage, logBytes: number, now: number, previous: JobUsage | null): JobUsage => {
+export const usageOf = (
+  job: Job,
+  tree: TreeUsage,
+  logBytes: number,
+  now: number,
+  previous: JobUsage | null
+): JobUsage => {
   const span = previous === null ? 0 : now - previous.sampled_at_ms
   const cpuPercent = previous === null || span <= 0
     ? null
@@ -52,13 +58,19 @@ export const usageOf = (job: Job, tree: TreeUsage, logBytes: number, now: number
   })
 }
 
-const REASON: Record<Exclude<LimitName, "timeout_ms">, LimitReason> = { max_rss_bytes: "memory_limit", max_log_bytes: "log_quota" }
+const REASON: Record<Exclude<LimitName, "timeout_ms">, LimitReason> = {
+  max_rss_bytes: "memory_limit",
+  max_log_bytes: "log_quota"
+}
 
 /**
  * The limit a sample breaks, if any: memory first, then the log quota (the
  * timeout is a timer of its own). A value equal to its limit is within it.
  */
-export const breachOf = (limits: Limits, usage: JobUsage): { readonly reason: LimitReason; readonly detail: LimitDetail } | undefined => {
+export const breachOf = (
+  limits: Limits,
+  usage: JobUsage
+): { readonly reason: LimitReason; readonly detail: LimitDetail } | undefined => {
   for (const [name, observed] of [["max_rss_bytes", usage.rss_bytes], ["max_log_bytes", usage.log_bytes]] as const) {
     const limit = limits[name]
     if (limit !== null && observed > limit) {
@@ -67,5 +79,3 @@ export const breachOf = (limits: Limits, usage: JobUsage): { readonly reason: Li
   }
   return undefined
 }
-
-

@@ -1,9 +1,9 @@
 import { Cause, Clock, Duration, Effect, FiberMap, Layer, Queue, Schedule } from "effect"
 import * as fs from "node:fs"
+import { jobFiles } from "../layers/JobFiles.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { Job } from "../rpc/Models.js"
 import { LimitDetail } from "../rpc/Models.js"
-import { jobFiles } from "../layers/JobFiles.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import type { LimitReason } from "../services/JobSupervisor.js"
@@ -73,30 +73,45 @@ export const make = Effect.gen(function*() {
     const cpuBefore = process.cpuUsage()
     const entries = yield* registry.all
     // A span only for ticks with work: an idle daemon exports nothing every second.
-    if (entries.length > 0) yield* Effect.gen(function*() {
-      // One read of the process table for every job. treeView also records
-      // each tree's members as they are seen, so an unsandboxed child that
-      // later leaves its group (setsid) and loses its parent is still known
-      // to the kill: this tick is that tracker too.
-      const snapshot = yield* probe.snapshot
-      const now = yield* Clock.currentTimeMillis
-      for (const entry of entries) {
-        const files = jobFiles(paths, entry.job.id)
-        const tree = sumUsage(treeView(snapshot, entry.tree).members)
-        const usage = usageOf(entry.job, tree, fileSize(files.stdout) + fileSize(files.stderr), now, entry.observed.usage)
-        entry.observed.usage = usage
-        const limits = fromStored(entry.job.command.limits)
-        const breach = breachOf(limits, usage)
-        if (breach !== undefined) {
-          yield* endJob(
-            entry.job.id,
-            breach.reason,
-            breach.detail,
-            breach.reason === "log_quota" ? Effect.sync(() => truncateToQuota(files.stdout, files.stderr, breach.detail.limit)) : Effect.void
+    if (entries.length > 0) {
+      yield* Effect.gen(function*() {
+        // One read of the process table for every job. treeView also records
+        // each tree's members as they are seen, so an unsandboxed child that
+        // later leaves its group (setsid) and loses its parent is still known
+        // to the kill: this tick is that tracker too.
+        const snapshot = yield* probe.snapshot
+        const now = yield* Clock.currentTimeMillis
+        for (const entry of entries) {
+          const files = jobFiles(paths, entry.job.id)
+          const tree = sumUsage(treeView(snapshot, entry.tree).members)
+          const usage = usageOf(
+            entry.job,
+            tree,
+            fileSize(files.stdout) + fileSize(files.stderr),
+            now,
+            entry.observed.usage
           )
+          entry.observed.usage = usage
+          const limits = fromStored(entry.job.command.limits)
+          const breach = breachOf(limits, usage)
+          if (breach !== undefined) {
+            yield* endJob(
+              entry.job.id,
+              breach.reason,
+              breach.detail,
+              breach.reason === "log_quota"
+                ? Effect.sync(() => truncateToQuota(files.stdout, files.stderr, breach.detail.limit))
+                : Effect.void
+            )
+          }
         }
-      }
-    }).pipe(Effect.withSpan("LimitMonitor.tick", { captureStackTrace: false, attributes: { "planter.jobs.running": entries.length } }))
+      }).pipe(
+        Effect.withSpan("LimitMonitor.tick", {
+          captureStackTrace: false,
+          attributes: { "planter.jobs.running": entries.length }
+        })
+      )
+    }
     const spent = process.cpuUsage(cpuBefore)
     lastCpuUs = spent.user + spent.system
     totalCpuUs += lastCpuUs
@@ -136,7 +151,12 @@ export const make = Effect.gen(function*() {
       }
       yield* endJob(job.id, "timeout", new LimitDetail({ limit, observed: at - job.started_at_ms, at_ms: at }))
     })
-    return FiberMap.run(timers, job.id, Effect.annotateLogs(fire, { "planter.fiber": "timeout", "planter.job.id": job.id }), { onlyIfMissing: true }).pipe(Effect.asVoid)
+    return FiberMap.run(
+      timers,
+      job.id,
+      Effect.annotateLogs(fire, { "planter.fiber": "timeout", "planter.job.id": job.id }),
+      { onlyIfMissing: true }
+    ).pipe(Effect.asVoid)
   }
   const changes = yield* registry.subscribe
   for (const entry of yield* registry.all) yield* arm(entry.job)
@@ -144,7 +164,9 @@ export const make = Effect.gen(function*() {
     Effect.flatMap((change) => (change._tag === "Started" ? arm(change.job) : FiberMap.remove(timers, change.job.id))),
     Effect.forever,
     Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logError("the timeout watcher failed; restarting it", cause)
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.logError("the timeout watcher failed; restarting it", cause)
     ),
     Effect.forever,
     Effect.annotateLogs({ "planter.fiber": "monitor.timeouts" }),
@@ -168,4 +190,3 @@ export const make = Effect.gen(function*() {
 })
 
 export const layer = Layer.scoped(LimitMonitor, make)
-

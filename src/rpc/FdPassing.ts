@@ -79,7 +79,9 @@ const load = async (): Promise<Native | null> => {
           view.setInt32(control + 8, SOL_SOCKET, true)
           view.setInt32(control + 12, SCM_RIGHTS, true)
           view.setInt32(control + CMSG_HEADER, fd, true)
-          if (Number(sendmsg(socketFd, block, MSG_NOSIGNAL)) !== TOKEN_BYTES) throw new Error(`sendmsg failed: errno ${koffi.errno()}`)
+          if (Number(sendmsg(socketFd, block, MSG_NOSIGNAL)) !== TOKEN_BYTES) {
+            throw new Error(`sendmsg failed: errno ${koffi.errno()}`)
+          }
         } finally {
           koffi.free(block)
         }
@@ -95,7 +97,10 @@ const load = async (): Promise<Native | null> => {
           const controllen = Number(view.getBigUint64(40, true))
           const hasFd = controllen >= CMSG_LEN_ONE_FD && view.getInt32(control + 8, true) === SOL_SOCKET &&
             view.getInt32(control + 12, true) === SCM_RIGHTS
-          return { fd: hasFd ? view.getInt32(control + CMSG_HEADER, true) : null, token: received === TOKEN_BYTES ? token : new Uint8Array(0) }
+          return {
+            fd: hasFd ? view.getInt32(control + CMSG_HEADER, true) : null,
+            token: received === TOKEN_BYTES ? token : new Uint8Array(0)
+          }
         } finally {
           koffi.free(block)
         }
@@ -134,4 +139,3 @@ export const recvFd = async (socket: net.Socket) => {
   if (binding === null) throw new Error(`descriptor passing is not supported on ${process.platform}/${process.arch}`)
   return binding.recvFd(socketFd(socket))
 }
-

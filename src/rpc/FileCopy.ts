@@ -5,7 +5,10 @@
  */
 import * as fs from "node:fs"
 
-let copyFileRange: ((fdIn: number, offIn: Array<bigint>, fdOut: number, offOut: null, length: number, flags: number) => number) | null | undefined
+let copyFileRange:
+  | ((fdIn: number, offIn: Array<bigint>, fdOut: number, offOut: null, length: number, flags: number) => number)
+  | null
+  | undefined
 let dup2: ((from: number, to: number) => number) | undefined
 
 const load = async () => {
@@ -14,7 +17,9 @@ const load = async () => {
   try {
     const koffi = (await import("koffi")).default
     const libc = koffi.load("libc.so.6")
-    const fn = libc.func("long copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)")
+    const fn = libc.func(
+      "long copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)"
+    )
     copyFileRange = (fdIn, offIn, fdOut, offOut, length, flags) => Number(fn(fdIn, offIn, fdOut, offOut, length, flags))
     const dup2Fn = libc.func("int dup2(int oldfd, int newfd)")
     dup2 = (from, to) => Number(dup2Fn(from, to))
@@ -40,7 +45,11 @@ export const copyToEnd = async (fdIn: number, offset: number, fdOut: number): Pr
   const position = [BigInt(offset)]
   for (;;) {
     const n = copy(fdIn, position, fdOut, null, PIECE_BYTES, 0)
-    if (n < 0) return Number(position[0]) === offset ? null : Promise.reject(new Error("copy_file_range failed part-way"))
+    if (n < 0) {
+      return Number(position[0]) === offset
+        ? null
+        : Promise.reject(new Error("copy_file_range failed part-way"))
+    }
     if (n === 0) return Number(position[0])
   }
 }

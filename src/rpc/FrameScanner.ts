@@ -216,7 +216,9 @@ export class FrameScanner {
       }
       if (p - frameStart + this.owedTotal + bytes > this.maxFrameBytes) {
         return this.reject(
-          `a header declaring ${values > 0 ? `${values} values` : `${bytes} bytes`}, more than a frame of at most ${this.maxFrameBytes} bytes can hold`
+          `a header declaring ${
+            values > 0 ? `${values} values` : `${bytes} bytes`
+          }, more than a frame of at most ${this.maxFrameBytes} bytes can hold`
         )
       }
       if (bytes > 0) {
@@ -261,7 +263,9 @@ export class FrameScanner {
   }
 
   private checkExtension(type: number) {
-    if (NESTED_EXTENSIONS.has(type)) this.reject(`the msgpack extension 0x${type.toString(16)}, which this protocol never sends`)
+    if (NESTED_EXTENSIONS.has(type)) {
+      this.reject(`the msgpack extension 0x${type.toString(16)}, which this protocol never sends`)
+    }
   }
 
   private reject(what: string): never {
@@ -271,4 +275,5 @@ export class FrameScanner {
 }
 
 const be16 = (bytes: Uint8Array, at: number) => (bytes[at]! << 8) | bytes[at + 1]!
-const be32 = (bytes: Uint8Array, at: number) => bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!)
+const be32 = (bytes: Uint8Array, at: number) =>
+  bytes[at]! * 0x1000000 + ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!)

@@ -37,7 +37,11 @@ export const statusText = (job: Job): string => {
     case "exited":
       return job.exit_code === null ? "exited" : `exited ${job.exit_code}`
     case "killed":
-      return job.signal !== null ? `killed (${job.signal})` : job.exit_code !== null ? `killed (exit ${job.exit_code})` : "killed"
+      return job.signal !== null
+        ? `killed (${job.signal})`
+        : job.exit_code !== null
+        ? `killed (exit ${job.exit_code})`
+        : "killed"
     default:
       return outcome
   }

@@ -7,9 +7,9 @@
  * (another network namespace), `openLogFile` answers null and LogsRead
  * serves the bytes in chunks.
  */
-import type * as RpcGroup from "@effect/rpc/RpcGroup"
-import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type * as RpcClient from "@effect/rpc/RpcClient"
+import type { RpcClientError } from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Deferred, Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -34,22 +34,24 @@ const ACCEPT_TIMEOUT_MS = 2_000
 
 const listen = (name: string) =>
   Effect.acquireRelease(
-    Effect.async<{ server: net.Server; connections: Array<net.Socket>; arrived: Deferred.Deferred<void> }, Error>((resume) => {
-      const connections: Array<net.Socket> = []
-      const arrived = Deferred.unsafeMake<void>(undefined as never)
-      // Paused: libuv never reads these connections, so the message and its descriptor wait for recvmsg.
-      const server = net.createServer({ pauseOnConnect: true }, (connection) => {
-        connection.on("error", () => {}) // Never read or written by libuv; an error on it must not crash the client.
-        connections.push(connection)
-        Deferred.unsafeDone(arrived, Effect.void)
-      })
-      server.once("error", (error) => resume(Effect.fail(error)))
-      server.listen({ path: `\0${name}` }, () => {
-        server.removeAllListeners("error")
-        server.on("error", () => {})
-        resume(Effect.succeed({ server, connections, arrived }))
-      })
-    }),
+    Effect.async<{ server: net.Server; connections: Array<net.Socket>; arrived: Deferred.Deferred<void> }, Error>(
+      (resume) => {
+        const connections: Array<net.Socket> = []
+        const arrived = Deferred.unsafeMake<void>(undefined as never)
+        // Paused: libuv never reads these connections, so the message and its descriptor wait for recvmsg.
+        const server = net.createServer({ pauseOnConnect: true }, (connection) => {
+          connection.on("error", () => {}) // Never read or written by libuv; an error on it must not crash the client.
+          connections.push(connection)
+          Deferred.unsafeDone(arrived, Effect.void)
+        })
+        server.once("error", (error) => resume(Effect.fail(error)))
+        server.listen({ path: `\0${name}` }, () => {
+          server.removeAllListeners("error")
+          server.on("error", () => {})
+          resume(Effect.succeed({ server, connections, arrived }))
+        })
+      }
+    ),
     ({ connections, server }) =>
       Effect.sync(() => {
         for (const connection of connections) connection.destroy()
@@ -82,7 +84,12 @@ const receive = (client: Client, request: { readonly job_id: string; readonly st
     const listening = yield* Effect.either(listen(name))
     if (listening._tag === "Left") return null
     const { arrived, connections } = listening.right
-    const info = yield* client.LogsOpen({ job_id: request.job_id, stream: request.stream, reply_to: name, token: token.toString("hex") })
+    const info = yield* client.LogsOpen({
+      job_id: request.job_id,
+      stream: request.stream,
+      reply_to: name,
+      token: token.toString("hex")
+    })
     if (!info.sent) return { fd: null, size: info.size, complete: info.complete } satisfies OpenLogFile
     // The daemon sent before it answered, so the message is already queued; only libuv's accept may lag.
     const deadline = Date.now() + ACCEPT_TIMEOUT_MS

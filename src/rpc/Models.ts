@@ -7,7 +7,9 @@ import { expected, expectedShape } from "./RequestValidation.js"
  * cut it short or make the call fail, so it is refused where it arrives.
  */
 export const OsString = Schema.String.annotations(expected("a string")).pipe(
-  Schema.filter((text) => !text.includes("\u0000"), { message: () => "must not contain null bytes (\\0): the OS cannot pass them" })
+  Schema.filter((text) => !text.includes("\u0000"), {
+    message: () => "must not contain null bytes (\\0): the OS cannot pass them"
+  })
 )
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
@@ -34,7 +36,9 @@ const PlainObject = Schema.declare(
  * refuses a key drops that entry silently (`{"BAD-NAME": "x"}` would decode
  * as `{}`). The names are checked after, so a bad one is refused, named.
  */
-export const Env = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: OsString }), { strict: false }).pipe(
+export const Env = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: OsString }), {
+  strict: false
+}).pipe(
   Schema.filter((env) => {
     for (const name of Object.keys(env)) {
       if (!ENV_NAME.test(name)) return { path: [name], message: ENV_NAME_RULE }
@@ -45,7 +49,8 @@ export const Env = Schema.compose(PlainObject, Schema.Record({ key: Schema.Strin
 export type Env = typeof Env.Type
 
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/
-const JOB_NAME_RULE = "a job name is 1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit, and not starting with \"job-\" (that is how ids start)"
+const JOB_NAME_RULE =
+  "a job name is 1 to 63 letters, digits, '_', '.' and '-', starting with a letter or digit, and not starting with \"job-\" (that is how ids start)"
 
 /** A job's name: usable wherever a job id is, so it must never look like one. */
 export const JobName = Schema.String.pipe(
@@ -58,7 +63,9 @@ export const MAX_LABELS = 32
 export const MAX_LABEL_VALUE_CHARS = 256
 
 /** A job's labels: checked keys, short values without NUL or newline, at most MAX_LABELS. */
-export const JobLabels = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: Schema.String }), { strict: false }).pipe(
+export const JobLabels = Schema.compose(PlainObject, Schema.Record({ key: Schema.String, value: Schema.String }), {
+  strict: false
+}).pipe(
   Schema.filter((labels) => {
     const keys = Object.keys(labels)
     if (keys.length > MAX_LABELS) return `at most ${MAX_LABELS} labels, got ${keys.length}`
@@ -66,14 +73,17 @@ export const JobLabels = Schema.compose(PlainObject, Schema.Record({ key: Schema
       if (!LABEL_KEY.test(key)) return { path: [key], message: LABEL_KEY_RULE }
       const value = labels[key]!
       if (value.length > MAX_LABEL_VALUE_CHARS || /[\u0000\n]/.test(value)) {
-        return { path: [key], message: `a label value is at most ${MAX_LABEL_VALUE_CHARS} characters, without NUL or newline` }
+        return {
+          path: [key],
+          message: `a label value is at most ${MAX_LABEL_VALUE_CHARS} characters, without NUL or newline`
+        }
       }
     }
     return true
   })
 )
 
-export const NetworkPolicy = Schema.Literal("allow", "deny").annotations(expected('"allow" or "deny"'))
+export const NetworkPolicy = Schema.Literal("allow", "deny").annotations(expected("\"allow\" or \"deny\""))
 export type NetworkPolicy = typeof NetworkPolicy.Type
 
 export const SandboxMode = Schema.Literal("disabled", "permissive", "enforced")
@@ -116,7 +126,6 @@ export class Cell extends Schema.Class<Cell>("Cell")({
   /** Default limits of its jobs, which a job may tighten but not loosen (null: none). */
   limits: Schema.optionalWith(ResourceLimits, { default: () => null })
 }) {}
-
 
 /** The names of the limits, as fields of ResourceLimits. */
 export const LIMIT_NAMES = ["timeout_ms", "max_rss_bytes", "max_log_bytes"] as const
@@ -260,7 +269,7 @@ export class JournalPage extends Schema.Class<JournalPage>("JournalPage")({
   next_id: Schema.NullOr(Schema.Number)
 }) {}
 
-export const LogStream = Schema.Literal("stdout", "stderr").annotations(expected('"stdout" or "stderr"'))
+export const LogStream = Schema.Literal("stdout", "stderr").annotations(expected("\"stdout\" or \"stderr\""))
 export type LogStream = typeof LogStream.Type
 
 export class LogChunk extends Schema.Class<LogChunk>("LogChunk")({
@@ -296,17 +305,20 @@ export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
   }),
   running_jobs: Schema.Number,
   /** The usage monitor: its last tick and its own cost (null before its first tick). */
-  monitor: Schema.optionalWith(Schema.NullOr(Schema.Struct({
-    interval_ms: Schema.Number,
-    last_tick_at_ms: Schema.NullOr(Schema.Number),
-    ticks: Schema.Number,
-    restarts: Schema.Number,
-    /** CPU time of the daemon spent in the last tick, and on average per tick, in µs. */
-    last_tick_cpu_us: Schema.Number,
-    mean_tick_cpu_us: Schema.Number,
-    /** The average CPU share of one core the monitor uses at its interval. */
-    cpu_percent_of_core: Schema.Number
-  })), { default: () => null })
+  monitor: Schema.optionalWith(
+    Schema.NullOr(Schema.Struct({
+      interval_ms: Schema.Number,
+      last_tick_at_ms: Schema.NullOr(Schema.Number),
+      ticks: Schema.Number,
+      restarts: Schema.Number,
+      /** CPU time of the daemon spent in the last tick, and on average per tick, in µs. */
+      last_tick_cpu_us: Schema.Number,
+      mean_tick_cpu_us: Schema.Number,
+      /** The average CPU share of one core the monitor uses at its interval. */
+      cpu_percent_of_core: Schema.Number
+    })),
+    { default: () => null }
+  )
 }) {}
 
 /**

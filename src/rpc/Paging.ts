@@ -13,9 +13,14 @@ export interface Paged {
  *
  *   allPages((after) => client.JobList({ status: "running", after, limit: 1000 }))
  */
-export const allPages = <P extends Paged, E, R>(fetch: (after: string | null) => Effect.Effect<P, E, R>): Stream.Stream<P, E, R> =>
-  Stream.paginateEffect(null as string | null, (after) =>
-    Effect.map(fetch(after), (page): readonly [P, Option.Option<string | null>] => [
-      page,
-      page.next === null ? Option.none() : Option.some(page.next)
-    ]))
+export const allPages = <P extends Paged, E, R>(
+  fetch: (after: string | null) => Effect.Effect<P, E, R>
+): Stream.Stream<P, E, R> =>
+  Stream.paginateEffect(
+    null as string | null,
+    (after) =>
+      Effect.map(fetch(after), (page): readonly [P, Option.Option<string | null>] => [
+        page,
+        page.next === null ? Option.none() : Option.some(page.next)
+      ])
+  )

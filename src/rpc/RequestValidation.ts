@@ -99,7 +99,10 @@ export const decodeRequest = <A, I>(schema: PayloadSchema<A, I>) => {
 }
 
 /** A handler that runs only on a payload that decoded: the one place requests are checked for shape. */
-export const validated = <A, I, B, E, R>(schema: PayloadSchema<A, I>, handler: (request: A) => Effect.Effect<B, E, R>) => {
+export const validated = <A, I, B, E, R>(
+  schema: PayloadSchema<A, I>,
+  handler: (request: A) => Effect.Effect<B, E, R>
+) => {
   const decode = decodeRequest(schema)
   return (raw: unknown): Effect.Effect<B, E | InvalidRequest, R> => Effect.flatMap(decode(raw), handler)
 }

@@ -1,10 +1,38 @@
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Schema } from "effect"
-import { Conflict, Internal, InvalidRequest, LimitInvalid, NotFound, SandboxUnavailable, Unauthorized } from "./Errors.js"
-import { CallerMiddleware } from "./Middleware.js"
-import { Cell, CellInfo, CellPage, Env, FiberInfo, HealthInfo, Job, JobLabels, JobName, JobPage, JobStatus as JobStatusLiteral, JournalEntry, JournalPage, LogChunk, LogStream, NetworkPolicy, OsString, PruneResult, VersionInfo } from "./Models.js"
+import {
+  Conflict,
+  Internal,
+  InvalidRequest,
+  LimitInvalid,
+  NotFound,
+  SandboxUnavailable,
+  Unauthorized
+} from "./Errors.js"
 import { LogFileInfo, LogMarksPage } from "./LogModels.js"
+import { CallerMiddleware } from "./Middleware.js"
+import {
+  Cell,
+  CellInfo,
+  CellPage,
+  Env,
+  FiberInfo,
+  HealthInfo,
+  Job,
+  JobLabels,
+  JobName,
+  JobPage,
+  JobStatus as JobStatusLiteral,
+  JournalEntry,
+  JournalPage,
+  LogChunk,
+  LogStream,
+  NetworkPolicy,
+  OsString,
+  PruneResult,
+  VersionInfo
+} from "./Models.js"
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
@@ -37,7 +65,10 @@ const Flag = Schema.Boolean.annotations(expected("true or false"))
 
 /** A whole number in [min, max]: NaN, fractions, infinities and numbers sent as text are all refused. */
 const wholeNumber = (what: string, min: number, max: number) =>
-  Schema.Number.pipe(Schema.filter((n) => Number.isSafeInteger(n) && n >= min && n <= max), Schema.annotations(expected(what)))
+  Schema.Number.pipe(
+    Schema.filter((n) => Number.isSafeInteger(n) && n >= min && n <= max),
+    Schema.annotations(expected(what))
+  )
 
 /**
  * Limits as a request carries them: each a number or null (none / inherit).
@@ -84,9 +115,11 @@ export const JobRunPayload = payload({
   ),
   env: Env,
   cwd: Schema.NullOr(Schema.String).annotations(expected("a directory in the cell, or null")).pipe(
-    Schema.filter((cwd) => cwd === null || !cwd.includes("\u0000"), { message: () => "must not contain null bytes (\\0): the OS cannot pass them" })
+    Schema.filter((cwd) => cwd === null || !cwd.includes("\u0000"), {
+      message: () => "must not contain null bytes (\\0): the OS cannot pass them"
+    })
   ),
-  network: Schema.NullOr(NetworkPolicy).annotations(expected('"allow", "deny" or null (the cell\'s policy)')),
+  network: Schema.NullOr(NetworkPolicy).annotations(expected("\"allow\", \"deny\" or null (the cell's policy)")),
   /** The job's limits, tightening its cell's (absent, null or a null field: the cell's). */
   limits: Schema.optional(LimitsPayload),
   /** Its name, unique among the running jobs of the cell (absent or null: none). */
@@ -103,33 +136,45 @@ const PageLimit = Schema.optional(wholeNumber(`a whole number from 1 to ${MAX_LI
 
 /** Where the previous page ended (its `next`); absent or null: the first page. */
 const PageCursor = Schema.optional(
-  Schema.NullOr(Schema.String.annotations(expected("a cursor (the `next` of the previous page), or null for the first page")))
+  Schema.NullOr(
+    Schema.String.annotations(expected("a cursor (the `next` of the previous page), or null for the first page"))
+  )
 )
 
-const JobStatusFilter = JobStatusLiteral.annotations(expected('"starting", "running" or "exited"'))
+const JobStatusFilter = JobStatusLiteral.annotations(expected("\"starting\", \"running\" or \"exited\""))
 
 /**
  * Every field is optional: `{}` asks for the newest DEFAULT_LIST_PAGE jobs.
  * Filters combine (all must hold); times are the job's `started_at_ms`.
  */
 export const JobListPayload = payload({
-  cell_id: Schema.optional(Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))),
+  cell_id: Schema.optional(
+    Schema.NullOr(Schema.String).annotations(expected("a cell id (cell-…) or name, or null for every cell"))
+  ),
   /** One status, several (any of them), or null for all. */
   status: Schema.optional(
     Schema.NullOr(Schema.Union(JobStatusFilter, Schema.Array(JobStatusFilter))).annotations(
-      expected('a job status ("starting", "running", "exited"), an array of them, or null')
+      expected("a job status (\"starting\", \"running\", \"exited\"), an array of them, or null")
     )
   ),
   /** Only jobs started at or after this time (ms since the epoch). */
-  since_ms: Schema.optional(Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))),
+  since_ms: Schema.optional(
+    Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))
+  ),
   /** Only jobs started before this time (ms since the epoch). */
-  until_ms: Schema.optional(Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))),
+  until_ms: Schema.optional(
+    Schema.NullOr(wholeNumber("a time in ms since the epoch, or null", 0, Number.MAX_SAFE_INTEGER))
+  ),
   after: PageCursor,
   limit: PageLimit,
   /** Only jobs with this name (absent or null: any). */
   name: Schema.optional(Schema.NullOr(Schema.String.annotations(expected("a job name, or null")))),
   /** Only jobs carrying every one of these labels (absent: any). */
-  labels: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }).annotations(expectedShape("an object of label: \"value\" pairs")))
+  labels: Schema.optional(
+    Schema.Record({ key: Schema.String, value: Schema.String }).annotations(
+      expectedShape("an object of label: \"value\" pairs")
+    )
+  )
 })
 
 /** `{}` asks for the first DEFAULT_LIST_PAGE cells, oldest first. */
@@ -184,7 +229,10 @@ export const LogsOpenPayload = payload({
     Schema.annotations(expected("an abstract socket name planter-fd-<32 hex digits>"))
   ),
   /** 32 hex digits the daemon sends back with the descriptor, so the caller knows the message is the daemon's. */
-  token: Schema.String.pipe(Schema.filter((token) => /^[0-9a-f]{32}$/.test(token)), Schema.annotations(expected("32 hex digits")))
+  token: Schema.String.pipe(
+    Schema.filter((token) => /^[0-9a-f]{32}$/.test(token)),
+    Schema.annotations(expected("32 hex digits"))
+  )
 })
 
 export const LogsMarksPayload = payload({
@@ -315,7 +363,10 @@ const EventsFollow = Rpc.make("EventsFollow", {
 })
 
 /** The daemon's live fibers (admin only): what each job, connection, follower and the monitor is doing. */
-const DebugFibers = Rpc.make("DebugFibers", { success: Schema.Array(FiberInfo), error: Schema.Union(Unauthorized, Internal) })
+const DebugFibers = Rpc.make("DebugFibers", {
+  success: Schema.Array(FiberInfo),
+  error: Schema.Union(Unauthorized, Internal)
+})
 
 /** The protocol as scripts see it: strict payloads, so the client's types say exactly what a request holds. */
 export class PlanterRpcs extends RpcGroup.make(
@@ -348,7 +399,12 @@ export class PlanterRpcs extends RpcGroup.make(
  * `invalid_request` that names the field. Success and error schemas are
  * the strict RPC's own.
  */
-const unchecked = <const Tag extends string, Payload extends Schema.Schema.Any, Success extends Schema.Schema.Any, Error extends Schema.Schema.All>(
+const unchecked = <
+  const Tag extends string,
+  Payload extends Schema.Schema.Any,
+  Success extends Schema.Schema.Any,
+  Error extends Schema.Schema.All
+>(
   rpc: Rpc.Rpc<Tag, Payload, Success, Error>
 ) => Rpc.make(rpc._tag, { payload: Schema.Unknown, success: rpc.successSchema, error: rpc.errorSchema })
 

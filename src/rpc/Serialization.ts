@@ -100,7 +100,13 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
   })
 
 /** msgpack on the daemon's side of the socket. */
-export const ServerSerializationLive = Layer.succeed(RpcSerialization.RpcSerialization, makeMsgPack(MAX_REQUEST_FRAME_BYTES))
+export const ServerSerializationLive = Layer.succeed(
+  RpcSerialization.RpcSerialization,
+  makeMsgPack(MAX_REQUEST_FRAME_BYTES)
+)
 
 /** msgpack on a client's side of the socket. */
-export const ClientSerializationLive = Layer.succeed(RpcSerialization.RpcSerialization, makeMsgPack(MAX_RESPONSE_FRAME_BYTES))
+export const ClientSerializationLive = Layer.succeed(
+  RpcSerialization.RpcSerialization,
+  makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
+)

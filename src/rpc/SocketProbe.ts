@@ -2,7 +2,8 @@ import { Effect } from "effect"
 import * as net from "node:net"
 
 /** Resolves true when something accepts connections at `socketPath`. */
-export const daemonAnswers = (socketPath: string) => Effect.map(probeSocket(socketPath), (result) => result === "answered")
+export const daemonAnswers = (socketPath: string) =>
+  Effect.map(probeSocket(socketPath), (result) => result === "answered")
 
 /** "answered" when something accepts connections at `socketPath`, else the connect error's code (ENOENT, EACCES, …). */
 export const probeSocket = (socketPath: string) =>

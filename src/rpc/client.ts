@@ -8,47 +8,47 @@
  * `PlanterClient.layer({ socketPath })`.
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import type * as RpcGroup from "@effect/rpc/RpcGroup"
-import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcClient from "@effect/rpc/RpcClient"
+import type { RpcClientError } from "@effect/rpc/RpcClientError"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import { Context, Effect, Layer, Schema } from "effect"
-import { probeSocket } from "./SocketProbe.js"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
 import type { Unauthorized } from "./Errors.js"
-import { ClientSerializationLive } from "./Serialization.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
+import { ClientSerializationLive } from "./Serialization.js"
+import { probeSocket } from "./SocketProbe.js"
 
 export * from "./ErrorFormat.js"
 export * from "./Errors.js"
-export * from "./JobOutcome.js"
 export * from "./Ids.js"
+export * from "./JobOutcome.js"
+export { type OpenLogFile, openLogFile } from "./LogFiles.js"
+export * from "./LogModels.js"
 export * from "./Models.js"
 export { allPages, type Paged } from "./Paging.js"
-export * from "./LogModels.js"
-export { openLogFile, type OpenLogFile } from "./LogFiles.js"
 export {
   CellCreatePayload,
   CellListPayload,
-  DEFAULT_LIST_PAGE,
   CellRemovePayload,
+  CellShowPayload,
+  DEFAULT_LIST_PAGE,
   EventsListPayload,
   JobKillPayload,
   JobListPayload,
   JobPrunePayload,
   JobRemovePayload,
-  JobStdinPayload,
-  CellShowPayload,
-  MAX_STDIN_CHUNK_BYTES,
   JobRunPayload,
   JobStatusPayload,
+  JobStdinPayload,
   LogsMarksPayload,
   LogsOpenPayload,
   LogsReadPayload,
   MAX_EVENTS_PAGE,
-  MAX_LOG_MARKS_PAGE,
   MAX_FOLLOW_WAIT_MS,
   MAX_LIST_PAGE,
   MAX_LOG_CHUNK_BYTES,
+  MAX_LOG_MARKS_PAGE,
+  MAX_STDIN_CHUNK_BYTES,
   PlanterRpcs,
   PROTOCOL_VERSION
 } from "./Rpcs.js"
@@ -84,13 +84,18 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
     // The file system refused: the socket's mode, or a directory above it, keeps this user out.
     return yield* new DaemonUnavailable({
       socketPath,
-      message: `permission denied on ${socketPath} (uid ${process.getuid?.() ?? "?"}): planterd's socket is not open to this user; ask its operator to allow it (\`planterd --allow-uid ${process.getuid?.() ?? "UID"}:run\` or --allow-group GROUP:run) and to put the socket where it can reach it`
+      message: `permission denied on ${socketPath} (uid ${
+        process.getuid?.() ?? "?"
+      }): planterd's socket is not open to this user; ask its operator to allow it (\`planterd --allow-uid ${
+        process.getuid?.() ?? "UID"
+      }:run\` or --allow-group GROUP:run) and to put the socket where it can reach it`
     })
   }
   if (probe !== "answered") {
     return yield* new DaemonUnavailable({
       socketPath,
-      message: `no planterd is listening on ${socketPath}: start one with \`planterd --socket ${socketPath}\` (or \`npm start\` in a Planter checkout)`
+      message:
+        `no planterd is listening on ${socketPath}: start one with \`planterd --socket ${socketPath}\` (or \`npm start\` in a Planter checkout)`
     })
   }
   // Built into the caller's scope: the connection lives as long as the client.
@@ -109,14 +114,17 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
       // Refused by the daemon's policy: say so, with the daemon's words (who, what, and the flag that allows it).
       error._tag === "Unauthorized"
         ? Effect.fail(error)
-        : Effect.fail(new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` }))
+        : Effect.fail(
+          new DaemonUnavailable({ socketPath, message: `planterd at ${socketPath} did not answer: ${String(error)}` })
+        )
     )
   )
   if (version.protocol_version !== PROTOCOL_VERSION) {
     return yield* new ProtocolMismatch({
       daemonVersion: version.version,
       daemonProtocol: version.protocol_version,
-      message: `planterd ${version.version} speaks protocol ${version.protocol_version}, this client speaks ${PROTOCOL_VERSION}: use a planter of the same version as the daemon`
+      message:
+        `planterd ${version.version} speaks protocol ${version.protocol_version}, this client speaks ${PROTOCOL_VERSION}: use a planter of the same version as the daemon`
     })
   }
   return client

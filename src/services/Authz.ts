@@ -135,7 +135,8 @@ export const decide = (
   const role = roleOf(policy, peer)
   if (action.role === null || role !== null && atLeast(role, action.role)) return { allowed: true, role }
   const who = options.who ?? describeUid(peer.uid)
-  const grant = `\`planterd --allow-uid ${peer.uid}:${action.role}\` (or --allow-group GROUP:${action.role} for one of its groups)`
+  const grant =
+    `\`planterd --allow-uid ${peer.uid}:${action.role}\` (or --allow-group GROUP:${action.role} for one of its groups)`
   const message = policy.strict
     ? `${who} may not ${action.what}: planterd runs with --strict, which allows only uid ${policy.daemonUid}; restart it without --strict and with ${grant}`
     : role === null
@@ -150,8 +151,11 @@ export const decide = (
  * record without an owner (made before ownership was recorded) belongs to
  * the daemon's user.
  */
-export const mayTouch = (policy: AuthzPolicy, caller: { readonly uid: number; readonly role: Role | null }, ownerUid: number | null) =>
-  caller.role === "admin" || (ownerUid ?? policy.daemonUid) === caller.uid
+export const mayTouch = (
+  policy: AuthzPolicy,
+  caller: { readonly uid: number; readonly role: Role | null },
+  ownerUid: number | null
+) => caller.role === "admin" || (ownerUid ?? policy.daemonUid) === caller.uid
 
 /** The message for a caller that may not act on another user's cell or job. */
 export const notOwnerMessage = (
@@ -183,7 +187,12 @@ export const socketAccess = (policy: AuthzPolicy): SocketAccess => {
   const gids = [...new Set(policy.groups.map((grant) => grant.gid))]
   if (otherUids.length === 0 && gids.length === 0) return { kind: "private", mode: 0o600 }
   if (otherUids.length === 0 && gids.length === 1) {
-    return { kind: "group", mode: 0o660, gid: gids[0]!, label: policy.groups.find((grant) => grant.gid === gids[0])!.label }
+    return {
+      kind: "group",
+      mode: 0o660,
+      gid: gids[0]!,
+      label: policy.groups.find((grant) => grant.gid === gids[0])!.label
+    }
   }
   return { kind: "everyone", mode: 0o666 }
 }
@@ -193,7 +202,9 @@ export const parseGrant = (text: string): { readonly name: string; readonly role
   const colon = text.lastIndexOf(":")
   const name = colon < 0 ? text : text.slice(0, colon)
   const role = colon < 0 ? "run" : text.slice(colon + 1)
-  if (name.length === 0) return `${JSON.stringify(text)}: expected a name or number, optionally followed by :read, :run or :admin`
+  if (name.length === 0) {
+    return `${JSON.stringify(text)}: expected a name or number, optionally followed by :read, :run or :admin`
+  }
   if (!(Roles as ReadonlyArray<string>).includes(role)) {
     return `${JSON.stringify(text)}: unknown role ${JSON.stringify(role)}: use read, run or admin`
   }

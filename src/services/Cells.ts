@@ -1,8 +1,8 @@
 import { Context } from "effect"
 import type { Effect } from "effect"
-import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity } from "./DomainErrors.js"
-import type { CellQuery, StateError } from "./StateRepository.js"
 import type { Cell, CellPage, Env, LimitName, NetworkPolicy } from "../rpc/Models.js"
+import type { DaemonFault, InvalidInput, LimitRejected, StateConflict, UnknownEntity } from "./DomainErrors.js"
+import type { CellQuery, StateError } from "./StateRepository.js"
 
 export interface CreateCellRequest {
   readonly name: string
@@ -17,13 +17,18 @@ export interface CreateCellRequest {
 
 /** Cells: a named directory under the state dir with its env and sandbox policy. */
 export interface CellsShape {
-  readonly create: (request: CreateCellRequest) => Effect.Effect<Cell, InvalidInput | LimitRejected | StateConflict | DaemonFault | StateError>
+  readonly create: (
+    request: CreateCellRequest
+  ) => Effect.Effect<Cell, InvalidInput | LimitRejected | StateConflict | DaemonFault | StateError>
   readonly list: Effect.Effect<ReadonlyArray<Cell>, DaemonFault | StateError>
   /** One page of cells, oldest first; `next` pages on. */
   readonly page: (query: CellQuery) => Effect.Effect<CellPage, DaemonFault | StateError>
   /** Finds a cell by id (`cell-…`) or by name. */
   readonly resolve: (idOrName: string) => Effect.Effect<Cell, InvalidInput | UnknownEntity | DaemonFault | StateError>
-  readonly remove: (idOrName: string, options: { readonly force: boolean }) => Effect.Effect<Cell, InvalidInput | UnknownEntity | StateConflict | DaemonFault | StateError>
+  readonly remove: (
+    idOrName: string,
+    options: { readonly force: boolean }
+  ) => Effect.Effect<Cell, InvalidInput | UnknownEntity | StateConflict | DaemonFault | StateError>
   /** Kills the cell's jobs, deletes its dir and row; also finishes a removal a crash interrupted. */
   readonly finishRemoval: (cell: Cell) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
 }
@@ -35,8 +40,12 @@ const CELL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** Why `name` cannot name a cell, or undefined when it can. */
 export const cellNameProblem = (name: string): string | undefined => {
   if (!CELL_NAME.test(name)) {
-    return `invalid cell name ${JSON.stringify(name.slice(0, 80))}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`
+    return `invalid cell name ${
+      JSON.stringify(name.slice(0, 80))
+    }: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`
   }
-  if (name.startsWith("cell-")) return `invalid cell name ${JSON.stringify(name)}: names starting with 'cell-' are reserved for ids`
+  if (name.startsWith("cell-")) {
+    return `invalid cell name ${JSON.stringify(name)}: names starting with 'cell-' are reserved for ids`
+  }
   return undefined
 }

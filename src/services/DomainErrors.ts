@@ -16,7 +16,9 @@ export class UnknownEntity extends Schema.TaggedError<UnknownEntity>()("UnknownE
 export class StateConflict extends Schema.TaggedError<StateConflict>()("StateConflict", { message: Schema.String }) {}
 
 /** The sandbox cannot start and the mode says the job must not run without it. */
-export class SandboxRefused extends Schema.TaggedError<SandboxRefused>()("SandboxRefused", { message: Schema.String }) {}
+export class SandboxRefused
+  extends Schema.TaggedError<SandboxRefused>()("SandboxRefused", { message: Schema.String })
+{}
 
 /** The daemon's host failed it (a full disk, a directory it cannot create); the message says where. */
 export class DaemonFault extends Schema.TaggedError<DaemonFault>()("DaemonFault", { message: Schema.String }) {}

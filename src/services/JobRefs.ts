@@ -24,7 +24,9 @@ export const resolveJobRef = (
     return Schema.decodeUnknown(JobId)(raw).pipe(
       Effect.mapError(() =>
         new InvalidInput({
-          message: `invalid job id ${shown(raw)}: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\``
+          message: `invalid job id ${
+            shown(raw)
+          }: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\``
         })
       )
     )
@@ -32,7 +34,9 @@ export const resolveJobRef = (
   if (!isJobName(raw)) {
     return Effect.fail(
       new InvalidInput({
-        message: `invalid job id or name ${shown(raw)}: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\`; a name is the one given with \`planter run --name\``
+        message: `invalid job id or name ${
+          shown(raw)
+        }: a job id looks like job-<letters and digits>, as printed by \`planter run\` or \`planter job ls\`; a name is the one given with \`planter run --name\``
       })
     )
   }
@@ -41,7 +45,9 @@ export const resolveJobRef = (
     const running = named.filter((job) => job.status !== "exited")
     if (running.length > 1) {
       return yield* new StateConflict({
-        message: `${running.length} running jobs are named ${raw} (${running.map((job) => `${job.id} in ${job.cell_id}`).join(", ")}): give the job's id`
+        message: `${running.length} running jobs are named ${raw} (${
+          running.map((job) => `${job.id} in ${job.cell_id}`).join(", ")
+        }): give the job's id`
       })
     }
     const chosen = running[0] ?? named[0]

@@ -1,9 +1,25 @@
 import { Context } from "effect"
 import type { Array as Arr, Effect } from "effect"
-import type { StateConflict, DaemonFault, InvalidInput, LimitRejected, UnknownEntity, SandboxRefused } from "./DomainErrors.js"
-import type { StateError } from "./StateRepository.js"
 import type { CellId, JobId } from "../rpc/Ids.js"
-import type { Cell, Env, Job, JobPage, LimitDetail, LimitName, NetworkPolicy, TerminationReason } from "../rpc/Models.js"
+import type {
+  Cell,
+  Env,
+  Job,
+  JobPage,
+  LimitDetail,
+  LimitName,
+  NetworkPolicy,
+  TerminationReason
+} from "../rpc/Models.js"
+import type {
+  DaemonFault,
+  InvalidInput,
+  LimitRejected,
+  SandboxRefused,
+  StateConflict,
+  UnknownEntity
+} from "./DomainErrors.js"
+import type { StateError } from "./StateRepository.js"
 import type { JobQuery } from "./StateRepository.js"
 
 export interface RunRequest {
@@ -39,7 +55,10 @@ export const effectiveNetwork = (cell: NetworkPolicy, job: NetworkPolicy | null)
  * to adopt. Who runs now is the JobRegistry's to answer.
  */
 export interface JobSupervisorShape {
-  readonly run: (cell: Cell, request: RunRequest) => Effect.Effect<Job, InvalidInput | LimitRejected | SandboxRefused | StateConflict | DaemonFault | StateError>
+  readonly run: (
+    cell: Cell,
+    request: RunRequest
+  ) => Effect.Effect<Job, InvalidInput | LimitRejected | SandboxRefused | StateConflict | DaemonFault | StateError>
   /** Takes over a job a previous daemon left running (its pid and start time checked by the caller). */
   readonly adopt: (job: Job) => Effect.Effect<void>
   readonly get: (id: JobId) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
@@ -47,7 +66,10 @@ export interface JobSupervisorShape {
   /** One page of jobs, newest first, with live usage for those running; `next` pages on. */
   readonly page: (query: JobQuery) => Effect.Effect<JobPage, DaemonFault | StateError>
   /** Kills the job's whole tree and answers its record once the tree is verified empty. */
-  readonly kill: (id: JobId, options: { readonly force: boolean }) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
+  readonly kill: (
+    id: JobId,
+    options: { readonly force: boolean }
+  ) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /**
    * Ends a running job for a limit, exactly as a kill does (its scope
    * closes; the grace period is the limit's own, DaemonConfig.limitGrace,
@@ -55,11 +77,22 @@ export interface JobSupervisorShape {
    * was observed. The first reason wins: when the job is already ending
    * (killed, exited, another limit) nothing changes. Answers its record.
    */
-  readonly end: (id: JobId, reason: LimitReason, detail: LimitDetail) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
+  readonly end: (
+    id: JobId,
+    reason: LimitReason,
+    detail: LimitDetail
+  ) => Effect.Effect<Job, UnknownEntity | DaemonFault | StateError>
   /** Kills every running job of a cell, or fails with `conflict` when some run and `force` is false. */
-  readonly stopCell: (cellId: CellId, options: { readonly force: boolean }) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
+  readonly stopCell: (
+    cellId: CellId,
+    options: { readonly force: boolean }
+  ) => Effect.Effect<void, StateConflict | DaemonFault | StateError>
   /** Writes to a running job's stdin pipe (given at `run` with `stdin: true`); `eof` closes it after. */
-  readonly writeStdin: (id: JobId, data: Uint8Array, eof: boolean) => Effect.Effect<void, UnknownEntity | StateConflict | DaemonFault | StateError>
+  readonly writeStdin: (
+    id: JobId,
+    data: Uint8Array,
+    eof: boolean
+  ) => Effect.Effect<void, UnknownEntity | StateConflict | DaemonFault | StateError>
   /** Why the daemon cannot keep its records right now (e.g. job ends held in memory on a full disk), or null. */
   readonly degraded: Effect.Effect<string | null>
 }

@@ -36,7 +36,11 @@ const send = (target: number, signal: NodeJS.Signals) => {
  * same snapshot showed that group is still the job's (never a stranger's
  * that reused the pid). An already-gone process is not an error.
  */
-const signalAll = (tree: JobTree, view: { readonly members: ReadonlyArray<ProcessEntry>; readonly groupIsJobs: boolean }, signal: NodeJS.Signals) =>
+const signalAll = (
+  tree: JobTree,
+  view: { readonly members: ReadonlyArray<ProcessEntry>; readonly groupIsJobs: boolean },
+  signal: NodeJS.Signals
+) =>
   Effect.sync(() => {
     if (view.groupIsJobs) send(-tree.leaderPid, signal)
     for (const member of view.members) send(member.pid, signal)
@@ -51,7 +55,8 @@ const terminateInsideSandbox = (tree: JobTree, members: ReadonlyArray<ProcessEnt
   })
 
 /** One read of the process table, judged against the job's recorded identity. */
-const look = (tree: JobTree) => Effect.flatMap(ProcessProbe, (probe) => Effect.map(probe.snapshot, (snapshot) => treeView(snapshot, tree)))
+const look = (tree: JobTree) =>
+  Effect.flatMap(ProcessProbe, (probe) => Effect.map(probe.snapshot, (snapshot) => treeView(snapshot, tree)))
 
 /** Polls until the tree is empty, or `within` has passed; answers the last view. */
 const awaitEmpty = (tree: JobTree, within: Duration.DurationInput) =>

@@ -96,7 +96,11 @@ const formatPath = (at: ReadonlyArray<PropertyKey>) =>
   ).join("")
 
 /** Why a file's text is not a record of `schema`, in one line; or the record. */
-export const decodeRecord = <A, I>(schema: Schema.Schema<A, I>, text: string, what: string): Either.Either<A, string> => {
+export const decodeRecord = <A, I>(
+  schema: Schema.Schema<A, I>,
+  text: string,
+  what: string
+): Either.Either<A, string> => {
   if (text.trim().length === 0) return Either.left(`empty: no ${what} in it (cut short by a crash?)`)
   const json = Schema.decodeUnknownEither(Json)(text)
   if (Either.isLeft(json)) {
@@ -105,7 +109,9 @@ export const decodeRecord = <A, I>(schema: Schema.Schema<A, I>, text: string, wh
     // or an error at a position past its last character.
     const at = /at position (\d+)/.exec(detail)
     const cutShort = /end of (JSON )?input/i.test(detail) || (at !== null && Number(at[1]) >= text.trimEnd().length)
-    return Either.left(cutShort ? "cut short: the JSON ends mid-record (a crash while it was written?)" : `not JSON: ${detail}`)
+    return Either.left(
+      cutShort ? "cut short: the JSON ends mid-record (a crash while it was written?)" : `not JSON: ${detail}`
+    )
   }
   return Either.mapLeft(Schema.decodeUnknownEither(schema)(json.right), (error) => {
     const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
@@ -356,7 +362,11 @@ export const planImport = (input: PlanInput): ImportPlan => {
     }
     const record = file.record.right
     if (record.id !== file.placeId) {
-      skip(file, `it says it is ${record.id} but lies in cells/${file.placeId}/: the cell's files cannot be told apart`, record.id)
+      skip(
+        file,
+        `it says it is ${record.id} but lies in cells/${file.placeId}/: the cell's files cannot be told apart`,
+        record.id
+      )
       continue
     }
     if (existing.cells.has(record.id)) {
@@ -364,7 +374,11 @@ export const planImport = (input: PlanInput): ImportPlan => {
       continue
     }
     if (!input.inPlace && existing.targetCellDirs.has(record.id)) {
-      skip(file, `${path.join(cellsDir, record.id)} already exists and belongs to no cell: move it away and import again`, record.id)
+      skip(
+        file,
+        `${path.join(cellsDir, record.id)} already exists and belongs to no cell: move it away and import again`,
+        record.id
+      )
       continue
     }
     const name = pickName(record.spec.name, legacyName(record.id), takenNames)
@@ -374,7 +388,18 @@ export const planImport = (input: PlanInput): ImportPlan => {
       notes.push({ path: abs(file.path), note: `cell ${record.id} imported as ${name}: ${why}` })
     }
     const dir = path.join(cellsDir, record.id)
-    cells.set(record.id, new Cell({ id: record.id, name, env: record.spec.env, read_paths: [], network: "allow", dir, created_at_ms: record.created_at_ms }))
+    cells.set(
+      record.id,
+      new Cell({
+        id: record.id,
+        name,
+        env: record.spec.env,
+        read_paths: [],
+        network: "allow",
+        dir,
+        created_at_ms: record.created_at_ms
+      })
+    )
     recordedDirs.set(record.id, record.dir)
     files.push({ path: file.path, record_id: record.id, outcome: "imported", reason: null, fingerprint: null })
     if (!input.inPlace) copies.push({ kind: "cell-dir", from: abs(legacyPaths.cellDir(record.id)), to: dir })
@@ -394,9 +419,19 @@ export const planImport = (input: PlanInput): ImportPlan => {
     }
     const name = pickName(null, legacyName(cellId), takenNames)
     takenNames.add(name)
-    const placeholder = new Cell({ id: cellId, name, env: {}, read_paths: [], network: "allow", dir, created_at_ms: startedAt })
+    const placeholder = new Cell({
+      id: cellId,
+      name,
+      env: {},
+      read_paths: [],
+      network: "allow",
+      dir,
+      created_at_ms: startedAt
+    })
     placeholders.set(cellId, placeholder)
-    if (!input.inPlace && hasSourceDir) copies.push({ kind: "cell-dir", from: abs(legacyPaths.cellDir(cellId)), to: dir })
+    if (!input.inPlace && hasSourceDir) {
+      copies.push({ kind: "cell-dir", from: abs(legacyPaths.cellDir(cellId)), to: dir })
+    }
     if (!hasSourceDir) createDirs.push(dir)
     notes.push({
       path: abs(legacyPaths.cellFile(cellId)),
@@ -417,7 +452,11 @@ export const planImport = (input: PlanInput): ImportPlan => {
     }
     const record = file.record.right
     if (record.id !== file.placeId) {
-      skip(file, `it says it is ${record.id} but is named ${path.basename(file.path)}: its logs cannot be told apart`, record.id)
+      skip(
+        file,
+        `it says it is ${record.id} but is named ${path.basename(file.path)}: its logs cannot be told apart`,
+        record.id
+      )
       continue
     }
     if (existing.jobIds.has(record.id)) {
@@ -425,9 +464,17 @@ export const planImport = (input: PlanInput): ImportPlan => {
       continue
     }
     const streams = (["stdout", "stderr"] as const).filter((stream) => file.logs[stream])
-    const takenLog = input.inPlace ? undefined : streams.find((stream) => existing.targetLogs.has(`${record.id}.${stream}.log`))
+    const takenLog = input.inPlace
+      ? undefined
+      : streams.find((stream) => existing.targetLogs.has(`${record.id}.${stream}.log`))
     if (takenLog !== undefined) {
-      skip(file, `${path.join(logsDir, `${record.id}.${takenLog}.log`)} already exists and belongs to no job: move it away and import again`, record.id)
+      skip(
+        file,
+        `${
+          path.join(logsDir, `${record.id}.${takenLog}.log`)
+        } already exists and belongs to no job: move it away and import again`,
+        record.id
+      )
       continue
     }
     // Placeholders are dated by their first job; jobs come in any order.
@@ -446,7 +493,9 @@ export const planImport = (input: PlanInput): ImportPlan => {
       rootOf(recordedDirs.get(record.cell_id) ?? null, legacyPaths.cellDir(record.cell_id))
     const roots = [
       ...(recordedDirs.has(record.cell_id) ? [{ from: recordedDirs.get(record.cell_id)!, to: cell.dir }] : []),
-      ...(recordedRoot !== undefined ? [{ from: path.join(recordedRoot, legacyPaths.cellDir(record.cell_id)), to: cell.dir }] : []),
+      ...(recordedRoot !== undefined
+        ? [{ from: path.join(recordedRoot, legacyPaths.cellDir(record.cell_id)), to: cell.dir }]
+        : []),
       ...(recordedRoot !== undefined ? [{ from: recordedRoot, to: stateDir }] : [])
     ]
     const cwd = record.command.cwd === null
@@ -463,7 +512,12 @@ export const planImport = (input: PlanInput): ImportPlan => {
     const job = new Job({
       id: record.id,
       cell_id: record.cell_id,
-      command: new JobCommand({ argv: record.command.argv, cwd, env: record.command.env, limits: record.command.limits }, unchecked),
+      command: new JobCommand({
+        argv: record.command.argv,
+        cwd,
+        env: record.command.env,
+        limits: record.command.limits
+      }, unchecked),
       status: "exited",
       exit_code: outcome.exit_code,
       signal: null,
@@ -484,7 +538,10 @@ export const planImport = (input: PlanInput): ImportPlan => {
     for (const stream of ["stdout", "stderr"] as const) {
       const log = legacyPaths.log(record.id, stream)
       if (!file.logs[stream]) {
-        skipped.push({ path: abs(log), reason: `missing: job ${record.id} is imported and its ${stream} reads as empty` })
+        skipped.push({
+          path: abs(log),
+          reason: `missing: job ${record.id} is imported and its ${stream} reads as empty`
+        })
         continue
       }
       logs++
@@ -519,9 +576,9 @@ export const planImport = (input: PlanInput): ImportPlan => {
 /** What an import did, in counts: the first line of every report. */
 export const countsLine = (report: ImportReport): string => {
   const verb = report.dry_run ? "dry run, nothing changed: would import" : "imported"
-  const counts = `${report.cells} cell(s)${report.placeholder_cells > 0 ? ` (${report.placeholder_cells} placeholder)` : ""}, ${report.jobs} job(s)${
-    report.lost_jobs > 0 ? ` (${report.lost_jobs} lost)` : ""
-  }, ${report.logs} log(s)`
+  const counts = `${report.cells} cell(s)${
+    report.placeholder_cells > 0 ? ` (${report.placeholder_cells} placeholder)` : ""
+  }, ${report.jobs} job(s)${report.lost_jobs > 0 ? ` (${report.lost_jobs} lost)` : ""}, ${report.logs} log(s)`
   const before = report.previously_handled > 0
     ? `; ${report.previously_handled} record file(s) left alone (an earlier import dealt with them)`
     : ""
@@ -536,7 +593,8 @@ export const summaryLine = (report: ImportReport): string =>
 
 /** True when the report says nothing happened and nothing was wrong: the daemon then logs nothing. */
 export const isEmptyReport = (report: ImportReport) =>
-  report.cells === 0 && report.jobs === 0 && report.logs === 0 && report.skipped.length === 0 && report.notes.length === 0
+  report.cells === 0 && report.jobs === 0 && report.logs === 0 && report.skipped.length === 0 &&
+  report.notes.length === 0
 
 // ---------------------------------------------------------------------------
 // The service

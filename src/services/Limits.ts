@@ -42,7 +42,9 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 /** A duration such as `30s`, `500ms`, `5m`, `1.5h`, `1d`: the unit is required. Answers whole milliseconds, or why not. */
 export const parseDuration = (text: string): number | string => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(text)
-  if (!match) return `${JSON.stringify(text)} is not a duration: give a number and a unit (ms, s, m, h, d), e.g. 30s, 500ms, 5m`
+  if (!match) {
+    return `${JSON.stringify(text)} is not a duration: give a number and a unit (ms, s, m, h, d), e.g. 30s, 500ms, 5m`
+  }
   const ms = Math.round(Number(match[1]) * UNIT_MS[match[2]!.toLowerCase()]!)
   if (!Number.isSafeInteger(ms)) return `${JSON.stringify(text)} is too long`
   if (ms <= 0) return `${JSON.stringify(text)}: a timeout must be at least 1 ms`
@@ -52,13 +54,17 @@ export const parseDuration = (text: string): number | string => {
 const FLAG: Record<LimitName, string> = { timeout_ms: "timeout", max_rss_bytes: "max-rss", max_log_bytes: "max-log" }
 
 /** Checks limits from a request: each absent, null, or a positive whole number. */
-export const checkLimits = (limits: { readonly [K in LimitName]?: number | null | undefined } | null): Limits | LimitRejected => {
+export const checkLimits = (
+  limits: { readonly [K in LimitName]?: number | null | undefined } | null
+): Limits | LimitRejected => {
   const checked: Record<string, number | null> = { ...NO_LIMITS }
   for (const name of LIMIT_NAMES) {
     const value = limits?.[name] ?? null
     if (value !== null && !(Number.isSafeInteger(value) && value > 0)) {
       return new LimitRejected({
-        message: `${name}: expected a positive whole number of ${name === "timeout_ms" ? "milliseconds" : "bytes"} or null, got ${value}`
+        message: `${name}: expected a positive whole number of ${
+          name === "timeout_ms" ? "milliseconds" : "bytes"
+        } or null, got ${value}`
       })
     }
     checked[name] = value
@@ -88,7 +94,9 @@ export const effectiveLimits = (cell: Limits, job: Limits, defaultMaxLog: number
     const inherited = cell[name]
     if (own !== null && inherited !== null && own > inherited) {
       return new LimitRejected({
-        message: `--${FLAG[name]} ${formatLimit(name, own)} would loosen the cell's limit of ${formatLimit(name, inherited)}: a job may only tighten its cell's limits`
+        message: `--${FLAG[name]} ${formatLimit(name, own)} would loosen the cell's limit of ${
+          formatLimit(name, inherited)
+        }: a job may only tighten its cell's limits`
       })
     }
     result[name] = own ?? inherited
@@ -106,7 +114,9 @@ export const formatBytes = (bytes: number): string => {
     value /= 1024
     unit++
   }
-  return unit === 0 ? `${bytes} B` : `${value >= 10 ? Math.round(value) : value.toFixed(1).replace(/\.0$/, "")} ${units[unit]}`
+  return unit === 0
+    ? `${bytes} B`
+    : `${value >= 10 ? Math.round(value) : value.toFixed(1).replace(/\.0$/, "")} ${units[unit]}`
 }
 
 /** 2 s, 1.5 s, 250 ms, 5 min. */
@@ -117,8 +127,17 @@ export const formatDuration = (ms: number): string => {
   return `${(ms / 3_600_000).toFixed(1).replace(/\.0$/, "")} h`
 }
 
-export const formatLimit = (name: LimitName, value: number) => (name === "timeout_ms" ? formatDuration(value) : formatBytes(value))
+export const formatLimit = (
+  name: LimitName,
+  value: number
+) => (name === "timeout_ms" ? formatDuration(value) : formatBytes(value))
 
 /** Which limit a termination reason names. */
 export const limitOfReason = (reason: string | null): LimitName | undefined =>
-  reason === "timeout" ? "timeout_ms" : reason === "memory_limit" ? "max_rss_bytes" : reason === "log_quota" ? "max_log_bytes" : undefined
+  reason === "timeout"
+    ? "timeout_ms"
+    : reason === "memory_limit"
+    ? "max_rss_bytes"
+    : reason === "log_quota"
+    ? "max_log_bytes"
+    : undefined

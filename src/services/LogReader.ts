@@ -1,9 +1,9 @@
 import { Context } from "effect"
 import type { Effect, Scope } from "effect"
-import type { DaemonFault, InvalidInput, UnknownEntity } from "./DomainErrors.js"
-import type { StateError } from "./StateRepository.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { LogChunk, LogStream } from "../rpc/Models.js"
+import type { DaemonFault, InvalidInput, UnknownEntity } from "./DomainErrors.js"
+import type { StateError } from "./StateRepository.js"
 
 /**
  * A read already held to LogsReadPayload's rules where the request was
@@ -44,8 +44,13 @@ export interface LogMarks {
  * runs, and at every growth a reader notices.
  */
 export interface LogReaderShape {
-  readonly read: (request: LogReadRequest) => Effect.Effect<LogChunk, InvalidInput | UnknownEntity | DaemonFault | StateError>
-  readonly open: (jobId: JobId, stream: LogStream) => Effect.Effect<OpenedLog, UnknownEntity | DaemonFault | StateError, Scope.Scope>
+  readonly read: (
+    request: LogReadRequest
+  ) => Effect.Effect<LogChunk, InvalidInput | UnknownEntity | DaemonFault | StateError>
+  readonly open: (
+    jobId: JobId,
+    stream: LogStream
+  ) => Effect.Effect<OpenedLog, UnknownEntity | DaemonFault | StateError, Scope.Scope>
   readonly marks: (
     jobId: JobId,
     stream: LogStream,

@@ -24,9 +24,13 @@ export const decodeCursor = (text: string, kind: "job" | "cell"): Effect.Effect<
   const match = CURSOR.exec(text)
   const atMs = match ? Number(match[1]) : NaN
   if (!match || !Number.isSafeInteger(atMs) || !match[2]!.startsWith(`${kind}-`)) {
-    return Effect.fail(new InvalidInput({
-      message: `invalid cursor ${JSON.stringify(text.slice(0, 80))}: pass the \`next\` of the previous ${kind} page as \`after\`, unchanged`
-    }))
+    return Effect.fail(
+      new InvalidInput({
+        message: `invalid cursor ${
+          JSON.stringify(text.slice(0, 80))
+        }: pass the \`next\` of the previous ${kind} page as \`after\`, unchanged`
+      })
+    )
   }
   return Effect.succeed({ atMs, id: match[2]! })
 }

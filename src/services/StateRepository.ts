@@ -162,7 +162,11 @@ export interface StateRepositoryShape {
   readonly markJobRunning: (id: JobId, process: JobProcess) => Effect.Effect<void, StateError>
   /** Removes a job that never started (its process could not be spawned), journaling why. */
   readonly deleteStartingJob: (id: JobId, event: JournalEvent) => Effect.Effect<void, StateError>
-  readonly finishJob: (id: JobId, finish: JobFinish, event: JournalEvent) => Effect.Effect<Option.Option<Job>, StateError>
+  readonly finishJob: (
+    id: JobId,
+    finish: JobFinish,
+    event: JournalEvent
+  ) => Effect.Effect<Option.Option<Job>, StateError>
   readonly getJob: (id: JobId) => Effect.Effect<Option.Option<Job>, StateError>
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Jobs named `name`: the running ones first, then the most recent (at most 50). */
@@ -177,7 +181,12 @@ export interface StateRepositoryShape {
     readonly ownerUid: number | null
     readonly limit: number
   }) => Effect.Effect<ReadonlyArray<Job>, StateError>
-  readonly cellJobCounts: (cellId: CellId) => Effect.Effect<{ readonly total: number; readonly running: number; readonly lastStartedAtMs: number | null }, StateError>
+  readonly cellJobCounts: (
+    cellId: CellId
+  ) => Effect.Effect<
+    { readonly total: number; readonly running: number; readonly lastStartedAtMs: number | null },
+    StateError
+  >
   /** One bounded page of jobs, by the indexed (started_at_ms, id) cursor. */
   readonly pageJobs: (query: JobQuery) => Effect.Effect<ReadonlyArray<Job>, StateError>
   /** Jobs not yet finished: `starting` and `running`. */

@@ -9,7 +9,14 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CliResult, TestDaemon } from "../support/daemon.js"
-import { makeTempDir, planterBin, startDaemon, startDaemonExpectingRefusal, stopAllDaemons, waitFor } from "../support/daemon.js"
+import {
+  makeTempDir,
+  planterBin,
+  startDaemon,
+  startDaemonExpectingRefusal,
+  stopAllDaemons,
+  waitFor
+} from "../support/daemon.js"
 import { onPath } from "../support/sandbox.js"
 
 const isRoot = process.getuid?.() === 0
@@ -49,9 +56,15 @@ const vera: Identity = { uid: VERA, groups: [VIEWERS] }
 const nobody: Identity = { uid: NOBODY, groups: [] }
 
 /** Runs `planter --socket S …` as `who` (its uid, gid = uid, and only the given supplementary groups). */
-const cliAs = (who: Identity, socketPath: string, args: ReadonlyArray<string>): Promise<CliResult> => cliAsWithEnv(who, socketPath, args, {})
+const cliAs = (who: Identity, socketPath: string, args: ReadonlyArray<string>): Promise<CliResult> =>
+  cliAsWithEnv(who, socketPath, args, {})
 
-const cliAsWithEnv = (who: Identity, socketPath: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Promise<CliResult> =>
+const cliAsWithEnv = (
+  who: Identity,
+  socketPath: string,
+  args: ReadonlyArray<string>,
+  env: NodeJS.ProcessEnv
+): Promise<CliResult> =>
   new Promise((resolve, reject) => {
     const groups = who.groups.map((name) => gids[name]!)
     const child = spawn(setpriv!, [
@@ -80,7 +93,11 @@ const cliAsWithEnv = (who: Identity, socketPath: string, args: ReadonlyArray<str
 
 const jsonAs = async <A = any>(who: Identity, socketPath: string, args: ReadonlyArray<string>): Promise<A> => {
   const result = await cliAs(who, socketPath, ["--json", ...args])
-  if (result.code !== 0) throw new Error(`planter ${args.join(" ")} as uid ${who.uid} exited ${result.code}: ${result.stdout}${result.stderr}`)
+  if (result.code !== 0) {
+    throw new Error(
+      `planter ${args.join(" ")} as uid ${who.uid} exited ${result.code}: ${result.stdout}${result.stderr}`
+    )
+  }
   return JSON.parse(result.stdout) as A
 }
 
@@ -157,7 +174,14 @@ describe.skipIf(!canRun)("socket authorization", () => {
   })
 
   it("a uid with no role cannot read logs, whichever way they would travel (descriptor or chunks)", async () => {
-    const job = await team.json(["run", (await team.json(["create", "--name", "no-role-logs"])).name, "--wait", "--", "echo", "secret"])
+    const job = await team.json([
+      "run",
+      (await team.json(["create", "--name", "no-role-logs"])).name,
+      "--wait",
+      "--",
+      "echo",
+      "secret"
+    ])
     for (const env of [{}, { PLANTER_LOGS_VIA_RPC: "1" }]) {
       const refused = await cliAsWithEnv(nobody, team.socketPath, ["--json", "logs", job.id], env)
       await expectUnauthorized(refused, NOBODY, ["read logs", `--allow-uid ${NOBODY}:read`])
@@ -168,7 +192,15 @@ describe.skipIf(!canRun)("socket authorization", () => {
   it("a viewer (read) lists cells and jobs and reads logs, but cannot create, run or kill", async () => {
     const cell = await jsonAs(alice, team.socketPath, ["create", "--name", "alice-logs"])
     expect(cell.owner_uid).toBe(ALICE)
-    const job = await jsonAs(alice, team.socketPath, ["run", cell.name, "--wait", "--", "sh", "-c", "echo hello from alice"])
+    const job = await jsonAs(alice, team.socketPath, [
+      "run",
+      cell.name,
+      "--wait",
+      "--",
+      "sh",
+      "-c",
+      "echo hello from alice"
+    ])
     expect(job.exit_code).toBe(0)
 
     const cells = await jsonAs(vera, team.socketPath, ["cell", "ls"])
@@ -185,7 +217,9 @@ describe.skipIf(!canRun)("socket authorization", () => {
     await expectUnauthorized(await cliAs(vera, team.socketPath, ["--json", "run", cell.name, "--", "true"]), VERA, [
       "its role is read and this needs run"
     ])
-    await expectUnauthorized(await cliAs(vera, team.socketPath, ["--json", "create", "--name", "vera"]), VERA, ["create cells"])
+    await expectUnauthorized(await cliAs(vera, team.socketPath, ["--json", "create", "--name", "vera"]), VERA, [
+      "create cells"
+    ])
     await expectUnauthorized(await cliAs(vera, team.socketPath, ["--json", "job", "kill", job.id]), VERA, ["kill jobs"])
   })
 
@@ -214,7 +248,9 @@ describe.skipIf(!canRun)("socket authorization", () => {
     // Bob's own cell and job are his to remove and kill.
     const bobs = await jsonAs(bob, team.socketPath, ["create", "--name", "bob-work"])
     const bobJob = await jsonAs(bob, team.socketPath, ["run", bobs.name, "--", "sleep", "60"])
-    expect((await jsonAs(bob, team.socketPath, ["job", "kill", bobJob.id, "--force"])).termination_reason).toBe("forced_kill")
+    expect((await jsonAs(bob, team.socketPath, ["job", "kill", bobJob.id, "--force"])).termination_reason).toBe(
+      "forced_kill"
+    )
     expect((await jsonAs(bob, team.socketPath, ["cell", "rm", bobs.name])).id).toBe(bobs.id)
 
     // The daemon's uid (root here) is admin: it may kill Alice's job and remove her cell.
@@ -257,7 +293,7 @@ describe.skipIf(!canRun)("socket authorization", () => {
     const stat = await settledMode(daemon)
     expect(stat.mode & 0o777).toBe(0o660)
     expect(stat.gid).toBe(gids[VIEWERS])
-    expect((await jsonAs(vera, daemon.socketPath, ["cell", "ls"]))).toEqual([])
+    expect(await jsonAs(vera, daemon.socketPath, ["cell", "ls"])).toEqual([])
     // Not in the group: the socket's mode already keeps it out.
     const outsider = await cliAs(nobody, daemon.socketPath, ["--json", "cell", "ls"])
     expect(outsider.code).toBe(3)

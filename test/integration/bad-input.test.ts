@@ -44,7 +44,9 @@ const expectError = async (args: ReadonlyArray<string>, code: string) => {
   const result = await daemon.cli(["--json", ...args], { timeoutMs: CLI_TIMEOUT_MS })
   const what = `planter ${args.join(" ").slice(0, 120)}`
   // A request the daemon refuses as malformed is bad usage (2); any other refusal is 1.
-  expect(result.code, `${what}: ${result.stdout}${result.stderr}`).toBe(code === "invalid_request" || code === "limit_invalid" ? 2 : 1)
+  expect(result.code, `${what}: ${result.stdout}${result.stderr}`).toBe(
+    code === "invalid_request" || code === "limit_invalid" ? 2 : 1
+  )
   const doc = JSON.parse(result.stdout) as ErrorDoc
   expect(doc.error.code, `${what}: ${doc.error.message}`).toBe(code)
   return doc.error.message
@@ -72,7 +74,8 @@ const sendUnchecked = (client: PlanterClientShape, tag: PayloadRpc, payload: unk
   (client[tag] as unknown as (payload: unknown) => Effect.Effect<unknown, WireError>)(payload)
 
 /** Like `sendUnchecked`, expecting a refusal; answers the error. */
-const refusal = (client: PlanterClientShape, tag: PayloadRpc, payload: unknown) => Effect.flip(sendUnchecked(client, tag, payload))
+const refusal = (client: PlanterClientShape, tag: PayloadRpc, payload: unknown) =>
+  Effect.flip(sendUnchecked(client, tag, payload))
 
 const jobCount = async () => (await json<Array<unknown>>(["job", "ls", "--all"])).length
 const cellCount = async () => (await json<Array<unknown>>(["cell", "ls"])).length
@@ -176,7 +179,16 @@ describe("bad input", { timeout: 180_000 }, () => {
     fs.mkdirSync(path.join(demo.dir, "sub"))
     // A path inside the cell that leads out of it.
     fs.symlinkSync("/etc", path.join(demo.dir, "escape"))
-    const baseline = await daemon.cli(["--json", "run", "demo", "--wait", "--", "sh", "-c", "echo baseline; echo oops >&2; exit 3"], {
+    const baseline = await daemon.cli([
+      "--json",
+      "run",
+      "demo",
+      "--wait",
+      "--",
+      "sh",
+      "-c",
+      "echo baseline; echo oops >&2; exit 3"
+    ], {
       timeoutMs: CLI_TIMEOUT_MS
     })
     expect(baseline.code, baseline.stderr).toBe(3)
@@ -195,16 +207,29 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect(plain.stderr).toMatch(/nothing to run/)
     const asJson = await daemon.cli(["--json", "run", "demo", "--"], { timeoutMs: CLI_TIMEOUT_MS })
     expect(asJson.code).toBe(2)
-    expect((JSON.parse(asJson.stdout) as ErrorDoc).error).toMatchObject({ code: "usage", message: expect.stringMatching(/nothing to run/) })
+    expect((JSON.parse(asJson.stdout) as ErrorDoc).error).toMatchObject({
+      code: "usage",
+      message: expect.stringMatching(/nothing to run/)
+    })
 
     // A script bypasses the CLI's check: the daemon must refuse it itself.
-    const error = await withClient((client) => refusal(client, "JobRun", { cell_id: "demo", argv: [], env: {}, cwd: null, network: null }))
-    expect(error).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", message: expect.stringMatching(/argv: nothing to run/) })
+    const error = await withClient((client) =>
+      refusal(client, "JobRun", { cell_id: "demo", argv: [], env: {}, cwd: null, network: null })
+    )
+    expect(error).toMatchObject({
+      _tag: "InvalidRequest",
+      code: "invalid_request",
+      message: expect.stringMatching(/argv: nothing to run/)
+    })
     // And an argv whose program is the empty string is no better.
     const empty = await withClient((client) =>
       Effect.flip(client.JobRun({ cell_id: "demo", argv: [""], env: {}, cwd: null, network: null }))
     )
-    expect(empty).toMatchObject({ _tag: "InvalidRequest", code: "invalid_request", message: expect.stringMatching(/argv\[0\]/) })
+    expect(empty).toMatchObject({
+      _tag: "InvalidRequest",
+      code: "invalid_request",
+      message: expect.stringMatching(/argv\[0\]/)
+    })
     expect(await jobCount()).toBe(jobsBefore.length)
   })
 
@@ -233,9 +258,21 @@ describe("bad input", { timeout: 180_000 }, () => {
       ["LogsRead", { ...read, offset: -1 }, `offset: ${wholeBytes}, got -1`],
       ["LogsRead", { ...read, offset: 2.5 }, `offset: ${wholeBytes}, got 2.5`],
       ["LogsRead", { ...read, offset: Number.NaN }, `offset: ${wholeBytes}, got NaN`],
-      ["LogsRead", { ...read, max_bytes: 0 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got 0`],
-      ["LogsRead", { ...read, max_bytes: MAX_LOG_CHUNK_BYTES + 1 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}`],
-      ["LogsRead", { ...read, follow: true, wait_ms: -1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`],
+      [
+        "LogsRead",
+        { ...read, max_bytes: 0 },
+        `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got 0`
+      ],
+      [
+        "LogsRead",
+        { ...read, max_bytes: MAX_LOG_CHUNK_BYTES + 1 },
+        `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}`
+      ],
+      [
+        "LogsRead",
+        { ...read, follow: true, wait_ms: -1 },
+        `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`
+      ],
       ["LogsRead", { ...read, job_id: 7 }, "job_id: expected a job id (job-…) or name, got 7"],
       ["JobStatus", { job_id: 7 }, "job_id: expected a job id (job-…) or name, got 7"],
       ["JobKill", { job_id: ["job-x"], force: false }, "job_id: expected a job id (job-…) or name, got an array of 1"],
@@ -302,9 +339,13 @@ describe("bad input", { timeout: 180_000 }, () => {
       const message = await expectError(["run", "demo", "--cwd", cwd, "--", "pwd"], "invalid_request")
       expect(message).toMatch(/outside the cell dir/)
     }
-    expect(await expectError(["run", "demo", "--cwd", "missing", "--", "pwd"], "invalid_request")).toMatch(/does not exist/)
+    expect(await expectError(["run", "demo", "--cwd", "missing", "--", "pwd"], "invalid_request")).toMatch(
+      /does not exist/
+    )
 
-    const inside = await daemon.cli(["run", "demo", "--cwd", "sub", "--wait", "--", "pwd"], { timeoutMs: CLI_TIMEOUT_MS })
+    const inside = await daemon.cli(["run", "demo", "--cwd", "sub", "--wait", "--", "pwd"], {
+      timeoutMs: CLI_TIMEOUT_MS
+    })
     expect(inside.code, inside.stderr).toBe(0)
     expect(inside.stdout.trim()).toBe(fs.realpathSync(path.join(demo.dir, "sub")))
   })
@@ -347,7 +388,9 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect(await expectError(["create", "--name", "demo"], "conflict")).toMatch(/already exists/)
 
     // The CLI resolves --read against its own cwd, so a relative path that does not exist there is refused…
-    expect(await expectError(["create", "--name", "rel", "--read", "relative/path"], "invalid_request")).toMatch(/--read/)
+    expect(await expectError(["create", "--name", "rel", "--read", "relative/path"], "invalid_request")).toMatch(
+      /--read/
+    )
     // …and a script sending a relative path is told to give an absolute one.
     const relative = await withClient((client) =>
       Effect.flip(client.CellCreate({ name: "rel", env: {}, read_paths: ["relative/path"], network: "allow" }))
@@ -355,7 +398,9 @@ describe("bad input", { timeout: 180_000 }, () => {
     expect(relative).toMatchObject({ code: "invalid_request", message: expect.stringMatching(/absolute/) })
 
     for (const exposed of [daemon.stateDir, path.join(daemon.stateDir, "logs"), path.dirname(daemon.stateDir)]) {
-      expect(await expectError(["create", "--name", "peek", "--read", exposed], "invalid_request")).toMatch(/state dir or socket/)
+      expect(await expectError(["create", "--name", "peek", "--read", exposed], "invalid_request")).toMatch(
+        /state dir or socket/
+      )
     }
     expect(await cellCount()).toBe(cellsBefore.length)
   })
@@ -393,8 +438,14 @@ describe("bad input", { timeout: 180_000 }, () => {
         ["nil", encode(null)],
         ["an array", encode([1, 2, 3])],
         ["a bogus rpc tag", encode({ _tag: "Request", id: "1", tag: "Nope", payload: {}, headers: [] })],
-        ["a bogus payload", encode({ _tag: "Request", id: "2", tag: "JobStatus", payload: { job_id: 5 }, headers: [] })],
-        ["a request id that is not a number", encode({ _tag: "Request", id: "nope", tag: "Health", payload: {}, headers: [] })],
+        [
+          "a bogus payload",
+          encode({ _tag: "Request", id: "2", tag: "JobStatus", payload: { job_id: 5 }, headers: [] })
+        ],
+        [
+          "a request id that is not a number",
+          encode({ _tag: "Request", id: "nope", tag: "Health", payload: {}, headers: [] })
+        ],
         ["an interrupt for no request", encode({ _tag: "Interrupt", requestId: "nope" })],
         ["bogus headers", encode({ _tag: "Request", id: "3", tag: "Health", payload: {}, headers: 5 })]
       ]
@@ -414,7 +465,10 @@ describe("bad input", { timeout: 180_000 }, () => {
               _tag: "Failure",
               cause: expect.objectContaining({
                 _tag: "Fail",
-                error: expect.objectContaining({ _tag: "InvalidRequest", message: expect.stringMatching(/^invalid request: job_id: /) })
+                error: expect.objectContaining({
+                  _tag: "InvalidRequest",
+                  message: expect.stringMatching(/^invalid request: job_id: /)
+                })
               })
             })
           }))
@@ -437,7 +491,11 @@ describe("bad input", { timeout: 180_000 }, () => {
       let stdout = ""
       child.stdout.on("data", (data) => (stdout += data))
       const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)))
-      const connected = waitFor("the follower to print the job's output", () => stdout.includes("started"), CLI_TIMEOUT_MS)
+      const connected = waitFor(
+        "the follower to print the job's output",
+        () => stdout.includes("started"),
+        CLI_TIMEOUT_MS
+      )
       return { child, exited, connected, stdout: () => stdout }
     }
 
@@ -468,9 +526,14 @@ describe("bad input", { timeout: 180_000 }, () => {
   it("serves a flood of concurrent clients", async () => {
     const typed = Effect.runPromise(
       Effect.all(
-        Array.from({ length: 100 }, () =>
-          Effect.scoped(Effect.flatMap(make({ socketPath: daemon.socketPath }), (client) =>
-            Effect.all([client.Health(), client.CellList({})])))),
+        Array.from(
+          { length: 100 },
+          () =>
+            Effect.scoped(
+              Effect.flatMap(make({ socketPath: daemon.socketPath }), (client) =>
+                Effect.all([client.Health(), client.CellList({})]))
+            )
+        ),
         { concurrency: "unbounded" }
       )
     )

@@ -40,7 +40,9 @@ afterAll(async () => {
 
 /** Starts `planter …` without waiting for it: for Ctrl-C and daemon-gone cases. */
 const startCli = (socketPath: string, args: ReadonlyArray<string>) => {
-  const child = spawn(process.execPath, [planterBin, "--socket", socketPath, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [planterBin, "--socket", socketPath, ...args], {
+    stdio: ["ignore", "pipe", "pipe"]
+  })
   let stdout = ""
   let stderr = ""
   child.stdout.on("data", (data) => (stdout += data))
@@ -59,7 +61,13 @@ describe("job ls reads like docker ps", () => {
     expect(failed).toMatchObject({ exit_code: 3, outcome: "exited" })
     const killed = await waitForJobEnd<any>(daemon, long.id)
     // A kill is told from an exit in --json by `outcome`; `status` keeps its shape.
-    expect(killed).toMatchObject({ status: "exited", outcome: "killed", signal: "SIGTERM", exit_code: null, name: "sleeper" })
+    expect(killed).toMatchObject({
+      status: "exited",
+      outcome: "killed",
+      signal: "SIGTERM",
+      exit_code: null,
+      name: "sleeper"
+    })
 
     const listed = await daemon.cli(["job", "ls"], { env: { FORCE_COLOR: "1" } })
     expect(listed.code).toBe(0)
@@ -71,40 +79,67 @@ describe("job ls reads like docker ps", () => {
     expect(row(three.id)).toMatch(/ -\s+demo\s+exited 3\s/)
     expect(row(long.id)).toMatch(/ sleeper\s+demo\s+killed \(SIGTERM\)\s/)
     const statusColumn = lines[0]!.indexOf("STATUS")
-    for (const id of [ok.id, three.id, long.id]) expect(row(id).indexOf(row(id) === row(long.id) ? "killed" : "exited")).toBe(statusColumn)
+    for (const id of [ok.id, three.id, long.id]) {
+      expect(row(id).indexOf(row(id) === row(long.id) ? "killed" : "exited")).toBe(statusColumn)
+    }
   }, SLOW)
 })
 
 describe("names and labels", () => {
-  it("takes a name wherever a JOB goes, refuses a second running job of that name, and filters by name and label", async () => {
-    const job = await daemon.json(["run", "demo", "--name", "build", "--label", "branch=main", "--label", "ci=yes", "--", "sh", "-c", "echo built; sleep 30"])
-    expect(job).toMatchObject({ name: "build", labels: { branch: "main", ci: "yes" } })
+  it(
+    "takes a name wherever a JOB goes, refuses a second running job of that name, and filters by name and label",
+    async () => {
+      const job = await daemon.json([
+        "run",
+        "demo",
+        "--name",
+        "build",
+        "--label",
+        "branch=main",
+        "--label",
+        "ci=yes",
+        "--",
+        "sh",
+        "-c",
+        "echo built; sleep 30"
+      ])
+      expect(job).toMatchObject({ name: "build", labels: { branch: "main", ci: "yes" } })
 
-    const again = await daemon.cli(["run", "demo", "--name", "build", "--", "true"])
-    expect(again.code).toBe(1)
-    expect(again.stderr).toContain(`a job named build is already running in cell demo: ${job.id}`)
+      const again = await daemon.cli(["run", "demo", "--name", "build", "--", "true"])
+      expect(again.code).toBe(1)
+      expect(again.stderr).toContain(`a job named build is already running in cell demo: ${job.id}`)
 
-    expect(await daemon.json(["job", "status", "build"])).toMatchObject({ id: job.id, status: "running" })
-    await waitFor("its output", async () => (await daemon.cli(["logs", "build"])).stdout === "built\n")
-    expect((await daemon.json<Array<any>>(["job", "ls", "--label", "branch=main"])).map((j) => j.id)).toEqual([job.id])
-    expect(await daemon.json(["job", "ls", "--label", "branch=other"])).toEqual([])
-    expect((await daemon.json<Array<any>>(["job", "ls", "--name", "build", "--cell", "demo"])).map((j) => j.id)).toEqual([job.id])
-    expect((await daemon.json<any>(["job", "kill", "build"])).termination_reason).toBe("terminated_by_user")
+      expect(await daemon.json(["job", "status", "build"])).toMatchObject({ id: job.id, status: "running" })
+      await waitFor("its output", async () => (await daemon.cli(["logs", "build"])).stdout === "built\n")
+      expect((await daemon.json<Array<any>>(["job", "ls", "--label", "branch=main"])).map((j) => j.id)).toEqual([
+        job.id
+      ])
+      expect(await daemon.json(["job", "ls", "--label", "branch=other"])).toEqual([])
+      expect((await daemon.json<Array<any>>(["job", "ls", "--name", "build", "--cell", "demo"])).map((j) => j.id))
+        .toEqual([job.id])
+      expect((await daemon.json<any>(["job", "kill", "build"])).termination_reason).toBe("terminated_by_user")
 
-    // Once it ended, the name is free again, and names the newest job.
-    const next = await daemon.json(["run", "demo", "--name", "build", "--wait", "--", "true"])
-    expect((await daemon.json(["job", "status", "build"])).id).toBe(next.id)
-  }, SLOW)
+      // Once it ended, the name is free again, and names the newest job.
+      const next = await daemon.json(["run", "demo", "--name", "build", "--wait", "--", "true"])
+      expect((await daemon.json(["job", "status", "build"])).id).toBe(next.id)
+    },
+    SLOW
+  )
 
   it("refuses a bad name or label as bad usage (exit 2), before anything runs", async () => {
-    for (const args of [["--name", "job-x"], ["--name", "has space"], ["--label", "novalue"], ["--label", "bad key=1"]]) {
+    for (
+      const args of [["--name", "job-x"], ["--name", "has space"], ["--label", "novalue"], ["--label", "bad key=1"]]
+    ) {
       const result = await daemon.cli(["run", "demo", ...args, "--", "true"])
       expect(result.code, args.join(" ")).toBe(2)
     }
     expect((await daemon.cli(["job", "status", "no such name!"])).code).toBe(2)
     const missing = await daemon.cli(["--json", "logs", "never-named"])
     expect(missing.code).toBe(1)
-    expect(JSON.parse(missing.stdout).error).toMatchObject({ code: "not_found", message: expect.stringContaining("no job named never-named") })
+    expect(JSON.parse(missing.stdout).error).toMatchObject({
+      code: "not_found",
+      message: expect.stringContaining("no job named never-named")
+    })
   }, SLOW)
 })
 
@@ -112,7 +147,17 @@ describe("run --wait", () => {
   it("forwards stdin with -i, and gives the job none without it", async () => {
     const input = "hello\nworld\n"
     const piped = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = spawn(process.execPath, [planterBin, "--socket", daemon.socketPath, "run", "demo", "--wait", "-i", "--", "cat"], { stdio: ["pipe", "pipe", "pipe"] })
+      const child = spawn(process.execPath, [
+        planterBin,
+        "--socket",
+        daemon.socketPath,
+        "run",
+        "demo",
+        "--wait",
+        "-i",
+        "--",
+        "cat"
+      ], { stdio: ["pipe", "pipe", "pipe"] })
       let stdout = ""
       child.stdout.on("data", (data) => (stdout += data))
       child.on("close", (code) => resolve({ code, stdout }))
@@ -125,15 +170,39 @@ describe("run --wait", () => {
   }, SLOW)
 
   it("on Ctrl-C kills the job and says so; with --detach-on-interrupt leaves it running and says so", async () => {
-    const waiting = startCli(daemon.socketPath, ["run", "demo", "--wait", "--name", "ctrl-c", "--", "sh", "-c", "echo started; sleep 60"])
+    const waiting = startCli(daemon.socketPath, [
+      "run",
+      "demo",
+      "--wait",
+      "--name",
+      "ctrl-c",
+      "--",
+      "sh",
+      "-c",
+      "echo started; sleep 60"
+    ])
     await waitFor("the job's first line", () => waiting.stdout().includes("started"))
     waiting.child.kill("SIGINT")
     expect(await waiting.exited).toBe(130)
     expect(waiting.stderr()).toMatch(/interrupted: killing job-\S+/)
     expect(waiting.stderr()).toMatch(/killed job-\S+: killed \(SIGTERM\) \(terminated_by_user\)/)
-    expect(await daemon.json(["job", "status", "ctrl-c"])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
+    expect(await daemon.json(["job", "status", "ctrl-c"])).toMatchObject({
+      status: "exited",
+      termination_reason: "terminated_by_user"
+    })
 
-    const detaching = startCli(daemon.socketPath, ["run", "demo", "--wait", "--detach-on-interrupt", "--name", "detached", "--", "sh", "-c", "echo started; sleep 60"])
+    const detaching = startCli(daemon.socketPath, [
+      "run",
+      "demo",
+      "--wait",
+      "--detach-on-interrupt",
+      "--name",
+      "detached",
+      "--",
+      "sh",
+      "-c",
+      "echo started; sleep 60"
+    ])
     await waitFor("the job's first line", () => detaching.stdout().includes("started"))
     detaching.child.kill("SIGINT")
     expect(await detaching.exited).toBe(130)
@@ -196,7 +265,17 @@ describe("housekeeping", () => {
 
   it("removes a finished job's record and logs, refuses a running one, and prunes by age", async () => {
     await daemon.json(["create", "--name", "tidy"])
-    const done = await daemon.json(["run", "tidy", "--wait", "--name", "done", "--", "sh", "-c", "echo out; echo err >&2"])
+    const done = await daemon.json([
+      "run",
+      "tidy",
+      "--wait",
+      "--name",
+      "done",
+      "--",
+      "sh",
+      "-c",
+      "echo out; echo err >&2"
+    ])
     const logFile = path.join(daemon.stateDir, "logs", `${done.id}.stdout.log`)
     expect(fs.existsSync(logFile)).toBe(true)
     const running = await daemon.json(["run", "tidy", "--", "sleep", "30"])
@@ -210,7 +289,10 @@ describe("housekeeping", () => {
     expect((await daemon.cli(["job", "status", done.id])).code).toBe(1)
 
     const old = await daemon.json(["run", "tidy", "--wait", "--", "true"])
-    expect(await daemon.json(["job", "prune", "--older-than", "1h", "--cell", "tidy"])).toEqual({ removed: [], freed_bytes: 0 })
+    expect(await daemon.json(["job", "prune", "--older-than", "1h", "--cell", "tidy"])).toEqual({
+      removed: [],
+      freed_bytes: 0
+    })
     await sleep(1100)
     const pruned = await daemon.json(["job", "prune", "--older-than", "1s", "--cell", "tidy"])
     expect([...pruned.removed].sort()).toEqual([old.id, running.id].sort())
@@ -244,7 +326,9 @@ describe("scripts", () => {
       const ran = await runNodeScript(script, [], { env: { PLANTER_SOCKET: daemon.socketPath } })
       expect(ran.stderr).toBe("")
       expect(ran).toMatchObject({ code: 0, stdout: expect.stringContaining("hi") })
-      const refused = await runNodeScript(script, [], { env: { PLANTER_SOCKET: path.join(makeTempDir(), "none.sock") } })
+      const refused = await runNodeScript(script, [], {
+        env: { PLANTER_SOCKET: path.join(makeTempDir(), "none.sock") }
+      })
       expect(refused.code).toBe(1)
       expect(refused.stderr.trim().split("\n")).toHaveLength(1)
       expect(refused.stderr).toMatch(/^no_daemon: no planterd is listening/)
@@ -283,11 +367,18 @@ const describeSandbox = sandboxDescribe()
 
 describeSandbox("one signal rule under bubblewrap", () => {
   it("reports a killed sandboxed job's signal, not 128+N", async () => {
-    const sandboxed = await startDaemon({ args: ["--sandbox-mode", "enforced", "--kill-grace-ms", "300"], env: bwrapEnv() })
+    const sandboxed = await startDaemon({
+      args: ["--sandbox-mode", "enforced", "--kill-grace-ms", "300"],
+      env: bwrapEnv()
+    })
     await sandboxed.json(["create", "--name", "boxed"])
     const job = await sandboxed.json(["run", "boxed", "--", "sleep", "30"])
     expect(job.sandbox.backend).toBe("bubblewrap")
-    expect(await sandboxed.json(["job", "kill", job.id, "--force"])).toMatchObject({ exit_code: null, signal: "SIGKILL", outcome: "killed" })
+    expect(await sandboxed.json(["job", "kill", job.id, "--force"])).toMatchObject({
+      exit_code: null,
+      signal: "SIGKILL",
+      outcome: "killed"
+    })
     const self = await sandboxed.cli(["--json", "run", "boxed", "--wait", "--", "sh", "-c", "kill -TERM $$"])
     expect(self.code).toBe(143)
     expect(JSON.parse(self.stdout)).toMatchObject({ exit_code: null, signal: "SIGTERM", outcome: "killed" })

@@ -18,7 +18,8 @@ const MiB = 1024 * 1024
 let daemon: TestDaemon
 let jobId: string
 
-const rssBytes = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
+const rssBytes = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
 const cpuMs = (pid: number) => {
   const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
@@ -60,7 +61,16 @@ beforeAll(async () => {
   daemon = await startDaemon()
   expect((await daemon.cli(["create", "--name", "big"])).code).toBe(0)
   // 16 MiB of log: each read answers 4 MiB.
-  const run = await daemon.json<{ id: string }>(["run", "big", "--wait", "--", "head", "-c", String(16 * MiB), "/dev/zero"])
+  const run = await daemon.json<{ id: string }>([
+    "run",
+    "big",
+    "--wait",
+    "--",
+    "head",
+    "-c",
+    String(16 * MiB),
+    "/dev/zero"
+  ])
   jobId = run.id
   for (let i = 0; i < 3; i++) expect(await healthAnswers()).toBe(true)
 }, TIMEOUT)
@@ -68,48 +78,60 @@ beforeAll(async () => {
 afterAll(stopAllDaemons)
 
 describe("per-connection bounds", () => {
-  it("a peer that pipelines 4 MiB reads and never reads the answers grows the daemon by a few answers, released when it goes", async () => {
-    const idle = await settledRss()
-    const hog = await connect(daemon.socketPath)
-    hog.pause() // Never read: the answers pile up in the kernel, then in the daemon.
-    // 400 reads of 4 MiB: 1.6 GB of answers if the daemon kept them all.
-    const burst = Buffer.concat(Array.from({ length: 400 }, (_, i) => logsRead(i + 1)))
-    hog.write(burst)
-    let peak = 0
-    for (let i = 0; i < 10; i++) {
-      await sleep(300)
-      peak = Math.max(peak, rssBytes(daemon.pid))
-      expect(await healthAnswers(), "health answers while a peer hogs its connection").toBe(true)
-    }
-    // 8 answers in flight (32 MiB) plus the write cap; far from the 1.6 GB asked for.
-    expect(peak - idle, `RSS grew from ${idle} to ${peak}`).toBeLessThan(100 * MiB)
+  it(
+    "a peer that pipelines 4 MiB reads and never reads the answers grows the daemon by a few answers, released when it goes",
+    async () => {
+      const idle = await settledRss()
+      const hog = await connect(daemon.socketPath)
+      hog.pause() // Never read: the answers pile up in the kernel, then in the daemon.
+      // 400 reads of 4 MiB: 1.6 GB of answers if the daemon kept them all.
+      const burst = Buffer.concat(Array.from({ length: 400 }, (_, i) => logsRead(i + 1)))
+      hog.write(burst)
+      let peak = 0
+      for (let i = 0; i < 10; i++) {
+        await sleep(300)
+        peak = Math.max(peak, rssBytes(daemon.pid))
+        expect(await healthAnswers(), "health answers while a peer hogs its connection").toBe(true)
+      }
+      // 8 answers in flight (32 MiB) plus the write cap; far from the 1.6 GB asked for.
+      expect(peak - idle, `RSS grew from ${idle} to ${peak}`).toBeLessThan(100 * MiB)
 
-    hog.destroy()
-    await waitFor("the daemon's RSS to come back near idle", async () => (await settledRss()) - idle < 50 * MiB, 30_000)
-    expect(await healthAnswers()).toBe(true)
-  }, TIMEOUT)
+      hog.destroy()
+      await waitFor(
+        "the daemon's RSS to come back near idle",
+        async () => (await settledRss()) - idle < 50 * MiB,
+        30_000
+      )
+      expect(await healthAnswers()).toBe(true)
+    },
+    TIMEOUT
+  )
 
-  it("a frame header declaring 4 billion values is refused at once: the connection closes before the body is sent", async () => {
-    const cpuBefore = cpuMs(daemon.pid)
-    const liar = await connect(daemon.socketPath)
-    const closed = new Promise<void>((resolve) => liar.once("close", () => resolve()))
-    liar.on("error", () => {}) // EPIPE once the daemon hangs up.
-    liar.write(Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff))
-    let sent = 0
-    const piece = Buffer.alloc(16 * 1024, 0xc0)
-    let open = true
-    void closed.then(() => (open = false))
-    while (open && sent < 64 * MiB) {
-      if (!liar.write(piece)) await new Promise((resolve) => setTimeout(resolve, 5))
-      sent += piece.length
-      if (sent % MiB === 0) await sleep(1)
-    }
-    await closed
-    expect(sent, "bytes sent before the daemon closed the connection").toBeLessThan(64 * MiB)
-    expect(await healthAnswers()).toBe(true)
-    // Refused at the header: no megabytes gathered and re-parsed (generous: the old decoder took 30 s of CPU).
-    expect(cpuMs(daemon.pid) - cpuBefore).toBeLessThan(5_000)
-  }, TIMEOUT)
+  it(
+    "a frame header declaring 4 billion values is refused at once: the connection closes before the body is sent",
+    async () => {
+      const cpuBefore = cpuMs(daemon.pid)
+      const liar = await connect(daemon.socketPath)
+      const closed = new Promise<void>((resolve) => liar.once("close", () => resolve()))
+      liar.on("error", () => {}) // EPIPE once the daemon hangs up.
+      liar.write(Uint8Array.of(0xdd, 0xff, 0xff, 0xff, 0xff))
+      let sent = 0
+      const piece = Buffer.alloc(16 * 1024, 0xc0)
+      let open = true
+      void closed.then(() => (open = false))
+      while (open && sent < 64 * MiB) {
+        if (!liar.write(piece)) await new Promise((resolve) => setTimeout(resolve, 5))
+        sent += piece.length
+        if (sent % MiB === 0) await sleep(1)
+      }
+      await closed
+      expect(sent, "bytes sent before the daemon closed the connection").toBeLessThan(64 * MiB)
+      expect(await healthAnswers()).toBe(true)
+      // Refused at the header: no megabytes gathered and re-parsed (generous: the old decoder took 30 s of CPU).
+      expect(cpuMs(daemon.pid) - cpuBefore).toBeLessThan(5_000)
+    },
+    TIMEOUT
+  )
 
   it("a legal but huge frame fed 16 KiB at a time is decoded once, not re-parsed on every piece", async () => {
     const cpuBefore = cpuMs(daemon.pid)
@@ -120,7 +142,13 @@ describe("per-connection bounds", () => {
       _tag: "Request",
       id: "1",
       tag: "JobRun",
-      payload: { cell_id: "no-such-cell", argv: Array.from({ length: 270_000 }, (_, i) => `arg${i}`), env: {}, cwd: null, network: null },
+      payload: {
+        cell_id: "no-such-cell",
+        argv: Array.from({ length: 270_000 }, (_, i) => `arg${i}`),
+        env: {},
+        cwd: null,
+        network: null
+      },
       headers: []
     })
     expect(frame.length).toBeGreaterThan(2 * MiB)

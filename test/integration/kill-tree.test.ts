@@ -95,7 +95,9 @@ const startTree = async (daemon: TestDaemon, cellName: string) => {
     escaped: await readPid(cell.dir, "escaped.pid")
   }
   // `$!` is written before the child runs its trap or setsid: wait until each has become `sleep 300`.
-  for (const pid of Object.values(pids)) await waitFor(`${pid} to run sleep 300`, () => commandLine(pid) === "sleep 300", 20_000)
+  for (const pid of Object.values(pids)) {
+    await waitFor(`${pid} to run sleep 300`, () => commandLine(pid) === "sleep 300", 20_000)
+  }
   // The tree really is what the test claims, else a pass would prove nothing.
   for (const pid of [job.pid, ...Object.values(pids)]) expect(pidAlive(pid)).toBe(true)
   expect(processGroup(pids.child)).toBe(job.pid)
@@ -137,7 +139,10 @@ describe("kill tree", () => {
     await waitFor("the escapee to be in a session of its own", () => statFields(escaped)[3] === String(escaped), 10_000)
 
     expect((await daemon.cli(["logs", job.id, "-f"])).stdout).toBe("leader done\n")
-    expect(await daemon.json(["job", "status", job.id])).toMatchObject({ status: "exited", termination_reason: "exited" })
+    expect(await daemon.json(["job", "status", job.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "exited"
+    })
     expect(pidAlive(escaped)).toBe(false)
   }, TIMEOUT)
 

@@ -17,8 +17,25 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import type { CliResult, TestDaemon } from "../support/daemon.js"
-import { makeTempDir, pidAlive, sleep, startDaemon, startDaemonExpectingRefusal, stopAllDaemons, waitFor } from "../support/daemon.js"
-import { bwrap, bwrapEnv, createCell, onPath, processesWithMarker, processTree, sandboxDescribe, startTimeOf } from "../support/sandbox.js"
+import {
+  makeTempDir,
+  pidAlive,
+  sleep,
+  startDaemon,
+  startDaemonExpectingRefusal,
+  stopAllDaemons,
+  waitFor
+} from "../support/daemon.js"
+import {
+  bwrap,
+  bwrapEnv,
+  createCell,
+  onPath,
+  processesWithMarker,
+  processTree,
+  sandboxDescribe,
+  startTimeOf
+} from "../support/sandbox.js"
 
 const TIMEOUT = 60_000
 // Short, so kills of trees that honour SIGTERM anyway end quickly.
@@ -35,8 +52,18 @@ interface Mode {
   readonly args: ReadonlyArray<string>
   readonly env: NodeJS.ProcessEnv
 }
-const UNSANDBOXED: Mode = { label: "unsandboxed", sandboxed: false, args: ["--sandbox-mode", "disabled", ...GRACE], env: {} }
-const BUBBLEWRAP: Mode = { label: "bubblewrap", sandboxed: true, args: ["--sandbox-mode", "enforced", ...GRACE], env: bwrapEnv() }
+const UNSANDBOXED: Mode = {
+  label: "unsandboxed",
+  sandboxed: false,
+  args: ["--sandbox-mode", "disabled", ...GRACE],
+  env: {}
+}
+const BUBBLEWRAP: Mode = {
+  label: "bubblewrap",
+  sandboxed: true,
+  args: ["--sandbox-mode", "enforced", ...GRACE],
+  env: bwrapEnv()
+}
 const itIn = (mode: Mode) => (mode.sandboxed ? itSandboxed : it)
 
 /** better-sqlite3 ships no types here; this is all the test uses of it. */
@@ -44,7 +71,10 @@ interface ReadOnlyDb {
   prepare: (sql: string) => { all: (...params: Array<unknown>) => Array<Record<string, unknown>> }
   close: () => void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { readonly: boolean }) => ReadOnlyDb
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  file: string,
+  options: { readonly: boolean }
+) => ReadOnlyDb
 
 /** Rows of the daemon's database, read (read-only) while no daemon runs or beside one. */
 const queryDb = (stateDir: string, sql: string, ...params: Array<unknown>) => {
@@ -117,7 +147,10 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------
 // Helpers.
 
-const startIn = (mode: Mode, options: { readonly stateDir?: string; readonly env?: NodeJS.ProcessEnv; readonly args?: ReadonlyArray<string> } = {}) =>
+const startIn = (
+  mode: Mode,
+  options: { readonly stateDir?: string; readonly env?: NodeJS.ProcessEnv; readonly args?: ReadonlyArray<string> } = {}
+) =>
   startDaemon({
     ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
     args: [...mode.args, ...(options.args ?? [])],
@@ -129,7 +162,11 @@ const runScript = (daemon: TestDaemon, cell: string, script: string, marker: str
   daemon.json<Job>(["run", cell, "--", "sh", "-c", script, marker])
 
 /** `planter …` with a bound: a call that hangs answers `timedOut` instead of failing the whole test. */
-const cliWithin = async (daemon: TestDaemon, args: ReadonlyArray<string>, timeoutMs: number): Promise<CliResult & { readonly timedOut: boolean }> => {
+const cliWithin = async (
+  daemon: TestDaemon,
+  args: ReadonlyArray<string>,
+  timeoutMs: number
+): Promise<CliResult & { readonly timedOut: boolean }> => {
   try {
     return { ...(await daemon.cli(args, { timeoutMs })), timedOut: false }
   } catch (error) {
@@ -183,7 +220,9 @@ const listDir = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).sort(
 /** The job a process belongs to, by the PLANTER_JOB_ID in its environment (undefined: none, or gone). */
 const jobIdInEnvironment = (pid: number) => {
   try {
-    const entry = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").find((variable) => variable.startsWith("PLANTER_JOB_ID="))
+    const entry = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").find((variable) =>
+      variable.startsWith("PLANTER_JOB_ID=")
+    )
     return entry?.slice("PLANTER_JOB_ID=".length)
   } catch {
     return undefined
@@ -191,7 +230,8 @@ const jobIdInEnvironment = (pid: number) => {
 }
 
 /** The reconciler's summary line, as the daemon logged it. */
-const reconciledLine = (daemon: TestDaemon) => daemon.output().split("\n").find((line) => line.includes("reconciled:")) ?? ""
+const reconciledLine = (daemon: TestDaemon) =>
+  daemon.output().split("\n").find((line) => line.includes("reconciled:")) ?? ""
 
 /** Processes still alive with `marker` on their command line, awaited briefly (a killed orphan may take a moment to be reaped). */
 const awaitNoMarked = async (marker: string, timeoutMs = 5_000) => {
@@ -211,76 +251,90 @@ const awaitNoMarked = async (marker: string, timeoutMs = 5_000) => {
  */
 const expectNoOrphanNoGhost = async (daemon: TestDaemon, ...markers: ReadonlyArray<string>) => {
   const jobs = await daemon.json<Array<Job>>(["job", "ls"])
-  expect(jobs.filter((job) => job.status === "starting").map((job) => job.id), "jobs left `starting` (ghosts)").toEqual([])
+  expect(jobs.filter((job) => job.status === "starting").map((job) => job.id), "jobs left `starting` (ghosts)").toEqual(
+    []
+  )
   const running = new Map(jobs.filter((job) => job.status === "running").map((job) => [job.id, job]))
   for (const job of running.values()) {
-    expect(pidAlive(job.pid!) && startTimeOf(job.pid!) === job.pid_start_time, `running job ${job.id}: its process ${job.pid} is alive (else a ghost)`)
+    expect(
+      pidAlive(job.pid!) && startTimeOf(job.pid!) === job.pid_start_time,
+      `running job ${job.id}: its process ${job.pid} is alive (else a ghost)`
+    )
       .toBe(true)
   }
   for (const marked of markers.flatMap(processesWithMarker)) {
     const owner = running.get(jobIdInEnvironment(marked.pid) ?? "")
     expect(owner, `process ${marked.pid} (${marked.cmdline}) belongs to no running job: an orphan`).toBeDefined()
-    expect(processTree(owner!.pid!).map((member) => member.pid), `process ${marked.pid} is in the tree of ${owner!.id}`).toContain(marked.pid)
+    expect(processTree(owner!.pid!).map((member) => member.pid), `process ${marked.pid} is in the tree of ${owner!.id}`)
+      .toContain(marked.pid)
   }
 }
 
 const TICKER = "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done"
 /** Waits in its cell dir for a file named `go`, then exits 7. */
 const WAITER = "while [ ! -e go ]; do sleep 0.1; done; echo going; exit 7"
-const ticks = (daemon: TestDaemon, id: string) => readIfExists(stdoutLog(daemon, id)).split("\n").filter((line) => line.startsWith("tick ")).length
+const ticks = (daemon: TestDaemon, id: string) =>
+  readIfExists(stdoutLog(daemon, id)).split("\n").filter((line) => line.startsWith("tick ")).length
 
 // ---------------------------------------------------------------------------
 
 describe("a daemon killed with SIGKILL leaves its jobs to the next one", () => {
   for (const mode of [UNSANDBOXED, BUBBLEWRAP]) {
-    itIn(mode)(`${mode.label}: jobs are adopted, logs keep growing, kill works, an exit after the restart is recorded`, async () => {
-      const crashed = await startIn(mode)
-      const cell = await createCell(crashed, "adopt")
-      const tickerMarker = newMarker("ticker")
-      const waiterMarker = newMarker("waiter")
-      const ticker = await runScript(crashed, cell.name, TICKER, tickerMarker)
-      const waiter = await runScript(crashed, cell.name, WAITER, waiterMarker)
-      expect(ticker.sandbox.backend).toBe(mode.sandboxed ? "bubblewrap" : "none")
-      await waitFor("two ticks", () => ticks(crashed, ticker.id) >= 2)
+    itIn(mode)(
+      `${mode.label}: jobs are adopted, logs keep growing, kill works, an exit after the restart is recorded`,
+      async () => {
+        const crashed = await startIn(mode)
+        const cell = await createCell(crashed, "adopt")
+        const tickerMarker = newMarker("ticker")
+        const waiterMarker = newMarker("waiter")
+        const ticker = await runScript(crashed, cell.name, TICKER, tickerMarker)
+        const waiter = await runScript(crashed, cell.name, WAITER, waiterMarker)
+        expect(ticker.sandbox.backend).toBe(mode.sandboxed ? "bubblewrap" : "none")
+        await waitFor("two ticks", () => ticks(crashed, ticker.id) >= 2)
 
-      await crashed.stop("SIGKILL")
-      expect(pidAlive(ticker.pid!), "the ticker outlived the daemon").toBe(true)
-      expect(pidAlive(waiter.pid!), "the waiter outlived the daemon").toBe(true)
+        await crashed.stop("SIGKILL")
+        expect(pidAlive(ticker.pid!), "the ticker outlived the daemon").toBe(true)
+        expect(pidAlive(waiter.pid!), "the waiter outlived the daemon").toBe(true)
 
-      const next = await startIn(mode, { stateDir: crashed.stateDir })
-      expect(reconciledLine(next)).toContain("reconciled: 2 job(s) adopted")
-      const listed = await next.json<Array<Job>>(["job", "ls"])
-      for (const job of [ticker, waiter]) {
-        expect(listed.find((entry) => entry.id === job.id)).toMatchObject({
-          status: "running",
-          termination_reason: null,
-          pid: job.pid,
-          pid_start_time: job.pid_start_time
+        const next = await startIn(mode, { stateDir: crashed.stateDir })
+        expect(reconciledLine(next)).toContain("reconciled: 2 job(s) adopted")
+        const listed = await next.json<Array<Job>>(["job", "ls"])
+        for (const job of [ticker, waiter]) {
+          expect(listed.find((entry) => entry.id === job.id)).toMatchObject({
+            status: "running",
+            termination_reason: null,
+            pid: job.pid,
+            pid_start_time: job.pid_start_time
+          })
+        }
+        await expectNoOrphanNoGhost(next, tickerMarker, waiterMarker)
+
+        // The log keeps growing after the restart, and the daemon serves it.
+        const before = ticks(next, ticker.id)
+        await waitFor("five more ticks after the restart", () => ticks(next, ticker.id) >= before + 5)
+        const served = (await next.cli(["logs", ticker.id])).stdout
+        expect(served.split("\n").filter((line) => line.startsWith("tick ")).length).toBeGreaterThanOrEqual(before + 5)
+
+        // job kill works on an adopted job.
+        expect(await next.json(["job", "kill", ticker.id])).toMatchObject({
+          status: "exited",
+          termination_reason: "terminated_by_user"
         })
-      }
-      await expectNoOrphanNoGhost(next, tickerMarker, waiterMarker)
+        expect(await awaitNoMarked(tickerMarker), "processes of the killed ticker").toEqual([])
+        expect(fs.existsSync(tmpDirOf(next, ticker.id)), "the ticker's TMPDIR").toBe(false)
 
-      // The log keeps growing after the restart, and the daemon serves it.
-      const before = ticks(next, ticker.id)
-      await waitFor("five more ticks after the restart", () => ticks(next, ticker.id) >= before + 5)
-      const served = (await next.cli(["logs", ticker.id])).stdout
-      expect(served.split("\n").filter((line) => line.startsWith("tick ")).length).toBeGreaterThanOrEqual(before + 5)
-
-      // job kill works on an adopted job.
-      expect(await next.json(["job", "kill", ticker.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
-      expect(await awaitNoMarked(tickerMarker), "processes of the killed ticker").toEqual([])
-      expect(fs.existsSync(tmpDirOf(next, ticker.id)), "the ticker's TMPDIR").toBe(false)
-
-      // An adopted job that exits by itself: bubblewrap's status gives its real code; an unsandboxed one's is unknown.
-      expect(await statusOf(next, waiter.id)).toMatchObject({ status: "running" })
-      fs.writeFileSync(path.join(cell.dir, "go"), "")
-      const ended = await waitForStatus(next, waiter.id, "exited")
-      expect(ended).toMatchObject({ termination_reason: "exited", exit_code: mode.sandboxed ? 7 : null })
-      expect(readIfExists(stdoutLog(next, waiter.id))).toBe("going\n")
-      expect(await awaitNoMarked(waiterMarker), "processes of the waiter").toEqual([])
-      expect(fs.existsSync(tmpDirOf(next, waiter.id)), "the waiter's TMPDIR").toBe(false)
-      expect((await next.json(["health"])).running_jobs).toBe(0)
-    }, TIMEOUT)
+        // An adopted job that exits by itself: bubblewrap's status gives its real code; an unsandboxed one's is unknown.
+        expect(await statusOf(next, waiter.id)).toMatchObject({ status: "running" })
+        fs.writeFileSync(path.join(cell.dir, "go"), "")
+        const ended = await waitForStatus(next, waiter.id, "exited")
+        expect(ended).toMatchObject({ termination_reason: "exited", exit_code: mode.sandboxed ? 7 : null })
+        expect(readIfExists(stdoutLog(next, waiter.id))).toBe("going\n")
+        expect(await awaitNoMarked(waiterMarker), "processes of the waiter").toEqual([])
+        expect(fs.existsSync(tmpDirOf(next, waiter.id)), "the waiter's TMPDIR").toBe(false)
+        expect((await next.json(["health"])).running_jobs).toBe(0)
+      },
+      TIMEOUT
+    )
   }
 
   itSandboxed("bubblewrap: a job that exits while no daemon runs gets its real exit code (reason exited)", async () => {
@@ -291,7 +345,10 @@ describe("a daemon killed with SIGKILL leaves its jobs to the next one", () => {
     await crashed.stop("SIGKILL")
 
     fs.writeFileSync(path.join(cell.dir, "go"), "")
-    await waitFor("the job to end with no daemon", () => !pidAlive(job.pid!) && processesWithMarker(marker).length === 0)
+    await waitFor(
+      "the job to end with no daemon",
+      () => !pidAlive(job.pid!) && processesWithMarker(marker).length === 0
+    )
     // What the launcher left for the next daemon.
     expect(readIfExists(statusFileOf(crashed, job.id))).toMatch(/"exit-code": ?7/)
 
@@ -316,10 +373,17 @@ describe("--keep-jobs", () => {
 
     // The next daemon does not keep jobs, so the test's own clean-up cannot leave this one behind.
     const next = await startIn(BUBBLEWRAP, { stateDir: keeping.stateDir })
-    expect(await statusOf(next, job.id)).toMatchObject({ status: "running", pid: job.pid, pid_start_time: job.pid_start_time })
+    expect(await statusOf(next, job.id)).toMatchObject({
+      status: "running",
+      pid: job.pid,
+      pid_start_time: job.pid_start_time
+    })
     const before = ticks(next, job.id)
     await waitFor("the log to keep growing", () => ticks(next, job.id) >= before + 3)
-    expect(await next.json(["job", "kill", job.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
+    expect(await next.json(["job", "kill", job.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "terminated_by_user"
+    })
     expect(await awaitNoMarked(marker)).toEqual([])
   }, TIMEOUT)
 })
@@ -332,39 +396,52 @@ describe("a crash at any instant of a start leaves no orphan and no ghost", () =
     { point: "job-running", mode: UNSANDBOXED, processExisted: true }
   ]
   for (const { mode, point, processExisted } of cases) {
-    itIn(mode)(`${mode.label}, crash at ${point}: ${processExisted ? "the process is adopted and job kill kills it" : "the row is finished lost"}`, async () => {
-      const crashing = await startIn(mode, { env: { PLANTER_TEST_CRASH_AT: point } })
-      const cell = await createCell(crashing, "crashy")
-      const marker = newMarker(point)
-      // The CLI loses its connection when the daemon dies: expected.
-      const run = await cliWithin(crashing, ["run", cell.name, "--", "sh", "-c", `echo ${marker}; sleep 300`], 20_000)
-      expect(run.timedOut, "planter run returned").toBe(false)
-      expect(run.code, `planter run: ${run.stdout}${run.stderr}`).not.toBe(0)
-      await crashing.stop()
-      expect(crashing.process.signalCode, `the daemon killed itself at ${point}`).toBe("SIGKILL")
-      expect(processesWithMarker(marker).length > 0, "the job's process exists after the crash").toBe(processExisted)
+    itIn(mode)(
+      `${mode.label}, crash at ${point}: ${
+        processExisted ? "the process is adopted and job kill kills it" : "the row is finished lost"
+      }`,
+      async () => {
+        const crashing = await startIn(mode, { env: { PLANTER_TEST_CRASH_AT: point } })
+        const cell = await createCell(crashing, "crashy")
+        const marker = newMarker(point)
+        // The CLI loses its connection when the daemon dies: expected.
+        const run = await cliWithin(crashing, ["run", cell.name, "--", "sh", "-c", `echo ${marker}; sleep 300`], 20_000)
+        expect(run.timedOut, "planter run returned").toBe(false)
+        expect(run.code, `planter run: ${run.stdout}${run.stderr}`).not.toBe(0)
+        await crashing.stop()
+        expect(crashing.process.signalCode, `the daemon killed itself at ${point}`).toBe("SIGKILL")
+        expect(processesWithMarker(marker).length > 0, "the job's process exists after the crash").toBe(processExisted)
 
-      const next = await startIn(mode, { stateDir: crashing.stateDir })
-      const jobs = await next.json<Array<Job>>(["job", "ls", "--cell", cell.name])
-      expect(jobs, "the one job of the cell").toHaveLength(1)
-      const job = jobs[0]!
-      await expectNoOrphanNoGhost(next, marker)
+        const next = await startIn(mode, { stateDir: crashing.stateDir })
+        const jobs = await next.json<Array<Job>>(["job", "ls", "--cell", cell.name])
+        expect(jobs, "the one job of the cell").toHaveLength(1)
+        const job = jobs[0]!
+        await expectNoOrphanNoGhost(next, marker)
 
-      if (!processExisted) {
-        expect(job).toMatchObject({ status: "exited", termination_reason: "lost", pid: null })
-        expect(processesWithMarker(marker)).toEqual([])
-        expect(fs.existsSync(tmpDirOf(next, job.id)), "the TMPDIR of the job that never started").toBe(false)
-        return
-      }
-      expect(job).toMatchObject({ status: "running", termination_reason: null, sandbox: { backend: mode.sandboxed ? "bubblewrap" : "none" } })
-      expect(processTree(job.pid!).map((member) => member.pid), "the adopted pid leads the marked process").toEqual(
-        expect.arrayContaining(processesWithMarker(marker).map((entry) => entry.pid))
-      )
-      await waitFor("the job's output", () => readIfExists(stdoutLog(next, job.id)) === `${marker}\n`)
-      expect(await next.json(["job", "kill", job.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
-      expect(await awaitNoMarked(marker), "processes of the job alive after job kill").toEqual([])
-      expect(pidAlive(job.pid!)).toBe(false)
-    }, TIMEOUT)
+        if (!processExisted) {
+          expect(job).toMatchObject({ status: "exited", termination_reason: "lost", pid: null })
+          expect(processesWithMarker(marker)).toEqual([])
+          expect(fs.existsSync(tmpDirOf(next, job.id)), "the TMPDIR of the job that never started").toBe(false)
+          return
+        }
+        expect(job).toMatchObject({
+          status: "running",
+          termination_reason: null,
+          sandbox: { backend: mode.sandboxed ? "bubblewrap" : "none" }
+        })
+        expect(processTree(job.pid!).map((member) => member.pid), "the adopted pid leads the marked process").toEqual(
+          expect.arrayContaining(processesWithMarker(marker).map((entry) => entry.pid))
+        )
+        await waitFor("the job's output", () => readIfExists(stdoutLog(next, job.id)) === `${marker}\n`)
+        expect(await next.json(["job", "kill", job.id])).toMatchObject({
+          status: "exited",
+          termination_reason: "terminated_by_user"
+        })
+        expect(await awaitNoMarked(marker), "processes of the job alive after job kill").toEqual([])
+        expect(pidAlive(job.pid!)).toBe(false)
+      },
+      TIMEOUT
+    )
   }
 })
 
@@ -386,9 +463,10 @@ describe("cell removal", () => {
     // The crash came between the tombstone and the work: all of it is still there.
     expect(pidAlive(job.pid!), "the cell's job").toBe(true)
     expect(fs.readdirSync(many)).toHaveLength(5000)
-    expect(queryDb(crashing.stateDir, "SELECT removing_at_ms FROM cells WHERE id = ?", cell.id), "the tombstone").toEqual([
-      { removing_at_ms: expect.any(Number) }
-    ])
+    expect(queryDb(crashing.stateDir, "SELECT removing_at_ms FROM cells WHERE id = ?", cell.id), "the tombstone")
+      .toEqual([
+        { removing_at_ms: expect.any(Number) }
+      ])
 
     const next = await startIn(UNSANDBOXED, { stateDir: crashing.stateDir })
     expect(reconciledLine(next)).toContain("1 interrupted cell removal(s) finished")
@@ -410,7 +488,11 @@ describe("one daemon per state dir", () => {
   it("a second planterd on the same state dir with another socket is refused and names the first", async () => {
     const first = await startIn(UNSANDBOXED)
     const otherSocket = path.join(makeTempDir(), "second.sock")
-    const second = await startDaemonExpectingRefusal({ stateDir: first.stateDir, socketPath: otherSocket, args: UNSANDBOXED.args })
+    const second = await startDaemonExpectingRefusal({
+      stateDir: first.stateDir,
+      socketPath: otherSocket,
+      args: UNSANDBOXED.args
+    })
     expect(second.code, second.output).not.toBe("answered")
     expect(second.code, second.output).not.toBe(0)
     const refusal = second.output.split("\n").find((line) => line.startsWith("planterd:")) ?? ""
@@ -433,55 +515,79 @@ describe("leftovers of jobs killed while no daemon ran", () => {
     await waitFor(`${pids.join(", ")} to die`, () => pids.every((pid) => !pidAlive(pid)))
   }
 
-  it("unsandboxed: the whole tree killed from outside; after restart its TMPDIR is gone and the job is lost", async () => {
-    const crashed = await startIn(UNSANDBOXED)
-    const cell = await createCell(crashed, "leftover")
-    const marker = newMarker("leftover")
-    const job = await runScript(crashed, cell.name, `touch "$TMPDIR/scratch"; echo ready; sleep 300`, marker)
-    // `ready` is written after the scratch file: wait for it, or the kill can land between the two.
-    await waitFor("the job to say ready", () => readIfExists(stdoutLog(crashed, job.id)) === "ready\n")
-    expect(fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch")), "the scratch file in TMPDIR").toBe(true)
-    await crashed.stop("SIGKILL")
-    await killAll(processTree(job.pid!).map((member) => member.pid))
+  it(
+    "unsandboxed: the whole tree killed from outside; after restart its TMPDIR is gone and the job is lost",
+    async () => {
+      const crashed = await startIn(UNSANDBOXED)
+      const cell = await createCell(crashed, "leftover")
+      const marker = newMarker("leftover")
+      const job = await runScript(crashed, cell.name, `touch "$TMPDIR/scratch"; echo ready; sleep 300`, marker)
+      // `ready` is written after the scratch file: wait for it, or the kill can land between the two.
+      await waitFor("the job to say ready", () => readIfExists(stdoutLog(crashed, job.id)) === "ready\n")
+      expect(fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch")), "the scratch file in TMPDIR").toBe(true)
+      await crashed.stop("SIGKILL")
+      await killAll(processTree(job.pid!).map((member) => member.pid))
 
-    const next = await startIn(UNSANDBOXED, { stateDir: crashed.stateDir })
-    expect(await statusOf(next, job.id)).toMatchObject({ status: "exited", termination_reason: "lost", exit_code: null })
-    expect(fs.existsSync(tmpDirOf(next, job.id)), "the job's TMPDIR").toBe(false)
-    expect(fs.existsSync(statusFileOf(next, job.id)), "the job's status file").toBe(false)
-    expect(readIfExists(stdoutLog(next, job.id)), "its log is kept").toBe("ready\n")
-  }, TIMEOUT)
+      const next = await startIn(UNSANDBOXED, { stateDir: crashed.stateDir })
+      expect(await statusOf(next, job.id)).toMatchObject({
+        status: "exited",
+        termination_reason: "lost",
+        exit_code: null
+      })
+      expect(fs.existsSync(tmpDirOf(next, job.id)), "the job's TMPDIR").toBe(false)
+      expect(fs.existsSync(statusFileOf(next, job.id)), "the job's status file").toBe(false)
+      expect(readIfExists(stdoutLog(next, job.id)), "its log is kept").toBe("ready\n")
+    },
+    TIMEOUT
+  )
 
-  itSandboxed("bubblewrap: killed with its launcher the job is lost; its own processes killed, bwrap records 137; TMPDIRs gone", async () => {
-    const crashed = await startIn(BUBBLEWRAP)
-    const cell = await createCell(crashed, "leftover")
-    const script = `touch "$TMPDIR/scratch"; echo ready; sleep 300`
-    const whole = await runScript(crashed, cell.name, script, newMarker("whole"))
-    const inner = await runScript(crashed, cell.name, script, newMarker("inner"))
-    for (const job of [whole, inner]) {
-      await waitFor("the scratch file in TMPDIR", () => fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch")))
-    }
-    await crashed.stop("SIGKILL")
+  itSandboxed(
+    "bubblewrap: killed with its launcher the job is lost; its own processes killed, bwrap records 137; TMPDIRs gone",
+    async () => {
+      const crashed = await startIn(BUBBLEWRAP)
+      const cell = await createCell(crashed, "leftover")
+      const script = `touch "$TMPDIR/scratch"; echo ready; sleep 300`
+      const whole = await runScript(crashed, cell.name, script, newMarker("whole"))
+      const inner = await runScript(crashed, cell.name, script, newMarker("inner"))
+      for (const job of [whole, inner]) {
+        await waitFor(
+          "the scratch file in TMPDIR",
+          () => fs.existsSync(path.join(tmpDirOf(crashed, job.id), "scratch"))
+        )
+      }
+      await crashed.stop("SIGKILL")
 
-    // The launcher first: it can write no exit status, so nothing tells how the job ended.
-    await killAll(processTree(whole.pid!).map((member) => member.pid))
-    // Only the job's own processes (not the launcher, not the namespace's init): the launcher records their end.
-    const tree = processTree(inner.pid!).map((member) => member.pid)
-    const init = tree.filter((pid) => pid !== inner.pid && Number(statFields(pid)[1]) === inner.pid)
-    expect(init, "the namespace's init, the launcher's one child").toHaveLength(1)
-    const own = tree.filter((pid) => pid !== inner.pid && !init.includes(pid))
-    expect(own.length, "the job's own processes inside the sandbox").toBeGreaterThan(0)
-    await killAll(own)
-    await waitFor("the launcher to exit", () => !pidAlive(inner.pid!))
+      // The launcher first: it can write no exit status, so nothing tells how the job ended.
+      await killAll(processTree(whole.pid!).map((member) => member.pid))
+      // Only the job's own processes (not the launcher, not the namespace's init): the launcher records their end.
+      const tree = processTree(inner.pid!).map((member) => member.pid)
+      const init = tree.filter((pid) => pid !== inner.pid && Number(statFields(pid)[1]) === inner.pid)
+      expect(init, "the namespace's init, the launcher's one child").toHaveLength(1)
+      const own = tree.filter((pid) => pid !== inner.pid && !init.includes(pid))
+      expect(own.length, "the job's own processes inside the sandbox").toBeGreaterThan(0)
+      await killAll(own)
+      await waitFor("the launcher to exit", () => !pidAlive(inner.pid!))
 
-    const next = await startIn(BUBBLEWRAP, { stateDir: crashed.stateDir })
-    expect(await statusOf(next, whole.id)).toMatchObject({ status: "exited", termination_reason: "lost", exit_code: null })
-    // bubblewrap records the SIGKILL as 128+9; it is reported as the signal, as for an unsandboxed job.
-    expect(await statusOf(next, inner.id)).toMatchObject({ status: "exited", termination_reason: "exited", exit_code: null, signal: "SIGKILL" })
-    for (const job of [whole, inner]) {
-      expect(fs.existsSync(tmpDirOf(next, job.id)), `the TMPDIR of ${job.id}`).toBe(false)
-      expect(fs.existsSync(statusFileOf(next, job.id)), `the status file of ${job.id}`).toBe(false)
-    }
-  }, TIMEOUT)
+      const next = await startIn(BUBBLEWRAP, { stateDir: crashed.stateDir })
+      expect(await statusOf(next, whole.id)).toMatchObject({
+        status: "exited",
+        termination_reason: "lost",
+        exit_code: null
+      })
+      // bubblewrap records the SIGKILL as 128+9; it is reported as the signal, as for an unsandboxed job.
+      expect(await statusOf(next, inner.id)).toMatchObject({
+        status: "exited",
+        termination_reason: "exited",
+        exit_code: null,
+        signal: "SIGKILL"
+      })
+      for (const job of [whole, inner]) {
+        expect(fs.existsSync(tmpDirOf(next, job.id)), `the TMPDIR of ${job.id}`).toBe(false)
+        expect(fs.existsSync(statusFileOf(next, job.id)), `the status file of ${job.id}`).toBe(false)
+      }
+    },
+    TIMEOUT
+  )
 })
 
 /**
@@ -518,88 +624,113 @@ describe("a full disk", () => {
   /** How long a call that must not hang gets on the full disk. */
   const BOUND_MS = 8_000
 
-  it("job kill returns, health says degraded, a run is refused cleanly; once space is back the end is written", async (context) => {
-    if (!isRoot) {
-      console.warn("\n*** SKIPPING the disk-full test: mounting a tmpfs needs root. ***\n")
-      return context.skip()
-    }
-    const mountDir = makeTempDir("planter-lt-disk-")
-    const filler = path.join(mountDir, "filler")
-    try {
-      fs.chmodSync(mountDir, 0o700)
-      const mounted = spawnSyncQuiet("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", mountDir])
-      if (mounted !== 0) throw new Error(`mount exited ${mounted}`)
-    } catch (error) {
-      console.warn(`\n*** SKIPPING the disk-full test: cannot mount a tmpfs on ${mountDir} (${String(error)}). ***\n`)
-      return context.skip()
-    }
-    let daemon: TestDaemon | undefined
-    diskCleanups.push(async () => {
-      fs.rmSync(filler, { force: true })
-      if (daemon !== undefined) await stopWithin(daemon, 15_000)
-      for (const [pid, startTime] of leftoverProcesses()) if (startTimeOf(pid) === startTime) killQuietly(pid)
-      await sleep(200)
-      if (spawnSyncQuiet("umount", [mountDir]) !== 0) spawnSyncQuiet("umount", ["-l", mountDir])
-    })
+  it(
+    "job kill returns, health says degraded, a run is refused cleanly; once space is back the end is written",
+    async (context) => {
+      if (!isRoot) {
+        console.warn("\n*** SKIPPING the disk-full test: mounting a tmpfs needs root. ***\n")
+        return context.skip()
+      }
+      const mountDir = makeTempDir("planter-lt-disk-")
+      const filler = path.join(mountDir, "filler")
+      try {
+        fs.chmodSync(mountDir, 0o700)
+        const mounted = spawnSyncQuiet("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", mountDir])
+        if (mounted !== 0) throw new Error(`mount exited ${mounted}`)
+      } catch (error) {
+        console.warn(`\n*** SKIPPING the disk-full test: cannot mount a tmpfs on ${mountDir} (${String(error)}). ***\n`)
+        return context.skip()
+      }
+      let daemon: TestDaemon | undefined
+      diskCleanups.push(async () => {
+        fs.rmSync(filler, { force: true })
+        if (daemon !== undefined) await stopWithin(daemon, 15_000)
+        for (const [pid, startTime] of leftoverProcesses()) if (startTimeOf(pid) === startTime) killQuietly(pid)
+        await sleep(200)
+        if (spawnSyncQuiet("umount", [mountDir]) !== 0) spawnSyncQuiet("umount", ["-l", mountDir])
+      })
 
-    const stateDir = path.join(mountDir, "state")
-    fs.mkdirSync(stateDir, { mode: 0o700 })
-    daemon = await startIn(UNSANDBOXED, { stateDir })
-    const cell = await createCell(daemon, "full")
-    const marker = newMarker("full")
-    const job = await runScript(daemon, cell.name, "echo ready; sleep 300", marker)
-    await waitFor("the job's output", () => readIfExists(stdoutLog(daemon!, job.id)) === "ready\n")
+      const stateDir = path.join(mountDir, "state")
+      fs.mkdirSync(stateDir, { mode: 0o700 })
+      daemon = await startIn(UNSANDBOXED, { stateDir })
+      const cell = await createCell(daemon, "full")
+      const marker = newMarker("full")
+      const job = await runScript(daemon, cell.name, "echo ready; sleep 300", marker)
+      await waitFor("the job's output", () => readIfExists(stdoutLog(daemon!, job.id)) === "ready\n")
 
-    fillUp(filler)
-    expect(fs.statfsSync(mountDir).bavail, "free blocks on the tmpfs").toBe(0)
-    const files = () => ({ logs: listDir(path.join(stateDir, "logs")), tmp: listDir(path.join(stateDir, "tmp")), run: listDir(path.join(stateDir, "run")) })
+      fillUp(filler)
+      expect(fs.statfsSync(mountDir).bavail, "free blocks on the tmpfs").toBe(0)
+      const files = () => ({
+        logs: listDir(path.join(stateDir, "logs")),
+        tmp: listDir(path.join(stateDir, "tmp")),
+        run: listDir(path.join(stateDir, "run"))
+      })
 
-    // The end cannot be written: the kill must still return, with the ended record.
-    const kill = await cliWithin(daemon, ["--json", "job", "kill", job.id], BOUND_MS)
-    expect.soft(kill.timedOut, "planter job kill hung on a full disk").toBe(false)
-    expect.soft(kill.code, kill.stdout + kill.stderr).toBe(0)
-    if (kill.code === 0) expect.soft(JSON.parse(kill.stdout)).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
-    expect.soft(await awaitNoMarked(marker), "processes of the killed job").toEqual([])
+      // The end cannot be written: the kill must still return, with the ended record.
+      const kill = await cliWithin(daemon, ["--json", "job", "kill", job.id], BOUND_MS)
+      expect.soft(kill.timedOut, "planter job kill hung on a full disk").toBe(false)
+      expect.soft(kill.code, kill.stdout + kill.stderr).toBe(0)
+      if (kill.code === 0) {
+        expect.soft(JSON.parse(kill.stdout)).toMatchObject({
+          status: "exited",
+          termination_reason: "terminated_by_user"
+        })
+      }
+      expect.soft(await awaitNoMarked(marker), "processes of the killed job").toEqual([])
 
-    const health = await daemon.json(["health"])
-    expect.soft(health, "health while the end is not on disk").toMatchObject({ ok: false, degraded: expect.stringMatching(/no space left on device/) })
-    const held = await cliWithin(daemon, ["--json", "job", "status", job.id], BOUND_MS)
-    expect.soft(held.timedOut || held.code !== 0 ? held : JSON.parse(held.stdout), "job status shows the ended record").toMatchObject({
-      status: "exited",
-      termination_reason: "terminated_by_user"
-    })
+      const health = await daemon.json(["health"])
+      expect.soft(health, "health while the end is not on disk").toMatchObject({
+        ok: false,
+        degraded: expect.stringMatching(/no space left on device/)
+      })
+      const held = await cliWithin(daemon, ["--json", "job", "status", job.id], BOUND_MS)
+      expect.soft(
+        held.timedOut || held.code !== 0 ? held : JSON.parse(held.stdout),
+        "job status shows the ended record"
+      ).toMatchObject({
+        status: "exited",
+        termination_reason: "terminated_by_user"
+      })
 
-    // A new job on the full disk is refused in one line, and leaves nothing behind.
-    const filesBefore = files()
-    const refused = await cliWithin(daemon, ["run", cell.name, "--", "sh", "-c", `echo never ${marker}`], BOUND_MS)
-    expect.soft(refused.timedOut, "planter run hung on a full disk").toBe(false)
-    expect.soft(refused.code, refused.stdout + refused.stderr).toBe(1)
-    expect.soft(refused.stderr.trim().split("\n"), "one line saying why").toEqual([expect.stringContaining("no space left on device")])
-    expect.soft(files(), "log, TMPDIR and status files after the refused run").toEqual(filesBefore)
+      // A new job on the full disk is refused in one line, and leaves nothing behind.
+      const filesBefore = files()
+      const refused = await cliWithin(daemon, ["run", cell.name, "--", "sh", "-c", `echo never ${marker}`], BOUND_MS)
+      expect.soft(refused.timedOut, "planter run hung on a full disk").toBe(false)
+      expect.soft(refused.code, refused.stdout + refused.stderr).toBe(1)
+      expect.soft(refused.stderr.trim().split("\n"), "one line saying why").toEqual([
+        expect.stringContaining("no space left on device")
+      ])
+      expect.soft(files(), "log, TMPDIR and status files after the refused run").toEqual(filesBefore)
 
-    // Space again: the held end is written within a few seconds.
-    fs.rmSync(filler)
-    let healthy: { ok?: boolean } = {}
-    try {
-      await waitFor("health to be ok again", async () => {
-        healthy = await daemon!.json(["health"])
-        return healthy.ok === true
-      }, 15_000)
-    } catch {
-      // Reported just below.
-    }
-    expect.soft(healthy, "health once space is back").toMatchObject({ ok: true, degraded: null })
-    const status = await cliWithin(daemon, ["--json", "job", "status", job.id], BOUND_MS)
-    expect.soft(status.code === 0 ? JSON.parse(status.stdout) : status, "job status once space is back").toMatchObject({
-      status: "exited",
-      termination_reason: "terminated_by_user"
-    })
+      // Space again: the held end is written within a few seconds.
+      fs.rmSync(filler)
+      let healthy: { ok?: boolean } = {}
+      try {
+        await waitFor("health to be ok again", async () => {
+          healthy = await daemon!.json(["health"])
+          return healthy.ok === true
+        }, 15_000)
+      } catch {
+        // Reported just below.
+      }
+      expect.soft(healthy, "health once space is back").toMatchObject({ ok: true, degraded: null })
+      const status = await cliWithin(daemon, ["--json", "job", "status", job.id], BOUND_MS)
+      expect.soft(status.code === 0 ? JSON.parse(status.stdout) : status, "job status once space is back")
+        .toMatchObject({
+          status: "exited",
+          termination_reason: "terminated_by_user"
+        })
 
-    // It was written: a restarted daemon reads the same record.
-    expect(await stopWithin(daemon, 15_000), "the daemon stops on SIGTERM").not.toBe("hung")
-    daemon = await startIn(UNSANDBOXED, { stateDir })
-    expect(await statusOf(daemon, job.id)).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
-  }, TIMEOUT)
+      // It was written: a restarted daemon reads the same record.
+      expect(await stopWithin(daemon, 15_000), "the daemon stops on SIGTERM").not.toBe("hung")
+      daemon = await startIn(UNSANDBOXED, { stateDir })
+      expect(await statusOf(daemon, job.id)).toMatchObject({
+        status: "exited",
+        termination_reason: "terminated_by_user"
+      })
+    },
+    TIMEOUT
+  )
 })
 
 describe("pid reuse", () => {
@@ -646,13 +777,19 @@ describe("pid reuse", () => {
       try {
         stranger = await spawnStrangerAt(pid)
       } catch (error) {
-        console.warn(`\n*** SKIPPING the pid-reuse test: cannot steer pid allocation through ${NS_LAST_PID} (${String(error)}). ***\n`)
+        console.warn(
+          `\n*** SKIPPING the pid-reuse test: cannot steer pid allocation through ${NS_LAST_PID} (${
+            String(error)
+          }). ***\n`
+        )
         return context.skip()
       }
       if (stranger !== undefined) found = { crashed, job, pid }
     }
     if (found === undefined) {
-      console.warn("\n*** SKIPPING the pid-reuse test: other processes kept taking the freed pid before the stranger, 5 times. ***\n")
+      console.warn(
+        "\n*** SKIPPING the pid-reuse test: other processes kept taking the freed pid before the stranger, 5 times. ***\n"
+      )
       return context.skip()
     }
     const { crashed, job, pid } = found
@@ -688,7 +825,14 @@ describe("unsandboxed escape", () => {
     // The escapee runs sleep under a name that is the marker, so the marker stays on its command line after
     // exec (a `# marker` comment in `sh -c "exec sleep 300 # marker"` vanishes with the exec).
     fs.symlinkSync(onPath("sleep") ?? "/bin/sleep", path.join(cell.dir, marker))
-    const job = await daemon.json<Job>(["run", cell.name, "--", "sh", "-c", `(setsid sh -c "exec ./${marker} 300" &); exec sleep 300`])
+    const job = await daemon.json<Job>([
+      "run",
+      cell.name,
+      "--",
+      "sh",
+      "-c",
+      `(setsid sh -c "exec ./${marker} 300" &); exec sleep 300`
+    ])
 
     let escapee = 0
     await waitFor("the escapee to run in a session of its own, its parent gone", () => {
@@ -707,9 +851,11 @@ describe("unsandboxed escape", () => {
     // It escaped: not in the job's group, not a descendant of its leader.
     expect(processTree(job.pid!).map((member) => member.pid)).not.toContain(escapee)
 
-    expect(await daemon.json(["job", "kill", job.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
+    expect(await daemon.json(["job", "kill", job.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "terminated_by_user"
+    })
     expect(await awaitNoMarked(marker), "the escapee after job kill").toEqual([])
     expect(pidAlive(job.pid!)).toBe(false)
   }, TIMEOUT)
 })
-

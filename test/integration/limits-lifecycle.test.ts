@@ -37,8 +37,18 @@ interface Mode {
   readonly env: NodeJS.ProcessEnv
 }
 const COMMON = ["--kill-grace-ms", "300", "--monitor-interval", "200ms"]
-const UNSANDBOXED: Mode = { label: "unsandboxed", sandboxed: false, args: ["--sandbox-mode", "disabled", ...COMMON], env: {} }
-const BUBBLEWRAP: Mode = { label: "bubblewrap", sandboxed: true, args: ["--sandbox-mode", "enforced", ...COMMON], env: bwrapEnv() }
+const UNSANDBOXED: Mode = {
+  label: "unsandboxed",
+  sandboxed: false,
+  args: ["--sandbox-mode", "disabled", ...COMMON],
+  env: {}
+}
+const BUBBLEWRAP: Mode = {
+  label: "bubblewrap",
+  sandboxed: true,
+  args: ["--sandbox-mode", "enforced", ...COMMON],
+  env: bwrapEnv()
+}
 const itIn = (mode: Mode) => (mode.sandboxed ? itSandboxed : it)
 
 /** Job pids this file started, SIGKILLed at the end if a failure left one behind. */
@@ -140,7 +150,14 @@ describeSandboxed("limits on sandboxed (bubblewrap) jobs", () => {
   it("--max-rss sees a hog that is a grandchild inside the PID namespace", async () => {
     const nodeBin = fs.realpathSync(process.execPath)
     const hog = "const a=[];setInterval(()=>a.push(Buffer.alloc(1e7,1)),50)"
-    const job = await run(daemon, cellName, ["--max-rss", "200M", "--", "sh", "-c", `${nodeBin} -e "${hog}"; echo after`])
+    const job = await run(daemon, cellName, [
+      "--max-rss",
+      "200M",
+      "--",
+      "sh",
+      "-c",
+      `${nodeBin} -e "${hog}"; echo after`
+    ])
     expect(job.sandbox.backend).toBe("bubblewrap")
     const ended = await finished(daemon, job.id)
     expect(ended.termination_reason).toBe("memory_limit")
@@ -167,7 +184,9 @@ describe("each limit kills with its own grace period", () => {
   const TRAPPER = "trap 'echo got TERM; sleep 0.5; echo cleaned; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
 
   const timedOut = async (graceArgs: ReadonlyArray<string>) => {
-    const daemon = await startDaemon({ args: ["--sandbox-mode", "disabled", "--monitor-interval", "200ms", ...graceArgs] })
+    const daemon = await startDaemon({
+      args: ["--sandbox-mode", "disabled", "--monitor-interval", "200ms", ...graceArgs]
+    })
     await createCell(daemon, "grace")
     const job = await run(daemon, "grace", ["--timeout", "1s", "--", "sh", "-c", TRAPPER])
     const ended = await finished(daemon, job.id)

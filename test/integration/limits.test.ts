@@ -33,7 +33,8 @@ const HOG = "const a=[];setInterval(()=>a.push(Buffer.alloc(1e7,1)),50)"
 
 const finished = (daemon: TestDaemon, id: string, timeoutMs = 15_000) => waitForJobEnd<JobJson>(daemon, id, timeoutMs)
 
-const run = async (daemon: TestDaemon, args: ReadonlyArray<string>) => (await daemon.json<JobJson>(["run", "ci", ...args])).id
+const run = async (daemon: TestDaemon, args: ReadonlyArray<string>) =>
+  (await daemon.json<JobJson>(["run", "ci", ...args])).id
 
 describe("resource limits", () => {
   let daemon: TestDaemon
@@ -63,7 +64,9 @@ describe("resource limits", () => {
     expect(job.limit_detail!.observed).toBeGreaterThan(200 * 1024 * 1024)
     expect(job.peak_rss_bytes).toBeGreaterThanOrEqual(job.limit_detail!.observed)
     expect(job.cpu_ms).not.toBeNull()
-    expect((await daemon.cli(["job", "status", id])).stdout).toMatch(/killed: +memory_limit \(observed \d+ MiB > limit 200 MiB\)/)
+    expect((await daemon.cli(["job", "status", id])).stdout).toMatch(
+      /killed: +memory_limit \(observed \d+ MiB > limit 200 MiB\)/
+    )
   }, TIMEOUT)
 
   it("yes against --max-log ends with log_quota and leaves at most the quota on disk", async () => {
@@ -139,7 +142,12 @@ describe("resource limits", () => {
   }, TIMEOUT)
 
   it("refuses nonsense units with limit_invalid, before anything runs", async () => {
-    for (const args of [["--timeout", "30"], ["--timeout", "-1s"], ["--max-rss", "12X"], ["--max-log", "0"], ["--max-rss", "lots"]]) {
+    for (
+      const args of [["--timeout", "30"], ["--timeout", "-1s"], ["--max-rss", "12X"], ["--max-log", "0"], [
+        "--max-rss",
+        "lots"
+      ]]
+    ) {
       const result = await daemon.cli(["--json", "run", "ci", ...args, "--", "true"])
       expect(result.code, args.join(" ")).toBe(2)
       expect(JSON.parse(result.stdout).error.code).toBe("limit_invalid")
@@ -149,7 +157,9 @@ describe("resource limits", () => {
   }, TIMEOUT)
 
   it("health reports the monitor's last tick and its cost", async () => {
-    const health = await daemon.json<{ monitor: { interval_ms: number; last_tick_at_ms: number; ticks: number; restarts: number } }>(["health"])
+    const health = await daemon.json<
+      { monitor: { interval_ms: number; last_tick_at_ms: number; ticks: number; restarts: number } }
+    >(["health"])
     expect(health.monitor.interval_ms).toBe(200)
     expect(health.monitor.ticks).toBeGreaterThan(0)
     expect(health.monitor.restarts).toBe(0)

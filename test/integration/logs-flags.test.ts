@@ -5,11 +5,11 @@
  * `--timestamps`, `--since`, `-f` ending with the job's exit code, and the
  * daemon's refusal to hand a descriptor to anyone but the caller.
  */
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { PlanterClientShape } from "../../src/rpc/client.js"
 import { make } from "../../src/rpc/client.js"
@@ -70,7 +70,11 @@ const binaryJob = async (bytes: Buffer) => {
 
 describe("planter logs: bytes", () => {
   // 3 MiB + a bit: every byte value, not valid UTF-8, more than one block of every copy loop.
-  const blob = Buffer.concat([randomBytes(3 * 1024 * 1024), Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from([0xff, 0xfe, 0x0a])])
+  const blob = Buffer.concat([
+    randomBytes(3 * 1024 * 1024),
+    Buffer.from(Array.from({ length: 256 }, (_, i) => i)),
+    Buffer.from([0xff, 0xfe, 0x0a])
+  ])
 
   it("`> file` copies a non-UTF-8 log byte for byte, through the descriptor and through LogsRead chunks", async () => {
     const job = await binaryJob(blob)
@@ -84,7 +88,15 @@ describe("planter logs: bytes", () => {
     }
     // From an offset, through a pipe (no kernel file copy): the same bytes from there.
     const viaPipe = await new Promise<Buffer>((resolve) => {
-      const child = spawn(process.execPath, [planterBin, "--socket", daemon.socketPath, "logs", job.id, "--offset", "1000"], { stdio: ["ignore", "pipe", "inherit"] })
+      const child = spawn(process.execPath, [
+        planterBin,
+        "--socket",
+        daemon.socketPath,
+        "logs",
+        job.id,
+        "--offset",
+        "1000"
+      ], { stdio: ["ignore", "pipe", "inherit"] })
       const parts: Array<Buffer> = []
       child.stdout.on("data", (data) => parts.push(data))
       child.on("close", () => resolve(Buffer.concat(parts)))
@@ -108,7 +120,10 @@ describe("planter logs: lines", () => {
   it("--tail N prints the last N lines (a last line without newline counts), 0 prints nothing", async () => {
     const job = await runToEnd("for i in 1 2 3 4 5; do echo line $i; done; printf 'no newline'")
     for (const env of [{}, { PLANTER_LOGS_VIA_RPC: "1" }]) {
-      expect(await daemon.cli(["logs", job.id, "--tail", "2"], { env })).toMatchObject({ code: 0, stdout: "line 5\nno newline" })
+      expect(await daemon.cli(["logs", job.id, "--tail", "2"], { env })).toMatchObject({
+        code: 0,
+        stdout: "line 5\nno newline"
+      })
       expect(await daemon.cli(["logs", job.id, "--tail", "100"], { env })).toMatchObject({
         code: 0,
         stdout: "line 1\nline 2\nline 3\nline 4\nline 5\nno newline"
@@ -120,21 +135,31 @@ describe("planter logs: lines", () => {
     expect(bad.stderr).toContain("--tail -1")
   }, TIMEOUT)
 
-  it("--all interleaves stdout and stderr in the order the daemon saw them arrive; --tail applies to each", async () => {
-    // A second between writes: far more than the 250 ms sampling, so each write is seen in its own sample.
-    const job = await runToEnd("echo out-1; sleep 1; echo err-1 >&2; sleep 1; echo out-2; sleep 1; echo err-2 >&2")
-    expect(await daemon.cli(["logs", job.id, "--all"])).toMatchObject({ code: 0, stdout: "out-1\nerr-1\nout-2\nerr-2\n" })
-    expect(await daemon.cli(["logs", job.id, "--all", "--tail", "1"])).toMatchObject({ code: 0, stdout: "out-2\nerr-2\n" })
-    const doc = await daemon.json(["logs", job.id, "--all"])
-    expect(doc.lines.map((line: any) => [line.stream, line.data])).toEqual([
-      ["stdout", "out-1\n"],
-      ["stderr", "err-1\n"],
-      ["stdout", "out-2\n"],
-      ["stderr", "err-2\n"]
-    ])
-    const both = await daemon.cli(["logs", job.id, "--all", "--stderr"])
-    expect(both.code).toBe(2)
-  }, TIMEOUT)
+  it(
+    "--all interleaves stdout and stderr in the order the daemon saw them arrive; --tail applies to each",
+    async () => {
+      // A second between writes: far more than the 250 ms sampling, so each write is seen in its own sample.
+      const job = await runToEnd("echo out-1; sleep 1; echo err-1 >&2; sleep 1; echo out-2; sleep 1; echo err-2 >&2")
+      expect(await daemon.cli(["logs", job.id, "--all"])).toMatchObject({
+        code: 0,
+        stdout: "out-1\nerr-1\nout-2\nerr-2\n"
+      })
+      expect(await daemon.cli(["logs", job.id, "--all", "--tail", "1"])).toMatchObject({
+        code: 0,
+        stdout: "out-2\nerr-2\n"
+      })
+      const doc = await daemon.json(["logs", job.id, "--all"])
+      expect(doc.lines.map((line: any) => [line.stream, line.data])).toEqual([
+        ["stdout", "out-1\n"],
+        ["stderr", "err-1\n"],
+        ["stdout", "out-2\n"],
+        ["stderr", "err-2\n"]
+      ])
+      const both = await daemon.cli(["logs", job.id, "--all", "--stderr"])
+      expect(both.code).toBe(2)
+    },
+    TIMEOUT
+  )
 
   it("--timestamps prefixes each line with when the daemon saw it, within the job's life and in order", async () => {
     const job = await runToEnd("echo a; sleep 0.6; echo b; sleep 0.6; echo c")
@@ -187,16 +212,23 @@ describe("LogsOpen", () => {
     const job = await runToEnd("echo private")
     // Another process listens on the name the caller gives: the daemon must refuse and send nothing.
     const name = `planter-fd-${randomBytes(16).toString("hex")}`
-    const other = spawn(process.execPath, ["-e", `
+    const other = spawn(process.execPath, [
+      "-e",
+      `
       const net = require("net")
       const server = net.createServer((c) => { c.on("data", (d) => console.log("got " + d.length)) })
       server.listen({ path: "\\0${name}" }, () => console.log("listening"))
-    `], { stdio: ["ignore", "pipe", "inherit"] })
+    `
+    ], { stdio: ["ignore", "pipe", "inherit"] })
     let output = ""
-    await new Promise<void>((resolve) => other.stdout!.on("data", (data) => (output += data, output.includes("listening") && resolve())))
+    await new Promise<void>((resolve) =>
+      other.stdout!.on("data", (data) => (output += data, output.includes("listening") && resolve()))
+    )
     try {
       const error = await withClient((client) =>
-        Effect.flip(client.LogsOpen({ job_id: job.id, stream: "stdout", reply_to: name, token: randomBytes(16).toString("hex") }))
+        Effect.flip(
+          client.LogsOpen({ job_id: job.id, stream: "stdout", reply_to: name, token: randomBytes(16).toString("hex") })
+        )
       )
       expect(error._tag).toBe("InvalidRequest")
       expect(error.message).toContain(`pid ${other.pid}`)

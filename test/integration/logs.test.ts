@@ -3,10 +3,10 @@
  * following a job that is still writing) and through the typed client's
  * LogsRead (chunks, eof/complete, refused requests).
  */
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { PlanterClientShape } from "../../src/rpc/client.js"
 import { make, MAX_LOG_CHUNK_BYTES } from "../../src/rpc/client.js"
@@ -31,13 +31,22 @@ const withClient = <A, E>(f: (client: PlanterClientShape) => Effect.Effect<A, E>
 
 /** Starts `sh -c script` in the test cell (cwd = the cell dir) through the client. */
 const runScript = (script: string) =>
-  withClient((client) => client.JobRun({ cell_id: cell.id, argv: ["sh", "-c", script], env: {}, cwd: null, network: null }))
+  withClient((client) =>
+    client.JobRun({ cell_id: cell.id, argv: ["sh", "-c", script], env: {}, cwd: null, network: null })
+  )
 
 const awaitExited = async (jobId: string) => {
-  await waitFor(`${jobId} to exit`, async () => (await withClient((client) => client.JobStatus({ job_id: jobId }))).status === "exited", 20_000)
+  await waitFor(
+    `${jobId} to exit`,
+    async () => (await withClient((client) => client.JobStatus({ job_id: jobId }))).status === "exited",
+    20_000
+  )
 }
 
-const read = (jobId: string, request: { offset: number; max_bytes?: number; follow?: boolean; wait_ms?: number; stream?: "stdout" | "stderr" }) =>
+const read = (
+  jobId: string,
+  request: { offset: number; max_bytes?: number; follow?: boolean; wait_ms?: number; stream?: "stdout" | "stderr" }
+) =>
   withClient((client) =>
     client.LogsRead({
       job_id: jobId,
@@ -51,13 +60,23 @@ const read = (jobId: string, request: { offset: number; max_bytes?: number; foll
 
 const readError = (jobId: string, request: { offset: number; max_bytes: number }) =>
   withClient((client) =>
-    Effect.flip(client.LogsRead({ job_id: jobId, stream: "stdout", offset: request.offset, max_bytes: request.max_bytes, follow: false, wait_ms: 0 }))
+    Effect.flip(
+      client.LogsRead({
+        job_id: jobId,
+        stream: "stdout",
+        offset: request.offset,
+        max_bytes: request.max_bytes,
+        follow: false,
+        wait_ms: 0
+      })
+    )
   )
 
 const text = (data: Uint8Array) => Buffer.from(data).toString("utf8")
 
 /** A job that writes `first`, waits for the file `go` in its cell dir, writes `second`, then waits for `end`. */
-const GATED_SCRIPT = "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second; while [ ! -e end ]; do sleep 0.05; done"
+const GATED_SCRIPT =
+  "echo first; while [ ! -e go ]; do sleep 0.05; done; echo second; while [ ! -e end ]; do sleep 0.05; done"
 const gate = (name: string) => fs.writeFileSync(path.join(cell.dir, name), "")
 const resetGates = () => ["go", "end"].forEach((name) => fs.rmSync(path.join(cell.dir, name), { force: true }))
 
@@ -187,9 +206,13 @@ describe("LogsRead through the typed client", () => {
     await awaitExited(job.id)
     // The longest wait the protocol allows: answering only after it would fail the timeout below.
     const chunk = await withClient((client) =>
-      client.LogsRead({ job_id: job.id, stream: "stdout", offset: 5, max_bytes: 1024, follow: true, wait_ms: 60_000 }).pipe(
-        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error("the follow waited on a finished job") })
-      )
+      client.LogsRead({ job_id: job.id, stream: "stdout", offset: 5, max_bytes: 1024, follow: true, wait_ms: 60_000 })
+        .pipe(
+          Effect.timeoutFail({
+            duration: "20 seconds",
+            onTimeout: () => new Error("the follow waited on a finished job")
+          })
+        )
     )
     expect(chunk).toMatchObject({ offset: 5, eof: true, complete: true })
     expect(chunk.data.length).toBe(0)

@@ -7,10 +7,10 @@
 import { Effect, Layer } from "effect"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
+import { make } from "../../src/rpc/client.js"
 import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
-import { make } from "../../src/rpc/client.js"
-import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import { StateRepository } from "../../src/services/StateRepository.js"
 import type { TestDaemon } from "../support/daemon.js"
 import { makeTempDir, startDaemon, stopAllDaemons } from "../support/daemon.js"
@@ -27,7 +27,15 @@ const seed = (stateDir: string) =>
       const repo = yield* StateRepository
       for (const [id, name] of [["cell-even", "even"], ["cell-odd", "odd"]] as const) {
         yield* repo.insertCell(
-          new Cell({ id: id as CellId, name, env: {}, read_paths: [], network: "allow", dir: path.join(stateDir, "cells", id), created_at_ms: 1 })
+          new Cell({
+            id: id as CellId,
+            name,
+            env: {},
+            read_paths: [],
+            network: "allow",
+            dir: path.join(stateDir, "cells", id),
+            created_at_ms: 1
+          })
         )
       }
       for (let n = 0; n < SEEDED; n++) {
@@ -52,7 +60,8 @@ const seed = (stateDir: string) =>
   )
 
 const seededId = (n: number) => `job-s${String(n).padStart(4, "0")}`
-const newest = (count: number, from = SEEDED - 1, step = 1) => Array.from({ length: count }, (_, i) => seededId(from - i * step))
+const newest = (count: number, from = SEEDED - 1, step = 1) =>
+  Array.from({ length: count }, (_, i) => seededId(from - i * step))
 
 beforeAll(async () => {
   const stateDir = makeTempDir()
@@ -93,7 +102,11 @@ describe("paged lists", () => {
     const odd = await daemon.json<Array<Job>>(["job", "ls", "--cell", "odd", "--limit", "1200"])
     expect(odd.map((job) => job.id)).toEqual(newest(1050, SEEDED - 1, 2))
     expect(await daemon.json(["job", "ls", "--status", "running"])).toEqual([])
-    expect((await daemon.json<Array<Job>>(["job", "ls", "--status", "exited", "--cell", "even", "--limit", "3"])).map((job) => job.id))
+    expect(
+      (await daemon.json<Array<Job>>(["job", "ls", "--status", "exited", "--cell", "even", "--limit", "3"])).map((
+        job
+      ) => job.id)
+    )
       .toEqual(newest(3, SEEDED - 2, 2))
   }, TIMEOUT)
 
@@ -101,8 +114,18 @@ describe("paged lists", () => {
     const pages = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const client = yield* make({ socketPath: daemon.socketPath })
       const first = yield* client.JobList({ limit: 2, since_ms: 1_700_000_000_010, until_ms: 1_700_000_000_015 })
-      const second = yield* client.JobList({ limit: 2, since_ms: 1_700_000_000_010, until_ms: 1_700_000_000_015, after: first.next })
-      const third = yield* client.JobList({ limit: 2, since_ms: 1_700_000_000_010, until_ms: 1_700_000_000_015, after: second.next })
+      const second = yield* client.JobList({
+        limit: 2,
+        since_ms: 1_700_000_000_010,
+        until_ms: 1_700_000_000_015,
+        after: first.next
+      })
+      const third = yield* client.JobList({
+        limit: 2,
+        since_ms: 1_700_000_000_010,
+        until_ms: 1_700_000_000_015,
+        after: second.next
+      })
       const cells = yield* client.CellList({ limit: 1 })
       const moreCells = yield* client.CellList({ limit: 1, after: cells.next })
       const badCursor = yield* Effect.flip(client.JobList({ after: "12.cell-even" }))
@@ -116,7 +139,10 @@ describe("paged lists", () => {
     expect(pages.cells.cells.map((cell) => cell.name)).toEqual(["even"])
     expect(pages.moreCells.cells.map((cell) => cell.name)).toEqual(["odd"])
     expect(pages.moreCells.next).toBeNull()
-    expect(pages.badCursor).toMatchObject({ code: "invalid_request", message: expect.stringContaining("invalid cursor") })
+    expect(pages.badCursor).toMatchObject({
+      code: "invalid_request",
+      message: expect.stringContaining("invalid cursor")
+    })
     expect(pages.badLimit).toMatchObject({ code: "invalid_request", message: expect.stringContaining("limit") })
   }, TIMEOUT)
 

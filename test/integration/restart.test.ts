@@ -10,7 +10,16 @@ import { createRequire } from "node:module"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, pidAlive, planterdBin, runNodeScript, socketAnswers, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import {
+  makeTempDir,
+  pidAlive,
+  planterdBin,
+  runNodeScript,
+  socketAnswers,
+  startDaemon,
+  stopAllDaemons,
+  waitFor
+} from "../support/daemon.js"
 
 const TIMEOUT = 90_000
 
@@ -22,7 +31,10 @@ interface ReadOnlyDb {
   }
   close: () => void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { readonly: boolean }) => ReadOnlyDb
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  file: string,
+  options: { readonly: boolean }
+) => ReadOnlyDb
 
 /** Job leaders this file started (pid → kernel start time), killed in afterAll if a test failed before it could. */
 const leaders = new Map<number, string>()
@@ -50,8 +62,7 @@ const runJob = async (daemon: TestDaemon, cellName: string, argv: ReadonlyArray<
 }
 
 /** Runs planterd itself (not through startDaemon, which waits for it to answer) and collects its output. */
-const runPlanterd = (args: ReadonlyArray<string>) =>
-  runNodeScript(planterdBin, ["--sandbox-mode", "disabled", ...args])
+const runPlanterd = (args: ReadonlyArray<string>) => runNodeScript(planterdBin, ["--sandbox-mode", "disabled", ...args])
 
 describe("restart", () => {
   it("a restarted daemon lists the same cells and jobs, and the journal recorded them", async () => {
@@ -61,7 +72,9 @@ describe("restart", () => {
     expect((await first.cli(["logs", job.id, "-f"])).stdout).toBe("kept\n")
     const cellsBefore = await first.json(["cell", "ls"])
     const jobsBefore = await first.json(["job", "ls"])
-    expect(jobsBefore).toContainEqual(expect.objectContaining({ id: job.id, termination_reason: "exited", exit_code: 0 }))
+    expect(jobsBefore).toContainEqual(
+      expect.objectContaining({ id: job.id, termination_reason: "exited", exit_code: 0 })
+    )
     expect(await first.stop("SIGTERM")).toBe(0)
 
     const second = await startDaemon({ stateDir: first.stateDir })
@@ -74,7 +87,9 @@ describe("restart", () => {
       const events = db.prepare("SELECT kind, cell_id, job_id, detail_json FROM events ORDER BY id").all()
       expect(events).toContainEqual(expect.objectContaining({ kind: "cell_created", cell_id: cell.id }))
       // The job's own life; the audit row of the request that started it (kind `request`) may land before or after its end.
-      const ofJob = events.filter((event) => event.job_id === job.id && event.kind !== "request").map((event) => event.kind)
+      const ofJob = events.filter((event) => event.job_id === job.id && event.kind !== "request").map((event) =>
+        event.kind
+      )
       expect(ofJob).toEqual(["job_started", "job_exited"])
       expect(events.filter((event) => event.job_id === job.id && event.kind === "request")).toHaveLength(1)
       const exited = events.find((event) => event.job_id === job.id && event.kind === "job_exited")!
@@ -105,7 +120,10 @@ describe("restart", () => {
       pid: survivor.pid,
       pid_start_time: survivor.pid_start_time
     })
-    expect(await next.json(["job", "status", victim.id])).toMatchObject({ status: "exited", termination_reason: "lost" })
+    expect(await next.json(["job", "status", victim.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "lost"
+    })
     expect((await next.json(["health"])).running_jobs).toBe(1)
 
     const killed = await next.json(["job", "kill", survivor.id])
@@ -123,7 +141,10 @@ describe("restart", () => {
     // The next daemon does not keep jobs, so the test's own cleanup cannot leave this one behind.
     const next = await startDaemon({ stateDir: keeping.stateDir })
     expect(await next.json(["job", "status", job.id])).toMatchObject({ status: "running", pid: job.pid })
-    expect(await next.json(["job", "kill", job.id])).toMatchObject({ status: "exited", termination_reason: "terminated_by_user" })
+    expect(await next.json(["job", "kill", job.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "terminated_by_user"
+    })
     expect(pidAlive(job.pid)).toBe(false)
   }, TIMEOUT)
 
@@ -150,12 +171,18 @@ describe("restart", () => {
     }
 
     const next = await startDaemon({ stateDir: first.stateDir })
-    expect(await next.json(["job", "status", "job-nostarttime"])).toMatchObject({ status: "exited", termination_reason: "lost", exit_code: null })
+    expect(await next.json(["job", "status", "job-nostarttime"])).toMatchObject({
+      status: "exited",
+      termination_reason: "lost",
+      exit_code: null
+    })
     expect((await next.json(["health"])).running_jobs).toBe(0)
     expect(pidAlive(stranger.pid!)).toBe(true)
     const events = new Database(path.join(first.stateDir, "planter.db"), { readonly: true })
     try {
-      const lost = events.prepare("SELECT detail_json FROM events WHERE kind = 'job_lost' AND job_id = 'job-nostarttime'").all()
+      const lost = events.prepare(
+        "SELECT detail_json FROM events WHERE kind = 'job_lost' AND job_id = 'job-nostarttime'"
+      ).all()
       expect(JSON.parse(String(lost[0]!.detail_json)).note).toContain("no process start time was recorded")
     } finally {
       events.close()

@@ -21,7 +21,15 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { DaemonOptions, TestDaemon } from "../support/daemon.js"
-import { makeTempDir, pidAlive, runNodeScript, startDaemon, startDaemonExpectingRefusal, stopAllDaemons, waitFor } from "../support/daemon.js"
+import {
+  makeTempDir,
+  pidAlive,
+  runNodeScript,
+  startDaemon,
+  startDaemonExpectingRefusal,
+  stopAllDaemons,
+  waitFor
+} from "../support/daemon.js"
 import {
   bwrap,
   bwrapEnv,
@@ -116,7 +124,9 @@ int setfscreatecon(const char *context) { (void)context; return 0; }
 `
 
 const compile = (args: ReadonlyArray<string>) => {
-  if (cc === undefined) throw new Error("a C compiler (cc or gcc) is needed to build the attack libraries: apt-get install gcc")
+  if (cc === undefined) {
+    throw new Error("a C compiler (cc or gcc) is needed to build the attack libraries: apt-get install gcc")
+  }
   const result = spawnSync(cc, args, { encoding: "utf8" })
   if (result.status !== 0) throw new Error(`${cc} ${args.join(" ")} failed:\n${result.stderr}`)
 }
@@ -179,14 +189,19 @@ const fields = (stdout: string) =>
 
 /** `label=value` lines of the probe's output, as a record. */
 const probeResults = (stdout: string) =>
-  Object.fromEntries(stdout.split("\n").filter((line) => /^[\w-]+=/.test(line)).map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]))
+  Object.fromEntries(
+    stdout.split("\n").filter((line) => /^[\w-]+=/.test(line)).map((
+      line
+    ) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)])
+  )
 
 /** The lines `prefix <label>` a job printed for each attempt that worked. */
 const succeeded = (stdout: string, prefix: string) =>
   stdout.split("\n").filter((line) => line.startsWith(`${prefix} `)).map((line) => line.slice(prefix.length + 1))
 
 /** A shell line that runs `command` silently and prints `<prefix> <label>` if it succeeded. */
-const attempt = (prefix: string, label: string, command: string) => `if ${command} >/dev/null 2>&1; then echo "${prefix} ${label}"; fi`
+const attempt = (prefix: string, label: string, command: string) =>
+  `if ${command} >/dev/null 2>&1; then echo "${prefix} ${label}"; fi`
 
 const stdoutLog = (daemon: TestDaemon, jobId: string) => path.join(daemon.stateDir, "logs", `${jobId}.stdout.log`)
 const readIfExists = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "")
@@ -212,7 +227,11 @@ interface Variant {
 }
 
 const variants: Array<Variant> = [
-  { label: isRoot ? "daemon run by root" : `daemon run by the current user (uid ${myUid})`, user: undefined, full: true },
+  {
+    label: isRoot ? "daemon run by root" : `daemon run by the current user (uid ${myUid})`,
+    user: undefined,
+    full: true
+  },
   { label: `daemon run by an unprivileged user (nobody, uid ${NOBODY})`, user: NOBODY, full: false }
 ]
 
@@ -225,7 +244,9 @@ if (unprivilegedSkipReason !== undefined && bwrap !== undefined) {
   if (isRoot && sandboxRequired) {
     describe("unprivileged-daemon prerequisites", () => {
       it("has setpriv", () => {
-        throw new Error(`the unprivileged-daemon escape cases need setpriv (PLANTER_REQUIRE_SANDBOX=1): ${unprivilegedSkipReason}`)
+        throw new Error(
+          `the unprivileged-daemon escape cases need setpriv (PLANTER_REQUIRE_SANDBOX=1): ${unprivilegedSkipReason}`
+        )
       })
     })
   }
@@ -233,7 +254,9 @@ if (unprivilegedSkipReason !== undefined && bwrap !== undefined) {
 }
 
 const describeVariant = (variant: Variant) =>
-  variant.user === undefined ? describeSandbox : describe.skipIf(bwrap === undefined || unprivilegedSkipReason !== undefined)
+  variant.user === undefined
+    ? describeSandbox
+    : describe.skipIf(bwrap === undefined || unprivilegedSkipReason !== undefined)
 
 for (const variant of variants) {
   describeVariant(variant)(`escape corpus: ${variant.label}`, { timeout: SLOW }, () => {
@@ -283,13 +306,19 @@ for (const variant of variants) {
       const options: DaemonOptions = {
         args: ["--sandbox-mode", "enforced", "--kill-grace-ms", String(GRACE_MS)],
         socketPath: path.join(socketDir, "planterd.sock"),
-        env: { ...(daemonHome !== undefined ? { HOME: daemonHome } : {}), PLANTER_ESCAPE_SECRET: secret, ...bwrapEnv() },
+        env: {
+          ...(daemonHome !== undefined ? { HOME: daemonHome } : {}),
+          PLANTER_ESCAPE_SECRET: secret,
+          ...bwrapEnv()
+        },
         ...(variant.user !== undefined ? { user: variant.user } : {})
       }
       daemon = await startDaemon(options)
       const health = await daemon.json(["health"])
       // A bwrap that cannot start here (user namespaces off) must say so, not fail each case obscurely.
-      if (!health.sandbox.available) throw new Error(`bubblewrap is installed but unusable: ${health.sandbox.unavailable_reason}`)
+      if (!health.sandbox.available) {
+        throw new Error(`bubblewrap is installed but unusable: ${health.sandbox.unavailable_reason}`)
+      }
       expect(health.sandbox).toMatchObject({ mode: "enforced", backend: "bubblewrap", available: true })
     }, SLOW)
 
@@ -340,7 +369,15 @@ echo "done: yes"`
         })
         // Documented: the job runs as the daemon's uid (0 under a root daemon), without its privilege.
         expect.soft(seenInJob["uid"], "id -u inside the job").toBe(String(jobUid))
-        const worked = ["mount tmpfs", "mknod", "remount grant rw", "write grant", "userns remount grant rw", "userns write grant", "userns mknod"]
+        const worked = [
+          "mount tmpfs",
+          "mknod",
+          "remount grant rw",
+          "write grant",
+          "userns remount grant rw",
+          "userns write grant",
+          "userns mknod"
+        ]
           .filter((attack) => seenInJob[attack] === "0")
         expect.soft(worked, "privileged operations that succeeded inside the job").toEqual([])
         expect.soft(fs.readdirSync(grant).sort(), "the granted dir as the host sees it").toEqual(["data.txt"])
@@ -370,7 +407,9 @@ echo "done: yes"`
           expect(readIfExists(libraryMarker())).toContain("ran outside the sandbox")
           fs.rmSync(libraryMarker())
         } else {
-          console.warn(`*** ${bwrap} does not link libselinux.so.1: only LD_PRELOAD can show a launcher that honours the job's env here ***`)
+          console.warn(
+            `*** ${bwrap} does not link libselinux.so.1: only LD_PRELOAD can show a launcher that honours the job's env here ***`
+          )
         }
 
         const env = ["--env", `LD_PRELOAD=${preload}`, "--env", `LD_LIBRARY_PATH=${libDir}`]
@@ -435,9 +474,14 @@ echo "done: yes"`
         const result = await sh(daemon, cellA.name, script)
         expect.soft(succeeded(result.stdout, "READ"), result.stderr).toEqual(["own file (control)"])
         const stateListing = fields(result.stdout)["state dir as the job sees it"] ?? ""
-        expect.soft(stateListing.split(" ").filter((entry) => /planter|logs|sock/.test(entry)), "state dir entries the job sees").toEqual([])
+        expect.soft(
+          stateListing.split(" ").filter((entry) => /planter|logs|sock/.test(entry)),
+          "state dir entries the job sees"
+        ).toEqual([])
         expect.soft(probeResults(result.stdout)["socket"], "connecting to the daemon's socket").toMatch(/^refused/)
-        for (const leaked of [secret, logSecret, "b's note", "SQLite format"]) expect.soft(result.stdout).not.toContain(leaked)
+        for (const leaked of [secret, logSecret, "b's note", "SQLite format"]) {
+          expect.soft(result.stdout).not.toContain(leaked)
+        }
       })
     })
 
@@ -445,7 +489,9 @@ echo "done: yes"`
       it("fail, and the host sees no file", async () => {
         const cell = await createCell(daemon, "writes")
         const name = `planter-escape-${run}`
-        const outside = ["/etc", "/usr", "/tmp", "/", path.dirname(cell.dir), daemon.stateDir].map((dir) => path.join(dir, name))
+        const outside = ["/etc", "/usr", "/tmp", "/", path.dirname(cell.dir), daemon.stateDir].map((dir) =>
+          path.join(dir, name)
+        )
         try {
           const script = [
             ...outside.map((file) => attempt("WROTE", file, `sh -c 'echo x > ${file}'`)),
@@ -453,7 +499,10 @@ echo "done: yes"`
             attempt("WROTE", "TMPDIR (control)", `sh -c 'echo x > "$TMPDIR/${name}"'`)
           ].join("\n")
           const result = await sh(daemon, cell.name, script)
-          expect.soft(succeeded(result.stdout, "WROTE"), result.stderr).toEqual(["cell dir (control)", "TMPDIR (control)"])
+          expect.soft(succeeded(result.stdout, "WROTE"), result.stderr).toEqual([
+            "cell dir (control)",
+            "TMPDIR (control)"
+          ])
           expect.soft(outside.filter((file) => fs.existsSync(file)), "files the host sees").toEqual([])
           expect.soft(fs.existsSync(path.join(cell.dir, name))).toBe(true)
         } finally {
@@ -485,7 +534,16 @@ echo "done: yes"`
           fs.writeFileSync(probeOnHost, PROBE_JS)
           const probeIn = async (cell: { name: string; dir: string }, flags: ReadonlyArray<string> = []) => {
             fs.writeFileSync(path.join(cell.dir, "probe.cjs"), PROBE_JS)
-            const result = await daemon.cli(["run", cell.name, "--wait", ...flags, "--", "node", "./probe.cjs", ...targets])
+            const result = await daemon.cli([
+              "run",
+              cell.name,
+              "--wait",
+              ...flags,
+              "--",
+              "node",
+              "./probe.cjs",
+              ...targets
+            ])
             return { ...result, seen: probeResults(result.stdout) }
           }
 
@@ -501,7 +559,10 @@ echo "done: yes"`
 
           const denied = await probeIn(closed)
           expect.soft(denied.code, denied.stderr).toBe(0)
-          expect.soft(denied.seen, "a --network deny cell").toEqual({ tcp: expect.stringMatching(/^refused/), abstract: expect.stringMatching(/^refused/) })
+          expect.soft(denied.seen, "a --network deny cell").toEqual({
+            tcp: expect.stringMatching(/^refused/),
+            abstract: expect.stringMatching(/^refused/)
+          })
 
           // Per-job policy can only tighten: the job either is refused or runs without network.
           const loosened = await probeIn(closed, ["--network", "allow"])
@@ -567,22 +628,44 @@ echo "done: yes"`
           const notRefused = attempts.filter(({ code, message, readPath }) => {
             const real = fs.realpathSync(readPath)
             const saysWhich = message.includes(readPath) || message.includes(real)
-            const saysWhy = /expose|hidden|hide|never|not allowed|forbidden|refus|protect|private|sandbox|state dir|socket/i.test(message)
+            const saysWhy =
+              /expose|hidden|hide|never|not allowed|forbidden|refus|protect|private|sandbox|state dir|socket/i.test(
+                message
+              )
             return code !== 2 || !saysWhich || !saysWhy
           })
           // Refused as invalid_request: bad usage, exit code 2.
-          expect(notRefused, "--read paths not refused with exit code 2 and a message naming the path and why").toEqual([])
+          expect(notRefused, "--read paths not refused with exit code 2 and a message naming the path and why").toEqual(
+            []
+          )
         })
 
         it("the socket file itself (outside the state dir) is refused: a read-only bind would still let a job connect to the daemon", async () => {
-          const result = await daemon.cli(["--json", "create", "--name", "read-socket", ...nodeReadArgs(), "--read", daemon.socketPath])
+          const result = await daemon.cli([
+            "--json",
+            "create",
+            "--name",
+            "read-socket",
+            ...nodeReadArgs(),
+            "--read",
+            daemon.socketPath
+          ])
           expect.soft(result.code, `create --read ${daemon.socketPath}: ${result.stdout}`).toBe(2)
           if (result.code === 0) {
             // Accepted: show what it costs. The job reaches the daemon's socket and could drive it.
             const cell = JSON.parse(result.stdout)
             fs.writeFileSync(path.join(cell.dir, "probe.cjs"), PROBE_JS)
-            const probed = await daemon.cli(["run", cell.name, "--wait", "--", "node", "./probe.cjs", `socket=unix:${daemon.socketPath}`])
-            expect.soft(probeResults(probed.stdout)["socket"], "a job of that cell connecting to the daemon's socket").not.toBe("connected")
+            const probed = await daemon.cli([
+              "run",
+              cell.name,
+              "--wait",
+              "--",
+              "node",
+              "./probe.cjs",
+              `socket=unix:${daemon.socketPath}`
+            ])
+            expect.soft(probeResults(probed.stdout)["socket"], "a job of that cell connecting to the daemon's socket")
+              .not.toBe("connected")
           } else {
             expect.soft(JSON.parse(result.stdout).error.message).toContain(daemon.socketPath)
           }
@@ -618,7 +701,9 @@ echo "done: yes"`
             `ln -s ${daemon.stateDir} ./state-link && ln -s ${canaryDir} ./canary-link && ln -s ${canaryDir}/canary.txt ./canary-file && ln -s ${canaryDir} "$TMPDIR/canary-link" && echo ready && sleep 300`,
             `links-${run}`
           )
-          for (const link of ["state-link", "canary-link", "canary-file"]) expect(fs.lstatSync(path.join(cell.dir, link)).isSymbolicLink()).toBe(true)
+          for (const link of ["state-link", "canary-link", "canary-file"]) {
+            expect(fs.lstatSync(path.join(cell.dir, link)).isSymbolicLink()).toBe(true)
+          }
 
           for (const cwd of ["state-link", "state-link/logs"]) {
             const result = await daemon.cli(["--json", "run", cell.name, "--cwd", cwd, "--", "ls"])
@@ -675,7 +760,8 @@ echo "done: yes"`
 
     // Last: the final case stops this variant's daemon.
     describe("9. grace under bubblewrap", () => {
-      const trapScript = `trap "echo got TERM; sleep 1; echo cleaned; exit 0" TERM; echo ready; while :; do sleep 1; done`
+      const trapScript =
+        `trap "echo got TERM; sleep 1; echo cleaned; exit 0" TERM; echo ready; while :; do sleep 1; done`
 
       it("a job that traps SIGTERM gets its grace on job kill: it cleans up and exits 0", async () => {
         const cell = await createCell(daemon, "grace")
@@ -685,14 +771,23 @@ echo "done: yes"`
         const output = readIfExists(stdoutLog(daemon, job.id))
         expect.soft(output, "the job's stdout").toContain("got TERM")
         expect.soft(output, "the job's stdout").toContain("cleaned")
-        expect.soft(killed, "the job's record").toMatchObject({ status: "exited", exit_code: 0, termination_reason: "terminated_by_user" })
+        expect.soft(killed, "the job's record").toMatchObject({
+          status: "exited",
+          exit_code: 0,
+          termination_reason: "terminated_by_user"
+        })
         expect.soft(markedProcesses(marker), "processes of the job alive after job kill").toEqual([])
       })
 
       it("a job that ignores SIGTERM still dies at the end of the grace", async () => {
         const cell = await createCell(daemon, "deaf")
         const marker = `deaf-${run}-${jobUid}`
-        const job = await startReadyJob(daemon, cell.name, `trap "" TERM; echo ready; while :; do sleep 1; done`, marker)
+        const job = await startReadyJob(
+          daemon,
+          cell.name,
+          `trap "" TERM; echo ready; while :; do sleep 1; done`,
+          marker
+        )
         const began = Date.now()
         const killed = await daemon.json(["job", "kill", job.id])
         const took = Date.now() - began
@@ -760,7 +855,9 @@ describe("10. state files are private", { timeout: SLOW }, () => {
       fs.chmodSync(stateDir, mode)
       const started = await startDaemonExpectingRefusal({ stateDir })
       const lines = started.output.trim().split("\n")
-      const naming = lines.filter((line) => line.includes(stateDir) && /writable|permission|mode|insecure|unsafe/i.test(line))
+      const naming = lines.filter((line) =>
+        line.includes(stateDir) && /writable|permission|mode|insecure|unsafe/i.test(line)
+      )
       const problem = started.code === "answered"
         ? "planterd started and answered"
         : started.code === 0
@@ -770,7 +867,9 @@ describe("10. state files are private", { timeout: SLOW }, () => {
         : lines.some((line) => /^\s+at /.test(line))
         ? "the message comes with a stack trace"
         : undefined
-      if (problem !== undefined) problems.push(`state dir mode ${mode.toString(8)}: ${problem}; planterd said:\n${started.output}`)
+      if (problem !== undefined) {
+        problems.push(`state dir mode ${mode.toString(8)}: ${problem}; planterd said:\n${started.output}`)
+      }
     }
     expect(problems).toEqual([])
   })

@@ -38,7 +38,13 @@ describe.runIf(process.platform === "darwin")("enforced sandbox (sandbox-exec, m
     const inside = await sh(cell.name, "echo x > ./x && echo y > \"$TMPDIR/y\"")
     expect(inside.code).toBe(0)
     expect(fs.readFileSync(path.join(cell.dir, "x"), "utf8")).toBe("x\n")
-    for (const target of [path.join(daemon.stateDir, "planter-x"), path.join(home, "planter-x"), path.join(os.tmpdir(), `planter-x-${process.pid}`)]) {
+    for (
+      const target of [
+        path.join(daemon.stateDir, "planter-x"),
+        path.join(home, "planter-x"),
+        path.join(os.tmpdir(), `planter-x-${process.pid}`)
+      ]
+    ) {
       const outside = await sh(cell.name, `echo x > '${target}'`)
       expect(outside.code).not.toBe(0)
       expect(fs.existsSync(target)).toBe(false)

@@ -12,7 +12,16 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { TestDaemon } from "../support/daemon.js"
 import { makeTempDir, pidAlive, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
-import { bwrapEnv, createCell, DENIED, jobIdOf, nodeReadArgs, processTree, sandboxDescribe, sh } from "../support/sandbox.js"
+import {
+  bwrapEnv,
+  createCell,
+  DENIED,
+  jobIdOf,
+  nodeReadArgs,
+  processTree,
+  sandboxDescribe,
+  sh
+} from "../support/sandbox.js"
 
 const describeSandbox = sandboxDescribe()
 
@@ -21,7 +30,10 @@ interface ReadonlyDb {
   prepare(sql: string): { all(...params: Array<unknown>): Array<Record<string, unknown>> }
   close(): void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { readonly: boolean }) => ReadonlyDb
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  file: string,
+  options: { readonly: boolean }
+) => ReadonlyDb
 
 /** The events journal's rows of `kind`, read straight from the daemon's database. */
 const events = (daemon: TestDaemon, kind: string) => {
@@ -65,7 +77,9 @@ describeSandbox("enforced sandbox (bubblewrap)", { timeout: SLOW }, () => {
     })
     const health = await daemon.json(["health"])
     // A bwrap that cannot start here (user namespaces off) must say so, not fail each case obscurely.
-    if (!health.sandbox.available) throw new Error(`bubblewrap is installed but unusable: ${health.sandbox.unavailable_reason}`)
+    if (!health.sandbox.available) {
+      throw new Error(`bubblewrap is installed but unusable: ${health.sandbox.unavailable_reason}`)
+    }
     expect(health.sandbox).toMatchObject({ mode: "enforced", backend: "bubblewrap", available: true })
   }, SLOW)
 
@@ -213,7 +227,10 @@ describe("without bubblewrap", { timeout: SLOW }, () => {
   }, SLOW)
 
   it("enforced refuses the job, says how to install bubblewrap, and journals the attempt", async () => {
-    const daemon = await startDaemon({ args: ["--sandbox-mode", "enforced"], env: { PLANTER_BWRAP: "/nonexistent/bwrap" } })
+    const daemon = await startDaemon({
+      args: ["--sandbox-mode", "enforced"],
+      env: { PLANTER_BWRAP: "/nonexistent/bwrap" }
+    })
     const cell = await createCell(daemon, "refused")
 
     const result = await daemon.cli(["--json", "run", cell.name, "--", "sh", "-c", "echo should-not-run"])
@@ -233,7 +250,10 @@ describe("without bubblewrap", { timeout: SLOW }, () => {
   })
 
   it("permissive runs the job unsandboxed and says why", async () => {
-    const daemon = await startDaemon({ args: ["--sandbox-mode", "permissive"], env: { PLANTER_BWRAP: "/nonexistent/bwrap" } })
+    const daemon = await startDaemon({
+      args: ["--sandbox-mode", "permissive"],
+      env: { PLANTER_BWRAP: "/nonexistent/bwrap" }
+    })
     const cell = await createCell(daemon, "fallback")
 
     const result = await sh(daemon, cell.name, "echo fell-back")
@@ -249,7 +269,10 @@ describe("without bubblewrap", { timeout: SLOW }, () => {
   })
 
   it("disabled runs the job with no sandbox and no fallback", async () => {
-    const daemon = await startDaemon({ args: ["--sandbox-mode", "disabled"], env: { PLANTER_BWRAP: "/nonexistent/bwrap" } })
+    const daemon = await startDaemon({
+      args: ["--sandbox-mode", "disabled"],
+      env: { PLANTER_BWRAP: "/nonexistent/bwrap" }
+    })
     const cell = await createCell(daemon, "plain")
 
     const result = await sh(daemon, cell.name, "echo plain")

@@ -48,7 +48,8 @@ const runJob = async (cellName: string, argv: ReadonlyArray<string>) => {
 }
 
 /** `--json` errors are one document on stdout: {"error":{code,message,detail}}. */
-const jsonError = (stdout: string) => JSON.parse(stdout).error as { code: string; message: string; detail: string | null }
+const jsonError = (stdout: string) =>
+  JSON.parse(stdout).error as { code: string; message: string; detail: string | null }
 
 describe("the tour", () => {
   it("creates a cell with its env and lists it", async () => {
@@ -63,7 +64,15 @@ describe("the tour", () => {
   }, STEP_TIMEOUT)
 
   it("run --wait streams stdout and stderr apart and exits with the job's code", async () => {
-    const result = await daemon.cli(["run", "demo", "--wait", "--", "sh", "-c", "echo $GREETING; echo oops >&2; exit 3"])
+    const result = await daemon.cli([
+      "run",
+      "demo",
+      "--wait",
+      "--",
+      "sh",
+      "-c",
+      "echo $GREETING; echo oops >&2; exit 3"
+    ])
     expect(result.code).toBe(3)
     expect(result.stdout).toBe("hi\n")
     expect(result.stderr).toContain("oops\n")
@@ -105,7 +114,12 @@ describe("the tour", () => {
     expect((await daemon.json(["health"])).running_jobs).toBe(1)
 
     const killed = await daemon.json(["job", "kill", job.id])
-    expect(killed).toMatchObject({ id: job.id, status: "exited", termination_reason: "terminated_by_user", signal: "SIGTERM" })
+    expect(killed).toMatchObject({
+      id: job.id,
+      status: "exited",
+      termination_reason: "terminated_by_user",
+      signal: "SIGTERM"
+    })
     expect(pidAlive(job.pid)).toBe(false)
   }, STEP_TIMEOUT)
 
@@ -151,7 +165,10 @@ describe("the tour", () => {
     expect(pidAlive(job.pid)).toBe(false)
     expect(fs.existsSync(cell.dir)).toBe(false)
     expect((await daemon.json(["cell", "ls"])).map((c: any) => c.name)).not.toContain("demo")
-    expect(await daemon.json(["job", "status", job.id])).toMatchObject({ status: "exited", termination_reason: "forced_kill" })
+    expect(await daemon.json(["job", "status", job.id])).toMatchObject({
+      status: "exited",
+      termination_reason: "forced_kill"
+    })
   }, STEP_TIMEOUT)
 
   it("version and health describe the daemon", async () => {

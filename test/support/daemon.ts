@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -37,7 +37,9 @@ export const runNodeScript = (
     const timeoutMs = options.timeoutMs ?? 20_000
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`${path.basename(script)} ${args.join(" ")} did not finish in ${timeoutMs} ms\n${stdout}\n${stderr}`))
+      reject(
+        new Error(`${path.basename(script)} ${args.join(" ")} did not finish in ${timeoutMs} ms\n${stdout}\n${stderr}`)
+      )
     }, timeoutMs)
     // "close", not "exit": output still in the pipes arrives after the process has exited.
     child.on("close", (code) => {
@@ -56,7 +58,9 @@ export const runCli = (
 /** Runs `planter --json …` and parses its one JSON document. */
 export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<string>): Promise<A> => {
   const result = await runCli(socketPath, ["--json", ...args])
-  if (result.code !== 0) throw new Error(`planter ${args.join(" ")} exited ${result.code}: ${result.stdout}${result.stderr}`)
+  if (result.code !== 0) {
+    throw new Error(`planter ${args.join(" ")} exited ${result.code}: ${result.stdout}${result.stderr}`)
+  }
   return JSON.parse(result.stdout) as A
 }
 
@@ -124,7 +128,10 @@ export interface TestDaemon {
   readonly pid: number
   /** Everything the daemon wrote to stdout and stderr so far. */
   readonly output: () => string
-  readonly cli: (args: ReadonlyArray<string>, options?: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number }) => Promise<CliResult>
+  readonly cli: (
+    args: ReadonlyArray<string>,
+    options?: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number }
+  ) => Promise<CliResult>
   readonly json: <A = any>(args: ReadonlyArray<string>) => Promise<A>
   /** Sends `signal` and waits for the daemon to exit; answers its exit code. */
   readonly stop: (signal?: NodeJS.Signals) => Promise<number | null>
@@ -139,7 +146,13 @@ const daemonCommand = (options: DaemonOptions, daemonArgs: ReadonlyArray<string>
     command = ["setpriv", `--reuid=${options.user}`, `--regid=${options.user}`, "--clear-groups", ...command]
   }
   if (options.umask !== undefined) {
-    command = ["/bin/sh", "-c", `umask ${options.umask.toString(8).padStart(3, "0")} && exec "$@"`, "planterd-umask", ...command]
+    command = [
+      "/bin/sh",
+      "-c",
+      `umask ${options.umask.toString(8).padStart(3, "0")} && exec "$@"`,
+      "planterd-umask",
+      ...command
+    ]
   }
   return [command[0]!, command.slice(1)]
 }
@@ -234,7 +247,11 @@ export const stopAllDaemons = async () => {
 }
 
 /** Polls `planter job status` until the job has ended; answers its final record. */
-export const waitForJobEnd = async <A extends { readonly status: string }>(daemon: TestDaemon, id: string, timeoutMs = 20_000): Promise<A> => {
+export const waitForJobEnd = async <A extends { readonly status: string }>(
+  daemon: TestDaemon,
+  id: string,
+  timeoutMs = 20_000
+): Promise<A> => {
   let job: A | undefined
   await waitFor(`${id} to end`, async () => {
     job = await daemon.json<A>(["job", "status", id])

@@ -35,7 +35,9 @@ export const sandboxDescribe = (): ReturnType<typeof describe.skipIf> => {
   if (bwrap === undefined && sandboxRequired) {
     describe("sandbox prerequisites", () => {
       it("has bubblewrap installed", () => {
-        throw new Error("bubblewrap is required (PLANTER_REQUIRE_SANDBOX=1) but not installed: apt-get install bubblewrap")
+        throw new Error(
+          "bubblewrap is required (PLANTER_REQUIRE_SANDBOX=1) but not installed: apt-get install bubblewrap"
+        )
       })
     })
   }

@@ -4,7 +4,13 @@ import { cellNameProblem } from "../../src/services/Cells.js"
 
 describe("hoistGlobalOptions", () => {
   it("moves --json and --socket in front of the subcommand", () => {
-    expect(hoistGlobalOptions(["job", "ls", "--json", "--socket", "/s"])).toEqual(["--json", "--socket", "/s", "job", "ls"])
+    expect(hoistGlobalOptions(["job", "ls", "--json", "--socket", "/s"])).toEqual([
+      "--json",
+      "--socket",
+      "/s",
+      "job",
+      "ls"
+    ])
     expect(hoistGlobalOptions(["health", "--socket=/s"])).toEqual(["--socket", "/s", "health"])
   })
 

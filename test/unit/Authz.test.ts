@@ -3,7 +3,12 @@ import type { AuthzPolicy, Peer } from "../../src/services/Authz.js"
 import { actions, decide, defaultPolicy, mayTouch, parseGrant, roleOf, socketAccess } from "../../src/services/Authz.js"
 
 const DAEMON = 1000
-const peer = (uid: number, groups: ReadonlyArray<number> = [uid]): Peer => ({ uid, gid: groups[0] ?? uid, pid: 42, groups })
+const peer = (uid: number, groups: ReadonlyArray<number> = [uid]): Peer => ({
+  uid,
+  gid: groups[0] ?? uid,
+  pid: 42,
+  groups
+})
 const policy = (overrides: Partial<AuthzPolicy> = {}): AuthzPolicy => ({ ...defaultPolicy(DAEMON), ...overrides })
 
 const BUILDERS = 2001
@@ -77,7 +82,11 @@ describe("Authz policy", () => {
 
   it("the socket is 0600 unless others are allowed; 0660 for one group; 0666 for more, the peer check being the gate", () => {
     expect(socketAccess(policy())).toEqual({ kind: "private", mode: 0o600 })
-    expect(socketAccess(policy({ uids: [{ uid: DAEMON, label: "me", role: "admin" }, { uid: 0, label: "root", role: "admin" }] })))
+    expect(
+      socketAccess(
+        policy({ uids: [{ uid: DAEMON, label: "me", role: "admin" }, { uid: 0, label: "root", role: "admin" }] })
+      )
+    )
       .toEqual({ kind: "private", mode: 0o600 })
     expect(socketAccess(policy({ groups: [{ gid: BUILDERS, label: "builders", role: "run" }] })))
       .toEqual({ kind: "group", mode: 0o660, gid: BUILDERS, label: "builders" })

@@ -53,8 +53,14 @@ describe("bubblewrapArgs", () => {
     expect(args).toEqual(expect.arrayContaining(["--unshare-pid"]))
     // Not tied to the daemon: a job outlives a daemon crash and is adopted.
     expect(args).not.toContain("--die-with-parent")
-    expect(args.slice(args.indexOf("--json-status-fd"), args.indexOf("--json-status-fd") + 2)).toEqual(["--json-status-fd", "3"])
-    expect(args.slice(args.indexOf("--chdir"), args.indexOf("--chdir") + 2)).toEqual(["--chdir", "/state/cells/cell-1/sub"])
+    expect(args.slice(args.indexOf("--json-status-fd"), args.indexOf("--json-status-fd") + 2)).toEqual([
+      "--json-status-fd",
+      "3"
+    ])
+    expect(args.slice(args.indexOf("--chdir"), args.indexOf("--chdir") + 2)).toEqual([
+      "--chdir",
+      "/state/cells/cell-1/sub"
+    ])
     expect(args.slice(args.lastIndexOf("--"))).toEqual(["--", "sh", "-c", "echo hi"])
   })
 

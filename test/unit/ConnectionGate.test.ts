@@ -2,9 +2,12 @@ import type { FromClientEncoded, FromServerEncoded } from "@effect/rpc/RpcMessag
 import { describe, expect, it } from "vitest"
 import { ConnectionGate } from "../../src/layers/ConnectionGate.js"
 
-const request = (id: number, tag = "Health") => ({ _tag: "Request", id: String(id), tag, payload: {}, headers: [] }) as unknown as FromClientEncoded
-const exit = (id: number) => ({ _tag: "Exit", requestId: String(id), exit: { _tag: "Success", value: null } }) as unknown as FromServerEncoded
-const ids = (messages: ReadonlyArray<FromClientEncoded>) => messages.map((message) => (message._tag === "Request" ? `req ${message.id}` : message._tag))
+const request = (id: number, tag = "Health") =>
+  ({ _tag: "Request", id: String(id), tag, payload: {}, headers: [] }) as unknown as FromClientEncoded
+const exit = (id: number) =>
+  ({ _tag: "Exit", requestId: String(id), exit: { _tag: "Success", value: null } }) as unknown as FromServerEncoded
+const ids = (messages: ReadonlyArray<FromClientEncoded>) =>
+  messages.map((message) => (message._tag === "Request" ? `req ${message.id}` : message._tag))
 
 const makeGate = (limits = { maxInFlight: 2, maxQueued: 4, maxQueuedResponseBytes: 1000 }) => {
   const reading: Array<boolean> = []
@@ -34,7 +37,9 @@ describe("ConnectionGate", () => {
     gate.receive(request(3))
     expect(ids(gate.receive({ _tag: "Ack", requestId: "1" } as FromClientEncoded))).toEqual(["Ack"])
     expect(ids(gate.receive({ _tag: "Ping" } as FromClientEncoded))).toEqual(["Ping"])
-    expect(ids(gate.receive({ _tag: "Interrupt", requestId: "3" } as unknown as FromClientEncoded))).toEqual(["Interrupt"])
+    expect(ids(gate.receive({ _tag: "Interrupt", requestId: "3" } as unknown as FromClientEncoded))).toEqual([
+      "Interrupt"
+    ])
     expect(gate.queued).toBe(0)
     gate.receive(request(4))
     expect(gate.receive({ _tag: "Eof" } as FromClientEncoded)).toEqual([])

@@ -63,10 +63,21 @@ describe("help", () => {
   })
 
   it("suggests the closest command or option for a typo, and leaves the job's argv alone", () => {
-    expect(interpret(["job", "lst"])).toMatchObject({ _tag: "Unknown", message: expect.stringContaining("did you mean `job ls`?") })
-    expect(interpret(["job", "stauts", "x"])).toMatchObject({ message: expect.stringContaining("did you mean `job status`?") })
-    expect(interpret(["jbo", "ls"])).toMatchObject({ _tag: "Unknown", message: expect.stringContaining("did you mean `job`?") })
-    expect(interpret(["job", "ls", "--nmae", "x"])).toMatchObject({ _tag: "Unknown", message: expect.stringContaining("did you mean --name?") })
+    expect(interpret(["job", "lst"])).toMatchObject({
+      _tag: "Unknown",
+      message: expect.stringContaining("did you mean `job ls`?")
+    })
+    expect(interpret(["job", "stauts", "x"])).toMatchObject({
+      message: expect.stringContaining("did you mean `job status`?")
+    })
+    expect(interpret(["jbo", "ls"])).toMatchObject({
+      _tag: "Unknown",
+      message: expect.stringContaining("did you mean `job`?")
+    })
+    expect(interpret(["job", "ls", "--nmae", "x"])).toMatchObject({
+      _tag: "Unknown",
+      message: expect.stringContaining("did you mean --name?")
+    })
     expect(interpret(["run", "demo", "--", "ls", "--bogus"])).toEqual({ _tag: "Run" })
     expect(interpret(["logs", "build", "--offset", "-1"])).toEqual({ _tag: "Run" })
     expect(interpret(["--completions", "bash"])).toEqual({ _tag: "Run" })

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest"
+import { ago, shortDuration } from "../../src/cli/HumanTime.js"
+import { jobRows } from "../../src/cli/Output.js"
+import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import { jobOutcome, statusText } from "../../src/rpc/JobOutcome.js"
 import { Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
-import type { JobId, CellId } from "../../src/rpc/Ids.js"
 import { fromLauncherStatus } from "../../src/services/ExitStatus.js"
-import { jobRows } from "../../src/cli/Output.js"
-import { ago, shortDuration } from "../../src/cli/HumanTime.js"
 
 const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}) =>
   new Job({
@@ -26,7 +26,8 @@ const job = (fields: Partial<ConstructorParameters<typeof Job>[0]> = {}) =>
 
 describe("job outcome and status words", () => {
   it("says running, exited N, killed (SIGNAL), timeout, lost", () => {
-    expect(statusText(job({ status: "running", exit_code: null, termination_reason: null, finished_at_ms: null }))).toBe("running")
+    expect(statusText(job({ status: "running", exit_code: null, termination_reason: null, finished_at_ms: null })))
+      .toBe("running")
     expect(statusText(job())).toBe("exited 0")
     expect(statusText(job({ exit_code: 3 }))).toBe("exited 3")
     const killed = job({ exit_code: null, signal: "SIGTERM", termination_reason: "terminated_by_user" })

@@ -26,7 +26,10 @@ describe("killTree and process identity", () => {
       const stranger = yield* spawnStranger
       const pid = stranger.pid!
       // The job's leader was recorded with another start time: this pid was reused.
-      const killed = yield* killTree({ leaderPid: pid, leaderStartTime: "1", known: new Map([[pid, "1"]]) }, { force: true, grace: "1 second" })
+      const killed = yield* killTree({ leaderPid: pid, leaderStartTime: "1", known: new Map([[pid, "1"]]) }, {
+        force: true,
+        grace: "1 second"
+      })
       expect(killed).toEqual([])
       expect(alive(pid)).toBe(true)
     }).pipe(Effect.provide(ProcessProbeLive.layer)))
@@ -40,7 +43,10 @@ describe("killTree and process identity", () => {
       const pid = job.pid!
       const startTime = (yield* probe.entry(pid))!.startTime
       const exited = new Promise((resolve) => job.once("exit", resolve))
-      yield* killTree({ leaderPid: pid, leaderStartTime: startTime, known: new Map() }, { force: false, grace: "2 seconds" })
+      yield* killTree({ leaderPid: pid, leaderStartTime: startTime, known: new Map() }, {
+        force: false,
+        grace: "2 seconds"
+      })
       yield* Effect.promise(() => exited)
       expect(alive(pid)).toBe(false)
     }).pipe(Effect.provide(ProcessProbeLive.layer)))

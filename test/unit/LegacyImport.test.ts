@@ -7,7 +7,13 @@ import { Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { LegacyCellRecord, LegacyJobRecord, PlanInput, ScannedFile, ScannedJob } from "../../src/services/LegacyImport.js"
+import type {
+  LegacyCellRecord,
+  LegacyJobRecord,
+  PlanInput,
+  ScannedFile,
+  ScannedJob
+} from "../../src/services/LegacyImport.js"
 import {
   countsLine,
   decodeCellFile,
@@ -59,7 +65,10 @@ const cellFile = (record: unknown, placeId = (record as { id: string }).id): Sca
   fingerprint: "10:1:1"
 })
 
-const jobFile = (record: unknown, options: { placeId?: string; logs?: { stdout: boolean; stderr: boolean } } = {}): ScannedJob => {
+const jobFile = (
+  record: unknown,
+  options: { placeId?: string; logs?: { stdout: boolean; stderr: boolean } } = {}
+): ScannedJob => {
   const placeId = options.placeId ?? (record as { id: string }).id
   return {
     path: `jobs/${placeId}.json`,
@@ -77,7 +86,13 @@ const plan = (input: Partial<PlanInput> & Pick<PlanInput, "cells" | "jobs">) =>
     inPlace: false,
     now: NOW,
     sourceCellDirs: new Set(input.cells.map((file) => file.placeId)),
-    existing: { cells: new Map(), cellNames: new Set(), jobIds: new Set(), targetCellDirs: new Set(), targetLogs: new Set() },
+    existing: {
+      cells: new Map(),
+      cellNames: new Set(),
+      jobIds: new Set(),
+      targetCellDirs: new Set(),
+      targetLogs: new Set()
+    },
     livePids: new Set(),
     previouslyHandled: 0,
     ...input
@@ -91,13 +106,21 @@ describe("decoding the prototype's record files", () => {
     expect(killed.command.limits).toEqual({ timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null })
     expect(killed.status).toEqual({ type: "exited", code: null })
     const built = Either.getOrThrow(decodeJobFile(fixtureText("jobs/job-1760000000002.json")))
-    expect(built.command).toMatchObject({ argv: ["/bin/sh", "-c", "echo building; echo warn >&2"], cwd: null, limits: null })
+    expect(built.command).toMatchObject({
+      argv: ["/bin/sh", "-c", "echo building; echo warn >&2"],
+      cwd: null,
+      limits: null
+    })
   })
 
   it("says a file cut short by a crash is cut short, and an empty one is empty", () => {
     const text = fixtureText("jobs/job-1760000000002.json")
-    expect(decodeJobFile(text.slice(0, 120))).toEqual(Either.left(expect.stringMatching(/^cut short: the JSON ends mid-record/)))
-    expect(decodeJobFile(text.slice(0, text.indexOf("\"argv\"") + 9))).toEqual(Either.left(expect.stringMatching(/^cut short/)))
+    expect(decodeJobFile(text.slice(0, 120))).toEqual(
+      Either.left(expect.stringMatching(/^cut short: the JSON ends mid-record/))
+    )
+    expect(decodeJobFile(text.slice(0, text.indexOf("\"argv\"") + 9))).toEqual(
+      Either.left(expect.stringMatching(/^cut short/))
+    )
     for (const end of [1, 50, 150, 300, text.length - 2]) {
       expect(decodeJobFile(text.slice(0, end))).toEqual(Either.left(expect.stringMatching(/^cut short/)))
     }
@@ -108,16 +131,28 @@ describe("decoding the prototype's record files", () => {
 
   it("names the field of a record that fails its Schema", () => {
     const noArgv = jobRecord("job-1", "cell-1", { command: { argv: [], cwd: null, env: {}, limits: null } })
-    expect(decodeJobFile(JSON.stringify(noArgv))).toEqual(Either.left(expect.stringMatching(/^not a prototype job record: command\.argv\[0\]: missing/)))
+    expect(decodeJobFile(JSON.stringify(noArgv))).toEqual(
+      Either.left(expect.stringMatching(/^not a prototype job record: command\.argv\[0\]: missing/))
+    )
     const badStatus = jobRecord("job-1", "cell-1", { status: { type: "paused" } })
-    expect(decodeJobFile(JSON.stringify(badStatus))).toEqual(Either.left(expect.stringMatching(/^not a prototype job record: status/)))
+    expect(decodeJobFile(JSON.stringify(badStatus))).toEqual(
+      Either.left(expect.stringMatching(/^not a prototype job record: status/))
+    )
     const { started_at_ms: _, ...noStart } = jobRecord("job-1", "cell-1")
-    expect(decodeJobFile(JSON.stringify(noStart))).toEqual(Either.left("not a prototype job record: started_at_ms: missing"))
+    expect(decodeJobFile(JSON.stringify(noStart))).toEqual(
+      Either.left("not a prototype job record: started_at_ms: missing")
+    )
     const badId = jobRecord("job-../../etc", "cell-1")
-    expect(decodeJobFile(JSON.stringify(badId))).toEqual(Either.left(expect.stringMatching(/^not a prototype job record: id: /)))
+    expect(decodeJobFile(JSON.stringify(badId))).toEqual(
+      Either.left(expect.stringMatching(/^not a prototype job record: id: /))
+    )
     const badEnv = cellRecord("cell-1", "web", { spec: { name: "web", env: { "BAD-NAME": "x" } } })
-    expect(decodeCellFile(JSON.stringify(badEnv))).toEqual(Either.left(expect.stringMatching(/^not a prototype cell record: spec\.env/)))
-    const badLimit = jobRecord("job-1", "cell-1", { command: { argv: ["x"], cwd: null, env: {}, limits: { timeout_ms: -5 } } })
+    expect(decodeCellFile(JSON.stringify(badEnv))).toEqual(
+      Either.left(expect.stringMatching(/^not a prototype cell record: spec\.env/))
+    )
+    const badLimit = jobRecord("job-1", "cell-1", {
+      command: { argv: ["x"], cwd: null, env: {}, limits: { timeout_ms: -5 } }
+    })
     expect(decodeJobFile(JSON.stringify(badLimit))).toEqual(Either.left(expect.stringMatching(/command\.limits/)))
   })
 
@@ -125,7 +160,10 @@ describe("decoding the prototype's record files", () => {
     const { termination_reason: _, ...noReason } = jobRecord("job-1", "cell-1")
     expect(decodedJob(noReason).termination_reason).toBeNull()
     expect(decodedJob(jobRecord("job-1", "cell-1", { termination_reason: null })).termination_reason).toBeNull()
-    expect(decodedJob(jobRecord("job-1", "cell-1", { status: { type: "exited" } })).status).toEqual({ type: "exited", code: null })
+    expect(decodedJob(jobRecord("job-1", "cell-1", { status: { type: "exited" } })).status).toEqual({
+      type: "exited",
+      code: null
+    })
   })
 })
 
@@ -134,19 +172,36 @@ describe("mapping a prototype job's end onto Planter's fields", () => {
     mapOutcome(decodedJob(jobRecord("job-1", "cell-1", extra)), NOW, new Set(live))
 
   it("keeps an exit code and its reason", () => {
-    expect(outcome({})).toEqual({ exit_code: 0, termination_reason: "exited", finished_at_ms: 1760000100120, lostNote: null })
-    expect(outcome({ status: { type: "exited", code: 3 }, termination_reason: "timeout" })).toMatchObject({ exit_code: 3, termination_reason: "timeout" })
+    expect(outcome({})).toEqual({
+      exit_code: 0,
+      termination_reason: "exited",
+      finished_at_ms: 1760000100120,
+      lostNote: null
+    })
+    expect(outcome({ status: { type: "exited", code: 3 }, termination_reason: "timeout" })).toMatchObject({
+      exit_code: 3,
+      termination_reason: "timeout"
+    })
   })
 
   it("keeps a null code with a kill reason null", () => {
     for (const reason of ["terminated_by_user", "forced_kill", "memory_limit", "log_quota"]) {
-      expect(outcome({ status: { type: "exited", code: null }, termination_reason: reason })).toMatchObject({ exit_code: null, termination_reason: reason })
+      expect(outcome({ status: { type: "exited", code: null }, termination_reason: reason })).toMatchObject({
+        exit_code: null,
+        termination_reason: reason
+      })
     }
   })
 
   it("makes an exit without a reason `exited`, and keeps `unknown` distinguishable", () => {
-    expect(outcome({ status: { type: "exited", code: 1 }, termination_reason: null })).toMatchObject({ exit_code: 1, termination_reason: "exited" })
-    expect(outcome({ status: { type: "exited", code: null }, termination_reason: "unknown" })).toMatchObject({ exit_code: null, termination_reason: "unknown" })
+    expect(outcome({ status: { type: "exited", code: 1 }, termination_reason: null })).toMatchObject({
+      exit_code: 1,
+      termination_reason: "exited"
+    })
+    expect(outcome({ status: { type: "exited", code: null }, termination_reason: "unknown" })).toMatchObject({
+      exit_code: null,
+      termination_reason: "unknown"
+    })
   })
 
   it("makes a job recorded running lost, saying whether its pid is gone", () => {
@@ -182,20 +237,36 @@ describe("planning an import", () => {
       cells: [cellFile(cellRecord("cell-1", "website"))],
       jobs: [
         jobFile(jobRecord("job-2", "cell-1", {
-          command: { argv: ["npm", "run", "serve"], cwd: `${OLD}/cells/cell-1/app`, env: { A: "1" }, limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null } }
+          command: {
+            argv: ["npm", "run", "serve"],
+            cwd: `${OLD}/cells/cell-1/app`,
+            env: { A: "1" },
+            limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null }
+          }
         })),
         jobFile(jobRecord("job-3", "cell-1", { command: { argv: ["make"], cwd: "sub/dir", env: {}, limits: null } })),
         jobFile(jobRecord("job-4", "cell-1"))
       ]
     })
     expect(result.cells).toEqual([
-      expect.objectContaining({ id: "cell-1", name: "website", env: { NODE_ENV: "production" }, dir: `${STATE}/cells/cell-1`, created_at_ms: 1760000000001 })
+      expect.objectContaining({
+        id: "cell-1",
+        name: "website",
+        env: { NODE_ENV: "production" },
+        dir: `${STATE}/cells/cell-1`,
+        created_at_ms: 1760000000001
+      })
     ])
     const [serve, make, plain] = result.jobs
     expect(serve).toMatchObject({
       id: "job-2",
       cell_id: "cell-1",
-      command: { argv: ["npm", "run", "serve"], cwd: `${STATE}/cells/cell-1/app`, env: { A: "1" }, limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null } },
+      command: {
+        argv: ["npm", "run", "serve"],
+        cwd: `${STATE}/cells/cell-1/app`,
+        env: { A: "1" },
+        limits: { timeout_ms: 3600000, max_rss_bytes: null, max_log_bytes: null }
+      },
       status: "exited",
       exit_code: 0,
       termination_reason: "exited",
@@ -220,27 +291,52 @@ describe("planning an import", () => {
   })
 
   it("imports a job whose log is missing, and reports the log with its path", () => {
-    const result = plan({ cells: [cellFile(cellRecord("cell-1", "website"))], jobs: [jobFile(jobRecord("job-2", "cell-1"), { logs: { stdout: true, stderr: false } })] })
+    const result = plan({
+      cells: [cellFile(cellRecord("cell-1", "website"))],
+      jobs: [jobFile(jobRecord("job-2", "cell-1"), { logs: { stdout: true, stderr: false } })]
+    })
     expect(result.jobs.map((job) => job.id)).toEqual(["job-2"])
     expect(result.report.logs).toBe(1)
-    expect(result.report.skipped).toEqual([{ path: `${SOURCE}/logs/job-2.stderr.log`, reason: expect.stringMatching(/^missing/) }])
+    expect(result.report.skipped).toEqual([{
+      path: `${SOURCE}/logs/job-2.stderr.log`,
+      reason: expect.stringMatching(/^missing/)
+    }])
     expect(result.copies.filter((copy) => copy.kind === "log")).toHaveLength(1)
   })
 
   it("skips what it cannot read, reporting each file, and imports the rest", () => {
-    const truncated: ScannedJob = { path: "jobs/job-5.json", placeId: "job-5", record: decodeJobFile("{\"id\": \"job-5\", \"cell"), fingerprint: "9:1:1", logs: { stdout: true, stderr: true } }
+    const truncated: ScannedJob = {
+      path: "jobs/job-5.json",
+      placeId: "job-5",
+      record: decodeJobFile("{\"id\": \"job-5\", \"cell"),
+      fingerprint: "9:1:1",
+      logs: { stdout: true, stderr: true }
+    }
     const result = plan({
       cells: [cellFile(cellRecord("cell-1", "website")), cellFile(cellRecord("cell-7", "other"), "cell-8")],
-      jobs: [truncated, jobFile(jobRecord("job-2", "cell-1")), jobFile(jobRecord("job-6", "cell-1"), { placeId: "job-60" })]
+      jobs: [
+        truncated,
+        jobFile(jobRecord("job-2", "cell-1")),
+        jobFile(jobRecord("job-6", "cell-1"), { placeId: "job-60" })
+      ]
     })
     expect(result.jobs.map((job) => job.id)).toEqual(["job-2"])
     expect(result.report.skipped).toEqual([
-      { path: `${SOURCE}/cells/cell-8/cell.json`, reason: expect.stringContaining("it says it is cell-7 but lies in cells/cell-8/") },
+      {
+        path: `${SOURCE}/cells/cell-8/cell.json`,
+        reason: expect.stringContaining("it says it is cell-7 but lies in cells/cell-8/")
+      },
       { path: `${SOURCE}/jobs/job-5.json`, reason: expect.stringMatching(/^cut short/) },
       { path: `${SOURCE}/jobs/job-60.json`, reason: expect.stringContaining("it says it is job-6") }
     ])
     expect(result.files).toEqual(expect.arrayContaining([
-      { path: "jobs/job-5.json", record_id: null, outcome: "skipped", reason: expect.stringMatching(/^cut short/), fingerprint: "9:1:1" },
+      {
+        path: "jobs/job-5.json",
+        record_id: null,
+        outcome: "skipped",
+        reason: expect.stringMatching(/^cut short/),
+        fingerprint: "9:1:1"
+      },
       { path: "jobs/job-2.json", record_id: "job-2", outcome: "imported", reason: null, fingerprint: null }
     ]))
   })
@@ -261,17 +357,32 @@ describe("planning an import", () => {
     expect(result.jobs.map((job) => job.id)).toEqual(["job-3"])
     expect(result.jobs[0]!.command.cwd).toBe(`${STATE}/cells/cell-1`)
     expect(result.report.skipped).toEqual([
-      { path: `${SOURCE}/cells/cell-1/cell.json`, reason: "a cell with the id cell-1 already exists in the state dir: it is not overwritten" },
-      { path: `${SOURCE}/jobs/job-2.json`, reason: "a job with the id job-2 already exists in the state dir: it is not overwritten" }
+      {
+        path: `${SOURCE}/cells/cell-1/cell.json`,
+        reason: "a cell with the id cell-1 already exists in the state dir: it is not overwritten"
+      },
+      {
+        path: `${SOURCE}/jobs/job-2.json`,
+        reason: "a job with the id job-2 already exists in the state dir: it is not overwritten"
+      }
     ])
-    expect(result.copies.map((copy) => copy.from)).toEqual([`${SOURCE}/logs/job-3.stdout.log`, `${SOURCE}/logs/job-3.stderr.log`])
+    expect(result.copies.map((copy) => copy.from)).toEqual([
+      `${SOURCE}/logs/job-3.stdout.log`,
+      `${SOURCE}/logs/job-3.stderr.log`
+    ])
   })
 
   it("never copies over a cell dir or log that is in the state dir without a record", () => {
     const result = plan({
       cells: [cellFile(cellRecord("cell-1", "website"))],
       jobs: [jobFile(jobRecord("job-2", "cell-1"))],
-      existing: { cells: new Map(), cellNames: new Set(), jobIds: new Set(), targetCellDirs: new Set(["cell-1"]), targetLogs: new Set(["job-2.stderr.log"]) }
+      existing: {
+        cells: new Map(),
+        cellNames: new Set(),
+        jobIds: new Set(),
+        targetCellDirs: new Set(["cell-1"]),
+        targetLogs: new Set(["job-2.stderr.log"])
+      }
     })
     expect(result.cells).toEqual([])
     expect(result.jobs).toEqual([])
@@ -290,10 +401,22 @@ describe("planning an import", () => {
         jobFile(jobRecord("job-3", "cell-9", { started_at_ms: 100 }))
       ],
       sourceCellDirs: new Set(["cell-9"]),
-      existing: { cells: new Map(), cellNames: new Set(["legacy-9"]), jobIds: new Set(), targetCellDirs: new Set(), targetLogs: new Set() }
+      existing: {
+        cells: new Map(),
+        cellNames: new Set(["legacy-9"]),
+        jobIds: new Set(),
+        targetCellDirs: new Set(),
+        targetLogs: new Set()
+      }
     })
     expect(result.cells).toEqual([
-      expect.objectContaining({ id: "cell-9", name: "legacy-9-2", env: {}, dir: `${STATE}/cells/cell-9`, created_at_ms: 100 })
+      expect.objectContaining({
+        id: "cell-9",
+        name: "legacy-9-2",
+        env: {},
+        dir: `${STATE}/cells/cell-9`,
+        created_at_ms: 100
+      })
     ])
     expect(result.jobs.map((job) => job.cell_id)).toEqual(["cell-9", "cell-9"])
     expect(result.report.placeholder_cells).toBe(1)
@@ -311,7 +434,13 @@ describe("planning an import", () => {
     const result = plan({
       cells: [cellFile(cellRecord("cell-1", "website")), cellFile(cellRecord("cell-2", "my site"))],
       jobs: [],
-      existing: { cells: new Map(), cellNames: new Set(["website"]), jobIds: new Set(), targetCellDirs: new Set(), targetLogs: new Set() }
+      existing: {
+        cells: new Map(),
+        cellNames: new Set(["website"]),
+        jobIds: new Set(),
+        targetCellDirs: new Set(),
+        targetLogs: new Set()
+      }
     })
     expect(result.cells.map((cell) => [cell.id, cell.name])).toEqual([["cell-1", "legacy-1"], ["cell-2", "legacy-2"]])
     expect(result.report.notes.map((note) => note.note)).toEqual([
@@ -323,10 +452,26 @@ describe("planning an import", () => {
   it("imports a job recorded running as lost, with its note for the journal", () => {
     const result = plan({
       cells: [cellFile(cellRecord("cell-1", "website"))],
-      jobs: [jobFile(jobRecord("job-2", "cell-1", { status: { type: "running" }, finished_at_ms: null, termination_reason: null, pid: 777 }))],
+      jobs: [
+        jobFile(
+          jobRecord("job-2", "cell-1", {
+            status: { type: "running" },
+            finished_at_ms: null,
+            termination_reason: null,
+            pid: 777
+          })
+        )
+      ],
       livePids: new Set([777])
     })
-    expect(result.jobs[0]).toMatchObject({ status: "exited", termination_reason: "lost", exit_code: null, pid: 777, pid_start_time: null, finished_at_ms: NOW })
+    expect(result.jobs[0]).toMatchObject({
+      status: "exited",
+      termination_reason: "lost",
+      exit_code: null,
+      pid: 777,
+      pid_start_time: null,
+      finished_at_ms: NOW
+    })
     expect(result.lost).toEqual([{ job: result.jobs[0], note: expect.stringContaining("pid 777 is alive") }])
     expect(result.report.lost_jobs).toBe(1)
   })
@@ -353,10 +498,14 @@ describe("the report line", () => {
       jobs: [jobFile(jobRecord("job-2", "cell-1"), { logs: { stdout: false, stderr: false } })]
     })
     const line = summaryLine(result.report)
-    expect(line).toMatch(/^legacy import from \/backup\/prototype-state: imported 1 cell\(s\), 1 job\(s\), 0 log\(s\); 2 file\(s\) skipped: /)
+    expect(line).toMatch(
+      /^legacy import from \/backup\/prototype-state: imported 1 cell\(s\), 1 job\(s\), 0 log\(s\); 2 file\(s\) skipped: /
+    )
     expect(line).toContain(`${SOURCE}/logs/job-2.stdout.log (missing`)
     expect(line).toContain(`${SOURCE}/logs/job-2.stderr.log (missing`)
     expect(line).not.toContain("\n")
-    expect(countsLine({ ...result.report, dry_run: true })).toContain("dry run, nothing changed: would import 1 cell(s)")
+    expect(countsLine({ ...result.report, dry_run: true })).toContain(
+      "dry run, nothing changed: would import 1 cell(s)"
+    )
   })
 })

@@ -4,9 +4,9 @@ import { parseProcStat } from "../../src/layers/ProcessProbeLive.js"
 import { breachOf, LimitMonitor, usageOf } from "../../src/monitor/LimitMonitor.js"
 import * as LimitMonitorLive from "../../src/monitor/LimitMonitorLive.js"
 import type { JobId } from "../../src/rpc/Ids.js"
+import type { CellId } from "../../src/rpc/Ids.js"
 import { Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
 import type { TerminationReason } from "../../src/rpc/Models.js"
-import type { CellId } from "../../src/rpc/Ids.js"
 import { DaemonConfig } from "../../src/services/DaemonConfig.js"
 import type { RunningJob } from "../../src/services/JobRegistry.js"
 import { JobRegistry } from "../../src/services/JobRegistry.js"
@@ -29,24 +29,38 @@ describe("human units", () => {
   })
   it("refuses nonsense with a sentence", () => {
     for (const bad of ["", "12X", "-1M", "0", "lots", "1e9", "M"]) expect(typeof parseSize(bad), bad).toBe("string")
-    for (const bad of ["30", "0s", "-1s", "1y", "soon", "99999999999999999d"]) expect(typeof parseDuration(bad), bad).toBe("string")
+    for (const bad of ["30", "0s", "-1s", "1y", "soon", "99999999999999999d"]) {
+      expect(typeof parseDuration(bad), bad).toBe("string")
+    }
   })
   it("checks request limits: positive whole numbers or null", () => {
     expect(checkLimits(null)).toEqual(NO_LIMITS)
     expect(checkLimits({ timeout_ms: 5 })).toEqual({ ...NO_LIMITS, timeout_ms: 5 })
-    for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 60]) expect((checkLimits({ max_rss_bytes: bad }) as { _tag?: string })._tag, String(bad)).toBe("LimitRejected")
+    for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 60]) {
+      expect((checkLimits({ max_rss_bytes: bad }) as { _tag?: string })._tag, String(bad)).toBe("LimitRejected")
+    }
   })
   it("a job tightens its cell's limits, never loosens them; the daemon's log quota fills in", () => {
     const cell = { timeout_ms: 10_000, max_rss_bytes: null, max_log_bytes: null }
     expect(effectiveLimits(cell, NO_LIMITS, 99)).toEqual({ timeout_ms: 10_000, max_rss_bytes: null, max_log_bytes: 99 })
     expect(effectiveLimits(cell, { ...NO_LIMITS, timeout_ms: 5 }, 99)).toMatchObject({ timeout_ms: 5 })
     expect(effectiveLimits(cell, { ...NO_LIMITS, max_log_bytes: 500 }, 99)).toMatchObject({ max_log_bytes: 500 })
-    expect((effectiveLimits(cell, { ...NO_LIMITS, timeout_ms: 20_000 }, 99) as { _tag: string })._tag).toBe("LimitRejected")
+    expect((effectiveLimits(cell, { ...NO_LIMITS, timeout_ms: 20_000 }, 99) as { _tag: string })._tag).toBe(
+      "LimitRejected"
+    )
   })
 })
 
 /** A fixture /proc/<pid>/stat line: utime/stime in ticks, rss in pages. */
-const stat = (pid: number, ppid: number, pgid: number, state: string, utime: number, stime: number, rssPages: number) => {
+const stat = (
+  pid: number,
+  ppid: number,
+  pgid: number,
+  state: string,
+  utime: number,
+  stime: number,
+  rssPages: number
+) => {
   const fields = Array.from({ length: 50 }, () => "0")
   fields[0] = state
   fields[1] = String(ppid)
@@ -100,7 +114,10 @@ describe("sampling arithmetic against a fixture /proc", () => {
     expect(second.cpu_percent).toBe(50)
     expect(second.peak_rss_bytes).toBe(500)
     const limits = { timeout_ms: null, max_rss_bytes: 400, max_log_bytes: 15 }
-    expect(breachOf(limits, first)).toMatchObject({ reason: "memory_limit", detail: { limit: 400, observed: 500, at_ms: 3000 } })
+    expect(breachOf(limits, first)).toMatchObject({
+      reason: "memory_limit",
+      detail: { limit: 400, observed: 500, at_ms: 3000 }
+    })
     expect(breachOf(limits, second)).toMatchObject({ reason: "log_quota", detail: { limit: 15, observed: 20 } })
     expect(breachOf({ ...limits, max_rss_bytes: 500, max_log_bytes: 20 }, second)).toBeUndefined()
   })
@@ -119,8 +136,13 @@ describe("LimitMonitor", () => {
         observed: { usage: null, limitDetail: null }
       }
       const probe = ProcessProbe.of({
-        snapshot: Effect.flatMap(Ref.getAndUpdate(calls, (n) => n + 1), (n) =>
-          n === 0 ? Effect.die("injected probe failure") : Effect.succeed([parseProcStat(stat(100, 1, 100, "S", 1, 1, 10), 4096, 100)!])),
+        snapshot: Effect.flatMap(
+          Ref.getAndUpdate(calls, (n) => n + 1),
+          (n) =>
+            n === 0
+              ? Effect.die("injected probe failure")
+              : Effect.succeed([parseProcStat(stat(100, 1, 100, "S", 1, 1, 10), 4096, 100)!])
+        ),
         entry: () => Effect.succeed(undefined),
         markedBy: () => Effect.succeed([])
       })
@@ -130,7 +152,10 @@ describe("LimitMonitor", () => {
       } as unknown as typeof JobSupervisor.Service
       const registry = {
         all: Effect.succeed([entry]),
-        subscribe: Effect.flatMap(Effect.succeed(undefined), () => Effect.map(Deferred.make<never>(), (never) => ({ take: Deferred.await(never) }))),
+        subscribe: Effect.flatMap(
+          Effect.succeed(undefined),
+          () => Effect.map(Deferred.make<never>(), (never) => ({ take: Deferred.await(never) }))
+        ),
         get: () => Option.some(entry)
       } as unknown as typeof JobRegistry.Service
       const layer = LimitMonitorLive.layer.pipe(

@@ -4,10 +4,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as LogReaderLive from "../../src/layers/LogReaderLive.js"
-import { UnknownEntity } from "../../src/services/DomainErrors.js"
 import type { JobId } from "../../src/rpc/Ids.js"
 import { defaultPolicy } from "../../src/services/Authz.js"
 import { DaemonConfig, statePaths } from "../../src/services/DaemonConfig.js"
+import { UnknownEntity } from "../../src/services/DomainErrors.js"
 import type { JobRegistryShape } from "../../src/services/JobRegistry.js"
 import { JobRegistry } from "../../src/services/JobRegistry.js"
 import type { JobSupervisorShape } from "../../src/services/JobSupervisor.js"
@@ -33,7 +33,11 @@ const fakeJobServices = (finish: Deferred.Deferred<void>) => {
     stopCell: unexpected("JobSupervisor.stopCell"),
     writeStdin: unexpected("JobSupervisor.writeStdin"),
     degraded: Effect.die("JobSupervisor.degraded was not expected"),
-    get: (id) => (id === jobId ? Effect.succeed({ started_at_ms: 5 } as never) : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
+    get: (
+      id
+    ) => (id === jobId
+      ? Effect.succeed({ started_at_ms: 5 } as never)
+      : Effect.fail(new UnknownEntity({ message: `no job ${id}` })))
   }
   const registry: JobRegistryShape = {
     add: unexpected("JobRegistry.add"),
@@ -79,7 +83,8 @@ const setup = Effect.gen(function*() {
       follow: options.follow ?? false,
       waitMs: options.waitMs ?? 0
     })
-  const readJob = (id: JobId) => reader.read({ jobId: id, stream: "stdout", offset: 0, maxBytes: 16, follow: false, waitMs: 0 })
+  const readJob = (id: JobId) =>
+    reader.read({ jobId: id, stream: "stdout", offset: 0, maxBytes: 16, follow: false, waitMs: 0 })
   /** Marks the job finished the way the supervisor would: after its last write. */
   const finishJob = Deferred.succeed(finish, undefined)
   return { file, read, readJob, finishJob, reader }
@@ -130,7 +135,10 @@ describe("LogReader", () => {
       expect(all.marks.map(([offset]) => offset)).toEqual([2, 4])
       expect(all.marks[0]![1]).toBeLessThanOrEqual(all.marks[1]![1])
       expect([all.startedAtMs, all.more]).toEqual([5, false])
-      expect(yield* reader.marks(jobId, "stdout", null, 1)).toMatchObject({ marks: [[2, all.marks[0]![1]]], more: true })
+      expect(yield* reader.marks(jobId, "stdout", null, 1)).toMatchObject({
+        marks: [[2, all.marks[0]![1]]],
+        more: true
+      })
       expect((yield* reader.marks(jobId, "stdout", 2, 10)).marks.map(([offset]) => offset)).toEqual([4])
 
       const opened = yield* Effect.scoped(Effect.gen(function*() {

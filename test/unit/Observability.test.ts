@@ -20,11 +20,17 @@ describe("tracesUrl", () => {
     expect(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: " " })).toBeUndefined()
   })
   it("appends /v1/traces to a base endpoint; the flag wins over the variables", () => {
-    expect(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" })).toBe("http://collector:4318/v1/traces")
-    expect(tracesUrl("http://127.0.0.1:4318", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://other:4318" })).toBe("http://127.0.0.1:4318/v1/traces")
+    expect(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/" })).toBe(
+      "http://collector:4318/v1/traces"
+    )
+    expect(tracesUrl("http://127.0.0.1:4318", { OTEL_EXPORTER_OTLP_ENDPOINT: "http://other:4318" })).toBe(
+      "http://127.0.0.1:4318/v1/traces"
+    )
   })
   it("takes a traces endpoint as the full URL", () => {
-    expect(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://c:4318/custom" })).toBe("http://c:4318/custom")
+    expect(tracesUrl(undefined, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://c:4318/custom" })).toBe(
+      "http://c:4318/custom"
+    )
   })
 })
 
@@ -84,7 +90,16 @@ describe("FiberTree", () => {
 
 describe("renderTree", () => {
   const fiber = (id: number, parent: number | null, labels: Record<string, string>, span: string | null = null) =>
-    new FiberInfo({ id, parent_id: parent, status: "suspended", blocked_on: [], labels, span, span_ms: span ? 1500 : null, started_at_ms: 0 })
+    new FiberInfo({
+      id,
+      parent_id: parent,
+      status: "suspended",
+      blocked_on: [],
+      labels,
+      span,
+      span_ms: span ? 1500 : null,
+      started_at_ms: 0
+    })
   it("nests fibers under their parents and hides unlabelled leaves", () => {
     const lines = renderTree([
       fiber(1, null, {}),
@@ -101,29 +116,41 @@ describe("renderTree", () => {
 })
 
 describe("followEvents", () => {
-  it.scopedLive("streams the history after the cursor, then each event as it is journaled", () =>
-    Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "planter-feed-"))),
-        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-      )
-      const context = yield* Layer.build(
-        StateRepositorySqlite.layer(path.join(dir, "planter.db")).pipe(Layer.provideMerge(JournalFeed.layer))
-      )
-      const repo = context.unsafeMap.get(StateRepository.key) as StateRepository["Type"]
-      const feed = context.unsafeMap.get(JournalFeed.key) as JournalFeed["Type"]
-      const cell = "cell-feed" as CellId
-      yield* repo.appendEvent({ kind: "cell_created", cell_id: cell, job_id: null, detail: { n: 1 } })
-      const received = yield* Stream.take(followEvents(repo, feed, { sinceMs: null, cellId: cell, jobId: null }, null), 3).pipe(
-        Stream.runCollect,
-        Effect.fork
-      )
-      // The follower subscribes before it reads the history; these come after, pushed by the feed.
-      yield* Effect.sleep("50 millis")
-      yield* repo.appendEvent({ kind: "cell_created", cell_id: "cell-other" as CellId, job_id: null, detail: { n: 2 } })
-      yield* repo.appendEvent({ kind: "request", cell_id: cell, job_id: null, detail: { n: 3 } })
-      yield* repo.appendEvent({ kind: "cell_removed", cell_id: cell, job_id: null, detail: { n: 4 } })
-      const events = Chunk.toArray(yield* Fiber.join(received))
-      expect(events.map((event) => event.detail.n)).toEqual([1, 3, 4])
-    }), { timeout: 20_000 })
+  it.scopedLive(
+    "streams the history after the cursor, then each event as it is journaled",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "planter-feed-"))),
+          (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+        )
+        const context = yield* Layer.build(
+          StateRepositorySqlite.layer(path.join(dir, "planter.db")).pipe(Layer.provideMerge(JournalFeed.layer))
+        )
+        const repo = context.unsafeMap.get(StateRepository.key) as StateRepository["Type"]
+        const feed = context.unsafeMap.get(JournalFeed.key) as JournalFeed["Type"]
+        const cell = "cell-feed" as CellId
+        yield* repo.appendEvent({ kind: "cell_created", cell_id: cell, job_id: null, detail: { n: 1 } })
+        const received = yield* Stream.take(
+          followEvents(repo, feed, { sinceMs: null, cellId: cell, jobId: null }, null),
+          3
+        ).pipe(
+          Stream.runCollect,
+          Effect.fork
+        )
+        // The follower subscribes before it reads the history; these come after, pushed by the feed.
+        yield* Effect.sleep("50 millis")
+        yield* repo.appendEvent({
+          kind: "cell_created",
+          cell_id: "cell-other" as CellId,
+          job_id: null,
+          detail: { n: 2 }
+        })
+        yield* repo.appendEvent({ kind: "request", cell_id: cell, job_id: null, detail: { n: 3 } })
+        yield* repo.appendEvent({ kind: "cell_removed", cell_id: cell, job_id: null, detail: { n: 4 } })
+        const events = Chunk.toArray(yield* Fiber.join(received))
+        expect(events.map((event) => event.detail.n)).toEqual([1, 3, 4])
+      }),
+    { timeout: 20_000 }
+  )
 })

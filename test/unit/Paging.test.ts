@@ -4,10 +4,10 @@ import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import type { JobStatus } from "../../src/rpc/Models.js"
 import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
-import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import type { Cursor } from "../../src/services/Paging.js"
 import { decodeCursor, encodeCursor, pageOf } from "../../src/services/Paging.js"
 import type { JobQuery, StateRepositoryShape } from "../../src/services/StateRepository.js"
@@ -18,7 +18,10 @@ interface ReadOnlyDb {
   prepare: (sql: string) => { all: () => Array<Record<string, unknown>> }
   close: () => void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string, options: { readonly: boolean }) => ReadOnlyDb
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  file: string,
+  options: { readonly: boolean }
+) => ReadOnlyDb
 
 const tempDb = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "planter-paging-"))),
@@ -29,7 +32,15 @@ const withRepo = <A, E>(file: string, use: (repo: StateRepositoryShape) => Effec
   Effect.scoped(Effect.provide(Effect.flatMap(StateRepository, use), Layer.fresh(StateRepositorySqlite.layer(file))))
 
 const cell = (id: string, createdAt: number) =>
-  new Cell({ id: id as CellId, name: id.slice(5), env: {}, read_paths: [], network: "allow", dir: `/state/cells/${id}`, created_at_ms: createdAt })
+  new Cell({
+    id: id as CellId,
+    name: id.slice(5),
+    env: {},
+    read_paths: [],
+    network: "allow",
+    dir: `/state/cells/${id}`,
+    created_at_ms: createdAt
+  })
 
 const job = (n: number, cellId: string, startedAt: number, status: JobStatus) =>
   new Job({
@@ -73,7 +84,11 @@ const walk = (repo: StateRepositoryShape, filter: Omit<JobQuery, "before" | "lim
     do {
       const before: Cursor | null = after === null ? null : yield* decodeCursor(after, "job")
       const rows: ReadonlyArray<Job> = yield* repo.pageJobs({ ...filter, before, limit: limit + 1 })
-      const page: { items: ReadonlyArray<Job>; next: string | null } = pageOf(rows, limit, (row) => encodeCursor(row.started_at_ms, row.id))
+      const page: { items: ReadonlyArray<Job>; next: string | null } = pageOf(
+        rows,
+        limit,
+        (row) => encodeCursor(row.started_at_ms, row.id)
+      )
       pages.push(page.items)
       after = page.next
     } while (after !== null)
@@ -112,10 +127,17 @@ describe("paged job and cell lists", () => {
           const running = (yield* walk(repo, { ...noFilter, statuses: ["running", "starting"] }, 7)).flat()
           expect(running.map((each) => each.id)).toEqual(newestFirst(jobs.filter((each) => each.status === "running")))
 
-          const window = { ...noFilter, cellId: "cell-a" as CellId, statuses: ["exited" as const], sinceMs: 1500, untilMs: 2000 }
+          const window = {
+            ...noFilter,
+            cellId: "cell-a" as CellId,
+            statuses: ["exited" as const],
+            sinceMs: 1500,
+            untilMs: 2000
+          }
           const windowed = (yield* walk(repo, window, 9)).flat()
           const expected = jobs.filter((each) =>
-            each.cell_id === "cell-a" && each.status === "exited" && each.started_at_ms >= 1500 && each.started_at_ms < 2000
+            each.cell_id === "cell-a" && each.status === "exited" && each.started_at_ms >= 1500 &&
+            each.started_at_ms < 2000
           )
           expect(expected.length).toBeGreaterThan(9)
           expect(windowed.map((each) => each.id)).toEqual(newestFirst(expected))
@@ -128,7 +150,11 @@ describe("paged job and cell lists", () => {
       yield* withRepo(file, (repo) =>
         Effect.gen(function*() {
           for (let n = 0; n < 5; n++) yield* repo.insertCell(cell(`cell-c${n}`, n < 3 ? 7 : 8))
-          const first = pageOf(yield* repo.pageCells({ after: null, limit: 4 }), 3, (row) => encodeCursor(row.created_at_ms, row.id))
+          const first = pageOf(
+            yield* repo.pageCells({ after: null, limit: 4 }),
+            3,
+            (row) => encodeCursor(row.created_at_ms, row.id)
+          )
           expect(first.items.map((row) => row.id)).toEqual(["cell-c0", "cell-c1", "cell-c2"])
           const after = yield* decodeCursor(first.next!, "cell")
           expect((yield* repo.pageCells({ after, limit: 4 })).map((row) => row.id)).toEqual(["cell-c3", "cell-c4"])
@@ -152,7 +178,8 @@ describe("paged job and cell lists", () => {
       const db = new Database(file, { readonly: true })
       try {
         const plan = (where: string) =>
-          db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM jobs ${where} ORDER BY started_at_ms DESC, id DESC LIMIT 51`).all()
+          db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM jobs ${where} ORDER BY started_at_ms DESC, id DESC LIMIT 51`)
+            .all()
             .map((row) => String(row.detail)).join("; ")
         for (
           const where of [

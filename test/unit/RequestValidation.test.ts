@@ -1,5 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
 import * as RpcSchema from "@effect/rpc/RpcSchema"
+import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Schema, SchemaAST } from "effect"
 import { InvalidRequest } from "../../src/rpc/Errors.js"
 import { decodeRequest, describeValue, formatPath, type PayloadSchema } from "../../src/rpc/RequestValidation.js"
@@ -38,7 +38,13 @@ describe("RequestValidation", () => {
       expect(yield* decodeRequest(CellCreatePayload)(cellCreate)).toEqual(cellCreate)
       expect(yield* decodeRequest(JobRunPayload)(jobRun)).toEqual(jobRun)
       expect(yield* decodeRequest(LogsReadPayload)(logsRead)).toEqual(logsRead)
-      expect(yield* decodeRequest(LogsReadPayload)({ ...logsRead, max_bytes: MAX_LOG_CHUNK_BYTES, wait_ms: MAX_FOLLOW_WAIT_MS }))
+      expect(
+        yield* decodeRequest(LogsReadPayload)({
+          ...logsRead,
+          max_bytes: MAX_LOG_CHUNK_BYTES,
+          wait_ms: MAX_FOLLOW_WAIT_MS
+        })
+      )
         .toMatchObject({ max_bytes: MAX_LOG_CHUNK_BYTES, wait_ms: MAX_FOLLOW_WAIT_MS })
     }))
 
@@ -50,12 +56,16 @@ describe("RequestValidation", () => {
       ]
       for (const refuseEnv of withEnv) {
         for (const name of ["BAD-NAME", "1X", "ÉTÉ", "A\u0000B", ""]) {
-          expect(yield* refuseEnv({ OK: "1", [name]: "x" })).toBe(`invalid request: env[${JSON.stringify(name)}]: ${NAME_RULE}`)
+          expect(yield* refuseEnv({ OK: "1", [name]: "x" })).toBe(
+            `invalid request: env[${JSON.stringify(name)}]: ${NAME_RULE}`
+          )
         }
         expect(yield* refuseEnv({ OK: "a\u0000b" })).toBe(`invalid request: env["OK"]: ${NUL_RULE}`)
         expect(yield* refuseEnv({ OK: 5 })).toBe("invalid request: env[\"OK\"]: expected a string, got 5")
         // A msgpack map arrives as a Map, whose entries a Record would not see at all.
-        expect(yield* refuseEnv(new Map([["A", "b"]]))).toMatch(/^invalid request: env: expected an object .*, got a Map$/)
+        expect(yield* refuseEnv(new Map([["A", "b"]]))).toMatch(
+          /^invalid request: env: expected an object .*, got a Map$/
+        )
       }
     }))
 
@@ -68,9 +78,17 @@ describe("RequestValidation", () => {
         [{ offset: Number.NaN }, "offset: expected a whole number of bytes, 0 or more, got NaN"],
         [{ offset: "0" }, "offset: expected a whole number of bytes, 0 or more, got \"0\""],
         [{ max_bytes: 0 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got 0`],
-        [{ max_bytes: MAX_LOG_CHUNK_BYTES + 1 }, `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got ${MAX_LOG_CHUNK_BYTES + 1}`],
+        [
+          { max_bytes: MAX_LOG_CHUNK_BYTES + 1 },
+          `max_bytes: expected a whole number of bytes from 1 to ${MAX_LOG_CHUNK_BYTES}, got ${MAX_LOG_CHUNK_BYTES + 1}`
+        ],
         [{ wait_ms: -1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got -1`],
-        [{ wait_ms: MAX_FOLLOW_WAIT_MS + 1 }, `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got ${MAX_FOLLOW_WAIT_MS + 1}`],
+        [
+          { wait_ms: MAX_FOLLOW_WAIT_MS + 1 },
+          `wait_ms: expected a whole number of milliseconds from 0 to ${MAX_FOLLOW_WAIT_MS}, got ${
+            MAX_FOLLOW_WAIT_MS + 1
+          }`
+        ],
         [{ job_id: 5 }, "job_id: expected a job id (job-…) or name, got 5"],
         [{ follow: "yes" }, "follow: expected true or false, got \"yes\""]
       ]
@@ -82,13 +100,25 @@ describe("RequestValidation", () => {
   it.effect("refuses bad JobRun and CellCreate fields, unknown fields, missing ones and non-objects", () =>
     Effect.gen(function*() {
       expect(yield* refusal(JobRunPayload, { ...jobRun, argv: [] })).toMatch(/^invalid request: argv: nothing to run/)
-      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: ["echo", 5] })).toBe("invalid request: argv[1]: expected a string, got 5")
-      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: ["echo", "a\u0000b"] })).toBe(`invalid request: argv[1]: ${NUL_RULE}`)
-      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: [""] })).toMatch(/^invalid request: argv\[0\]: the program is empty/)
+      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: ["echo", 5] })).toBe(
+        "invalid request: argv[1]: expected a string, got 5"
+      )
+      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: ["echo", "a\u0000b"] })).toBe(
+        `invalid request: argv[1]: ${NUL_RULE}`
+      )
+      expect(yield* refusal(JobRunPayload, { ...jobRun, argv: [""] })).toMatch(
+        /^invalid request: argv\[0\]: the program is empty/
+      )
       expect(yield* refusal(JobRunPayload, { ...jobRun, cwd: "a\u0000" })).toBe(`invalid request: cwd: ${NUL_RULE}`)
-      expect(yield* refusal(JobRunPayload, { ...jobRun, network: "maybe" })).toMatch(/^invalid request: network: expected "allow", "deny" or null.*, got "maybe"$/)
-      expect(yield* refusal(CellCreatePayload, { ...cellCreate, network: "maybe" })).toBe("invalid request: network: expected \"allow\" or \"deny\", got \"maybe\"")
-      expect(yield* refusal(CellCreatePayload, { ...cellCreate, read_paths: ["/a", "/b\u0000"] })).toBe(`invalid request: read_paths[1]: ${NUL_RULE}`)
+      expect(yield* refusal(JobRunPayload, { ...jobRun, network: "maybe" })).toMatch(
+        /^invalid request: network: expected "allow", "deny" or null.*, got "maybe"$/
+      )
+      expect(yield* refusal(CellCreatePayload, { ...cellCreate, network: "maybe" })).toBe(
+        "invalid request: network: expected \"allow\" or \"deny\", got \"maybe\""
+      )
+      expect(yield* refusal(CellCreatePayload, { ...cellCreate, read_paths: ["/a", "/b\u0000"] })).toBe(
+        `invalid request: read_paths[1]: ${NUL_RULE}`
+      )
       expect(yield* refusal(JobListPayload, { cell_id: 5 })).toMatch(/^invalid request: cell_id: expected .*, got 5$/)
       expect(yield* refusal(CellCreatePayload, { ...cellCreate, nmae: "typo" }))
         .toBe("invalid request: nmae: unknown field (the fields are name, env, read_paths, network, limits)")

@@ -123,7 +123,9 @@ describe("escapeSbplString", () => {
   })
 
   it("refuses control characters and unpaired surrogates", () => {
-    for (const bad of ["/tmp/a\nb", "/tmp/a\u0000b", "/tmp/a\rb", "/tmp/a\tb", "/tmp/\u007f", "/tmp/\u0085", "/tmp/\uD800"]) {
+    for (
+      const bad of ["/tmp/a\nb", "/tmp/a\u0000b", "/tmp/a\rb", "/tmp/a\tb", "/tmp/\u007f", "/tmp/\u0085", "/tmp/\uD800"]
+    ) {
       const result = escapeSbplString(bad)
       expect(Either.isLeft(result), JSON.stringify(bad)).toBe(true)
       if (Either.isLeft(result)) {
@@ -256,7 +258,10 @@ describe("renderSeatbeltProfile", () => {
         .toContain("found it 2 times")
       expect(renderError({ ...f, header: `${f.header}\n{{HOME}}\n` }, policy).message).toContain("{{HOME}}")
       expect(
-        renderError({ ...f, filesystem: f.filesystem.replace("{{READ_ONLY_PATHS}}", "(x {{READ_ONLY_PATHS}})") }, policy)
+        renderError(
+          { ...f, filesystem: f.filesystem.replace("{{READ_ONLY_PATHS}}", "(x {{READ_ONLY_PATHS}})") },
+          policy
+        )
           .message
       ).toContain("alone on its line")
     }).pipe(Effect.provide(NodeFileSystem.layer)))

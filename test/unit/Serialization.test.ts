@@ -46,7 +46,11 @@ describe("msgpack framing", () => {
   })
 
   it("decodes each frame once, however many pieces it comes in (work bounded by the bytes received)", () => {
-    const frame = encodeAll([{ _tag: "Request", id: "9", payload: { argv: Array.from({ length: 20_000 }, (_, i) => `arg-${i}`) } }])
+    const frame = encodeAll([{
+      _tag: "Request",
+      id: "9",
+      payload: { argv: Array.from({ length: 20_000 }, (_, i) => `arg-${i}`) }
+    }])
     expect(frame.length).toBeGreaterThan(150_000)
     const unpack = vi.spyOn(Unpackr.prototype, "unpack")
     try {
@@ -67,7 +71,10 @@ describe("msgpack framing", () => {
       Uint8Array.of(0xdb, 0x00, 0x40, 0x00, 0x00), // a 4 MiB string
       Uint8Array.of(0xc6, 0x00, 0x40, 0x00, 0x00), // 4 MiB of binary
       // Inside a request: a record whose payload declares a 1-billion-value array.
-      Buffer.concat([new Packr({ useRecords: true }).pack({ _tag: "Request", payload: null }).subarray(0, -1), Uint8Array.of(0xdd, 0x3b, 0x9a, 0xca, 0x00)])
+      Buffer.concat([
+        new Packr({ useRecords: true }).pack({ _tag: "Request", payload: null }).subarray(0, -1),
+        Uint8Array.of(0xdd, 0x3b, 0x9a, 0xca, 0x00)
+      ])
     ]
     for (const header of headers) {
       // The first piece alone is refused: nothing is gathered for it.
@@ -81,7 +88,9 @@ describe("msgpack framing", () => {
     expect(() => makeMsgPack(1 << 20).unsafeMake().decode(deep)).toThrow(/nesting deeper/)
     expect(() => makeMsgPack(1 << 20).unsafeMake().decode(Uint8Array.of(0xc1))).toThrow(/0xc1/)
     // A Set (msgpackr's extension 0x73 reads a nested value after its header).
-    expect(() => makeMsgPack(1 << 20).unsafeMake().decode(Uint8Array.of(0xd4, 0x73, 0x00, 0x90))).toThrow(/extension 0x73/)
+    expect(() => makeMsgPack(1 << 20).unsafeMake().decode(Uint8Array.of(0xd4, 0x73, 0x00, 0x90))).toThrow(
+      /extension 0x73/
+    )
   })
 
   it("frames what msgpackr writes: records, redefined records, extensions, every width of header", () => {
