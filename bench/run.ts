@@ -25,6 +25,7 @@ import { type Job, make, openLogFile, type PlanterClientShape } from "../src/rpc
 import { bubblewrapArgs, LAUNCHER_ENV } from "../src/services/BubblewrapArgs.js"
 import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
 import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, sleep, startDaemon } from "./daemon.js"
+import { awaitJobEnd, runJob } from "./jobs.js"
 import { timeNode, writePrototypeState } from "./legacy.js"
 import { benchCli, benchConnectionBounds, benchJobList, benchRss, benchStarts, type Report } from "./scale.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
@@ -196,28 +197,10 @@ const connect = (daemon: BenchDaemon, scope: Scope.CloseableScope) =>
 const createCell = (client: PlanterClientShape, name: string) =>
   client.CellCreate({ name, env: {}, read_paths: [], network: "allow" })
 
-const runJob = (client: PlanterClientShape, cellId: string, argv: readonly [string, ...Array<string>]) =>
-  client.JobRun({ cell_id: cellId, argv, env: {}, cwd: null, network: null })
-
-/**
- * Waits until the job has finished, by following its (empty) stderr log:
- * the daemon answers `complete` once the job is over and recorded.
- */
+/** Waits until the job has finished, and dies unless it exited 0 (its figure would mean nothing). */
 const awaitJob = (client: PlanterClientShape, jobId: string) =>
   Effect.gen(function*() {
-    let offset = 0
-    for (;;) {
-      const chunk = yield* client.LogsRead({
-        job_id: jobId,
-        stream: "stderr",
-        offset,
-        max_bytes: 65536,
-        follow: true,
-        wait_ms: 30_000
-      })
-      offset = chunk.offset
-      if (chunk.complete) break
-    }
+    yield* awaitJobEnd(client, jobId)
     const job = yield* client.JobStatus({ job_id: jobId })
     if (job.exit_code !== 0) {
       return yield* Effect.die(

@@ -17,6 +17,7 @@ import { Cell, Job, JobCommand, JobSandbox, make, type PlanterClientShape } from
 import type { CellId, JobId } from "../src/rpc/Ids.js"
 import { StateRepository } from "../src/services/StateRepository.js"
 import { type BenchDaemon, makeTempDir, sleep, startDaemon } from "./daemon.js"
+import { awaitJobEnd, runJob } from "./jobs.js"
 import { median, ms, round, summarize, type Summary } from "./stats.js"
 
 /** What bench/run.ts lends the groups here to report with. */
@@ -89,27 +90,6 @@ const withClient = async <A>(daemon: BenchDaemon, use: (client: PlanterClientSha
     await Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
-
-const run = (client: PlanterClientShape, cellId: string, argv: readonly [string, ...Array<string>]) =>
-  client.JobRun({ cell_id: cellId, argv, env: {}, cwd: null, network: null })
-
-/** Waits for a job's end through its stderr log, as the other groups do. */
-const awaitEnd = (client: PlanterClientShape, jobId: string) =>
-  Effect.gen(function*() {
-    let offset = 0
-    for (;;) {
-      const chunk = yield* client.LogsRead({
-        job_id: jobId,
-        stream: "stderr",
-        offset,
-        max_bytes: 65536,
-        follow: true,
-        wait_ms: 30_000
-      })
-      offset = chunk.offset
-      if (chunk.complete) return
-    }
-  })
 
 const timed = async (f: () => Promise<unknown>) => {
   const start = performance.now()
@@ -246,7 +226,7 @@ export const benchStarts = async (report: Report) => {
       Effect.gen(function*() {
         const cell = yield* client.CellCreate({ name: "bench-starts", env: {}, read_paths: [], network: "allow" })
         const burst = () =>
-          Effect.forEach(Array.from({ length: STARTS }), () => run(client, cell.id, ["true"]), {
+          Effect.forEach(Array.from({ length: STARTS }), () => runJob(client, cell.id, ["true"]), {
             concurrency: "unbounded"
           })
         yield* burst() // warm-up
@@ -257,11 +237,11 @@ export const benchStarts = async (report: Report) => {
           let start = performance.now()
           const jobs = yield* burst()
           pipelined.push(performance.now() - start)
-          yield* Effect.forEach(jobs, (job) => awaitEnd(client, job.id), { concurrency: 8 })
+          yield* Effect.forEach(jobs, (job) => awaitJobEnd(client, job.id), { concurrency: 8 })
           start = performance.now()
-          const one = yield* Effect.forEach(Array.from({ length: STARTS }), () => run(client, cell.id, ["true"]))
+          const one = yield* Effect.forEach(Array.from({ length: STARTS }), () => runJob(client, cell.id, ["true"]))
           sequential.push(performance.now() - start)
-          yield* Effect.forEach(one, (job) => awaitEnd(client, job.id), { concurrency: 8 })
+          yield* Effect.forEach(one, (job) => awaitJobEnd(client, job.id), { concurrency: 8 })
         }
         return { pipelined, sequential }
       }))
@@ -310,20 +290,20 @@ export const benchRss = async (report: Report) => {
         yield* Effect.sleep(300)
         const idleWithClient = yield* Effect.promise(() => settledRss(daemon.pid))
         const sleepers = yield* Effect.forEach(Array.from({ length: RSS_RUNNING_JOBS }), () =>
-          run(client, cell.id, ["sleep", "600"]), { concurrency: 8 })
+          runJob(client, cell.id, ["sleep", "600"]), { concurrency: 8 })
         yield* Effect.sleep(2000)
         const running = yield* Effect.promise(() =>
           settledRss(daemon.pid)
         )
         yield* Effect.forEach(sleepers, (job) => client.JobKill({ job_id: job.id, force: true }), { concurrency: 8 })
         for (let done = 0; done < RSS_CHURN_JOBS; done += 50) {
-          const batch = yield* Effect.forEach(Array.from({ length: 50 }), () => run(client, cell.id, ["true"]), {
+          const batch = yield* Effect.forEach(Array.from({ length: 50 }), () => runJob(client, cell.id, ["true"]), {
             concurrency: 8
           })
-          yield* Effect.forEach(batch, (job) => awaitEnd(client, job.id), { concurrency: 8 })
+          yield* Effect.forEach(batch, (job) => awaitJobEnd(client, job.id), { concurrency: 8 })
         }
-        const big = yield* run(client, cell.id, ["head", "-c", String(RSS_LOG_BYTES), "/dev/zero"])
-        yield* awaitEnd(client, big.id)
+        const big = yield* runJob(client, cell.id, ["head", "-c", String(RSS_LOG_BYTES), "/dev/zero"])
+        yield* awaitJobEnd(client, big.id)
         let offset = 0
         for (;;) {
           const chunk = yield* client.LogsRead({
@@ -415,8 +395,8 @@ export const benchConnectionBounds = async (report: Report) => {
     const results = await withClient(daemon, (client) =>
       Effect.gen(function*() {
         const cell = yield* client.CellCreate({ name: "bench-hog", env: {}, read_paths: [], network: "allow" })
-        const job = yield* run(client, cell.id, ["head", "-c", String(32 * MiB), "/dev/zero"])
-        yield* awaitEnd(client, job.id)
+        const job = yield* runJob(client, cell.id, ["head", "-c", String(32 * MiB), "/dev/zero"])
+        yield* awaitJobEnd(client, job.id)
         yield* Effect.sleep(1000)
         const idle = yield* Effect.promise(() => settledRss(daemon.pid))
         const quiet = yield* healthDuring(client, sleep(0))
@@ -545,7 +525,7 @@ export const benchCli = async (report: Report) => {
     await withClient(daemon, (client) =>
       Effect.gen(function*() {
         const cell = yield* client.CellCreate({ name: "bench-cli", env: {}, read_paths: [], network: "allow" })
-        for (let i = 0; i < 20; i++) yield* run(client, cell.id, ["true"])
+        for (let i = 0; i < 20; i++) yield* runJob(client, cell.id, ["true"])
       }))
     const bare: Array<number> = []
     const version: Array<number> = []
