@@ -98,6 +98,12 @@ if (built.status !== 0 || !fs.existsSync(blob)) {
       `planter starts from dist/planter.mjs instead\n${warnings.join("\n")}\n`
   )
 } else {
-  const identity = execFileSync("stat", ["-L", "-c", "%d:%i:%s:%Y:%Z", process.execPath], { encoding: "utf8" }).trim()
-  fs.writeFileSync(key, `${identity}\n`)
+  try {
+    const identity = execFileSync("stat", ["-L", "-c", "%d:%i:%s:%Y:%Z", process.execPath], { encoding: "utf8" }).trim()
+    fs.writeFileSync(key, `${identity}\n`)
+  } catch (error) {
+    // No GNU stat (e.g. macOS): the wrapper could not check the node binary either, so no blob.
+    fs.rmSync(blob, { force: true })
+    process.stderr.write(`cli-snapshot: no startup snapshot (${error.message}): planter starts from dist/planter.mjs\n`)
+  }
 }
