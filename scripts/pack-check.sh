@@ -50,10 +50,11 @@ tarball="$work/$tarball"
 [ -f "$tarball" ] || fail "npm pack did not write $tarball"
 # A startup snapshot only loads into the node binary that built it: the package ships none (the installed
 # `planter` wrapper runs dist/planter.mjs), and the wrapper itself must be there.
-if tar tzf "$tarball" | grep -q -e 'planter\.snapshot\.' -e 'planter-snapshot\.cjs'; then
+listing="$(tar tzf "$tarball")"
+if grep -q -e 'planter\.snapshot\.' -e 'planter-snapshot\.cjs' <<< "$listing"; then
   fail "the tarball contains the build's CLI startup snapshot"
 fi
-tar tzf "$tarball" | grep -qx 'package/dist/planter' || fail "the tarball has no dist/planter (the planter bin)"
+grep -qx 'package/dist/planter' <<< "$listing" || fail "the tarball has no dist/planter (the planter bin)"
 echo "pack check: packed $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB, $(tar tzf "$tarball" | wc -l) files)"
 
 prefix="$work/prefix"
