@@ -31,8 +31,11 @@ import { benchCli, benchConnectionBounds, benchJobList, benchRss, benchStarts, t
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 
 const asJson = process.argv.includes("--json")
-/** The bundled CLI, built beside the bench by `npm run bench`. */
-const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter.mjs")
+/**
+ * The `planter` bin as it ships (dist/planter, built beside the bench by `npm run bench`): a shell wrapper that
+ * starts node from the CLI's startup snapshot, so it is run as a program, as a person runs `planter`.
+ */
+const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter")
 const GROUPS = [
   "jobrun",
   "bubblewrap",
@@ -594,14 +597,14 @@ const benchLogsCli = async (daemon: BenchDaemon, jobId: string, file: string) =>
   )
   const outDir = makeTempDir("planter-bench-logs-")
   try {
-    const cli = [planterBin, "--socket", daemon.socketPath]
+    const cli = ["--socket", daemon.socketPath]
     const catTimes: Array<number> = []
     const cliTimes: Array<number> = []
     const versionTimes: Array<number> = []
     for (let round = 0; round <= LOG_ROUNDS; round++) {
       const catSeconds = await timeToFile("cat", [file], path.join(outDir, "cat.out"))
-      const cliSeconds = await timeToFile(process.execPath, [...cli, "logs", jobId], path.join(outDir, "planter.out"))
-      const versionSeconds = await timeToFile(process.execPath, [...cli, "version"], path.join(outDir, "version.out"))
+      const cliSeconds = await timeToFile(planterBin, [...cli, "logs", jobId], path.join(outDir, "planter.out"))
+      const versionSeconds = await timeToFile(planterBin, [...cli, "version"], path.join(outDir, "version.out"))
       if (round === 0) {
         const expected = sha256File(file)
         for (const out of ["cat.out", "planter.out"]) {

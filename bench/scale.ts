@@ -56,7 +56,8 @@ const RSS_LOG_BYTES = 512 * MiB
 const HOG_READS = 400
 const HEALTH_DURING_ATTACK = 500
 
-const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter.mjs")
+/** The `planter` bin as it ships (dist/planter: the shell wrapper that starts the CLI from its snapshot). */
+const planterBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "planter")
 
 const rssBytes = (pid: number) =>
   Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024
@@ -511,12 +512,12 @@ const runProcess = (file: string, args: ReadonlyArray<string>) =>
     child.once("close", (code) => (code === 0
       ? resolve()
       : reject(
-        new Error(`${path.basename(args[0] ?? file)} ${args.slice(1).join(" ")} exited with ${code}: ${stderr}`)
+        new Error(`${path.basename(file)} ${args.join(" ")} exited with ${code}: ${stderr}`)
       )))
   })
 
 const runPlanter = (daemon: BenchDaemon, args: ReadonlyArray<string>) =>
-  runProcess(process.execPath, [planterBin, "--socket", daemon.socketPath, ...args])
+  runProcess(planterBin, ["--socket", daemon.socketPath, ...args])
 
 export const benchCli = async (report: Report) => {
   report.progress(`CLI start-up: planter version and planter job ls, ${CLI_RUNS} runs each, interleaved with node -e 0`)

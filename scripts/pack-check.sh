@@ -48,6 +48,13 @@ version="$(node -p 'require("./package.json").version')"
 tarball="$(npm pack --silent --pack-destination "$work")"
 tarball="$work/$tarball"
 [ -f "$tarball" ] || fail "npm pack did not write $tarball"
+# A startup snapshot only loads into the node binary that built it: the package ships none (the installed
+# `planter` wrapper runs dist/planter.mjs), and the wrapper itself must be there.
+listing="$(tar tzf "$tarball")"
+if grep -q -e 'planter\.snapshot\.' -e 'planter-snapshot\.cjs' <<< "$listing"; then
+  fail "the tarball contains the build's CLI startup snapshot"
+fi
+grep -qx 'package/dist/planter' <<< "$listing" || fail "the tarball has no dist/planter (the planter bin)"
 echo "pack check: packed $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB, $(tar tzf "$tarball" | wc -l) files)"
 
 prefix="$work/prefix"

@@ -61,18 +61,25 @@ export const copyLog = (
     }
   })
 
-/** stdout is a regular file (`planter logs JOB > file`): write to it synchronously, no stream machinery. */
-const stdoutIsFile = (() => {
-  try {
-    return fs.fstatSync(1).isFile()
-  } catch {
-    return false
+/**
+ * stdout is a regular file (`planter logs JOB > file`): write to it synchronously, no stream machinery.
+ * Asked on first use, not at module load: a snapshot-started CLI loaded its modules at build time.
+ */
+let stdoutIsFileCache: boolean | undefined
+const stdoutIsFile = (): boolean => {
+  if (stdoutIsFileCache === undefined) {
+    try {
+      stdoutIsFileCache = fs.fstatSync(1).isFile()
+    } catch {
+      stdoutIsFileCache = false
+    }
   }
-})()
+  return stdoutIsFileCache
+}
 
 /** Writes to stdout and waits until it took the bytes (so a reused buffer may be refilled). */
 const writeOut = (data: Uint8Array): Effect.Effect<void> => {
-  if (!stdoutIsFile) return write(process.stdout, data)
+  if (!stdoutIsFile()) return write(process.stdout, data)
   return Effect.sync(() => {
     let done = 0
     while (done < data.length) done += fs.writeSync(1, data, done, data.length - done)
@@ -104,7 +111,7 @@ interface LogSource {
  */
 const copyToStdout = (source: LogSource & { readonly fd?: number | null }, offset: number) =>
   Effect.gen(function*() {
-    if (stdoutIsFile && typeof source.fd === "number") {
+    if (stdoutIsFile() && typeof source.fd === "number") {
       const fd = source.fd
       const reached = yield* Effect.promise(() => FileCopy.copyToEnd(fd, offset, 1))
       if (reached !== null) return reached
@@ -337,7 +344,6 @@ export const logs = Command.make("logs", {
           const next = yield* copyToStdout(source, options.offset)
           if (options.follow) yield* follow(client, jobId, source, next, writeOut)
           const code = yield* exitCode
-          if (stdoutIsFile) yield* Effect.sync(FileCopy.releaseStdout)
           return code
         }
         const parts: Array<Uint8Array> = []

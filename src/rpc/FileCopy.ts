@@ -3,13 +3,11 @@
  * `cat` does: `planter logs JOB > file` moves the bytes from the log's
  * descriptor to stdout without them ever entering this process.
  */
-import * as fs from "node:fs"
-
 let copyFileRange:
   | ((fdIn: number, offIn: Array<bigint>, fdOut: number, offOut: null, length: number, flags: number) => number)
   | null
   | undefined
-let dup2: ((from: number, to: number) => number) | undefined
+let exitNow: ((code: number) => void) | undefined
 
 const load = async () => {
   if (copyFileRange !== undefined) return copyFileRange
@@ -21,8 +19,8 @@ const load = async () => {
       "long copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)"
     )
     copyFileRange = (fdIn, offIn, fdOut, offOut, length, flags) => Number(fn(fdIn, offIn, fdOut, offOut, length, flags))
-    const dup2Fn = libc.func("int dup2(int oldfd, int newfd)")
-    dup2 = (from, to) => Number(dup2Fn(from, to))
+    const exitFn = libc.func("void _exit(int status)")
+    exitNow = (code) => exitFn(code)
   } catch {
     copyFileRange = null
   }
@@ -55,19 +53,17 @@ export const copyToEnd = async (fdIn: number, offset: number, fdOut: number): Pr
 }
 
 /**
- * Points descriptor 1 at /dev/null once every byte is on the output file.
- * The koffi binding, once loaded, fsyncs stdout and stderr when the process
- * exits (a static destructor of its runtime): on a file just written that
- * forces hundreds of MiB to disk, which `cat` never does and nobody asked
- * for. Call only when nothing more will be written to stdout.
+ * Ends the process with `code` now that the command is done. Once the
+ * koffi binding is loaded, its runtime's static destructor fsyncs stdout and
+ * stderr when the process exits: on a file just written (`planter logs JOB
+ * > file`) that forces hundreds of MiB to disk, which `cat` never does and
+ * nobody asked for. So after node's own exit work (the 'exit' listeners,
+ * this one last) the process ends with libc's `_exit`, which runs no
+ * destructors. stdout and stderr need no flush: on Linux node writes them
+ * synchronously (files, pipes and terminals alike).
  */
-export const releaseStdout = () => {
-  if (dup2 === undefined) return
-  try {
-    const devNull = fs.openSync("/dev/null", "w")
-    dup2(devNull, 1)
-    fs.closeSync(devNull)
-  } catch {
-    // Then the exit fsyncs: slower, never wrong.
-  }
+export const exitProcess = (code: number): never => {
+  const now = exitNow
+  if (now !== undefined) process.once("exit", (exitCode) => now(typeof exitCode === "number" ? exitCode : code))
+  return process.exit(code)
 }

@@ -14,6 +14,7 @@ import {
   makeTempDir,
   pidAlive,
   planterBin,
+  planterCommand,
   repoRoot,
   runCli,
   runNodeScript,
@@ -40,7 +41,9 @@ afterAll(async () => {
 
 /** Starts `planter …` without waiting for it: for Ctrl-C and daemon-gone cases. */
 const startCli = (socketPath: string, args: ReadonlyArray<string>) => {
-  const child = spawn(process.execPath, [planterBin, "--socket", socketPath, ...args], {
+  // The bin as it ships (the snapshot-started CLI where the build made one), so Ctrl-C and a daemon going away are
+  // checked on the path people run.
+  const child = spawn(planterCommand, ["--socket", socketPath, ...args], {
     stdio: ["ignore", "pipe", "pipe"]
   })
   let stdout = ""

@@ -8,6 +8,8 @@ import { fileURLToPath } from "node:url"
 /** The repository root; integration tests run the built binaries under dist/. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 export const planterBin = path.join(repoRoot, "dist", "planter.mjs")
+/** The `planter` bin as it ships: a shell wrapper that starts the CLI from its V8 startup snapshot when it can. */
+export const planterCommand = path.join(repoRoot, "dist", "planter")
 /** The daemon as it ships: the bundle the `planterd` bin names. */
 export const planterdBin = path.join(repoRoot, "dist", "planterd.mjs")
 /** The V8 flags the bin's `#!` line gives node (a 1 MiB young generation: see docs/benchmarks.md). */
@@ -23,12 +25,21 @@ export interface CliResult {
 export const runNodeScript = (
   script: string,
   args: ReadonlyArray<string>,
-  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {}
+  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number; readonly cwd?: string } = {}
+): Promise<CliResult> => runProgram(process.execPath, [script, ...args], options, path.basename(script))
+
+/** Runs `file …args` to its end and collects its output; SIGKILLs it past the timeout. */
+export const runProgram = (
+  file: string,
+  args: ReadonlyArray<string>,
+  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number; readonly cwd?: string } = {},
+  name = path.basename(file)
 ): Promise<CliResult> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
+    const child = spawn(file, args, {
       env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"]
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(options.cwd !== undefined ? { cwd: options.cwd } : {})
     })
     let stdout = ""
     let stderr = ""
@@ -38,7 +49,7 @@ export const runNodeScript = (
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
       reject(
-        new Error(`${path.basename(script)} ${args.join(" ")} did not finish in ${timeoutMs} ms\n${stdout}\n${stderr}`)
+        new Error(`${name} ${args.join(" ")} did not finish in ${timeoutMs} ms\n${stdout}\n${stderr}`)
       )
     }, timeoutMs)
     // "close", not "exit": output still in the pipes arrives after the process has exited.
@@ -48,12 +59,12 @@ export const runNodeScript = (
     })
   })
 
-/** Runs `planter` against `socketPath` and collects its output. */
+/** Runs `planter` (the bin as it ships: dist/planter) against `socketPath` and collects its output. */
 export const runCli = (
   socketPath: string,
   args: ReadonlyArray<string>,
-  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number } = {}
-): Promise<CliResult> => runNodeScript(planterBin, ["--socket", socketPath, ...args], options)
+  options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number; readonly cwd?: string } = {}
+): Promise<CliResult> => runProgram(planterCommand, ["--socket", socketPath, ...args], options, "planter")
 
 /** Runs `planter --json …` and parses its one JSON document. */
 export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<string>): Promise<A> => {

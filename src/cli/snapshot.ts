@@ -1,0 +1,21 @@
+/**
+ * The entry of the CLI's V8 startup snapshot (dist/planter.snapshot.blob,
+ * built by scripts/cli-snapshot.mjs). Building it loads every module of
+ * the CLI (Effect, @effect/cli's command tree, the RPC schemas) and V8
+ * saves the resulting heap; `planter` (dist/planter, a shell wrapper) then
+ * starts node from that heap instead of compiling and evaluating ~2 MB of
+ * JavaScript on every command.
+ *
+ * Only module loading happens at build time. Anything a run depends on
+ * (argv, env, cwd, stdout's kind, signals, random seeds) is read inside
+ * runPlanter, which the deserialized process calls.
+ */
+import * as v8 from "node:v8"
+import { runPlanter } from "./Main.js"
+
+v8.startupSnapshot.setDeserializeMainFunction(() => {
+  // node puts the arguments after `--snapshot-blob FILE --` right after its
+  // own path; a script-started CLI has its script there, so keep that shape.
+  process.argv.splice(1, 0, "planter")
+  runPlanter(process.argv)
+})
