@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --max-semi-space-size=1
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"

@@ -12,7 +12,6 @@ import * as JobRetentionLive from "./JobRetentionLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
 import * as LegacyImportLive from "./LegacyImportLive.js"
 import * as LogReaderLive from "./LogReaderLive.js"
-import { fixMmapThreshold } from "./MallocTuning.js"
 import * as ProcessProbeLive from "./ProcessProbeLive.js"
 import * as ReconcilerLive from "./ReconcilerLive.js"
 import * as RpcServerLive from "./RpcServerLive.js"
@@ -58,7 +57,6 @@ export const layer = (config: DaemonConfigShape, fiberTree: FiberTreeSupervisor 
   // The summaries come after the socket opens, and say what the stop will do before anything stops.
   return DaemonSummaries.layer.pipe(
     Layer.provide(RpcServerLive.layer(config.socketPath, config.authz, config.stateDir)),
-    Layer.provide(reconciled),
-    Layer.provide(Layer.effectDiscard(fixMmapThreshold))
+    Layer.provide(reconciled)
   )
 }

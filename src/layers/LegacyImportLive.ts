@@ -210,7 +210,8 @@ const copyTree = (
   }
 }
 
-const copyBuffer = Buffer.allocUnsafe(1024 * 1024)
+/** Each import's logs are copied through one buffer of this size, allocated for that import and dropped after it. */
+const COPY_BUFFER_BYTES = 1024 * 1024
 
 /**
  * Copies one log to `to`, created new (never over a file that exists) and
@@ -221,7 +222,7 @@ const copyBuffer = Buffer.allocUnsafe(1024 * 1024)
  * the empty file, and most jobs leave one stream empty (creating files is
  * most of what a large import costs).
  */
-const copyLog = (from: string, to: string, created: () => void): string | undefined => {
+const copyLog = (copyBuffer: Buffer, from: string, to: string, created: () => void): string | undefined => {
   let input: number
   try {
     input = fs.openSync(from, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
@@ -415,6 +416,7 @@ export const make = (stateDir: string) =>
        * file that exists), private.
        */
       const copyAll = (dry: boolean) => {
+        const copyBuffer = Buffer.allocUnsafe(dry ? 0 : COPY_BUFFER_BYTES)
         for (const copy of plan.copies) {
           if (copy.kind === "cell-dir") {
             const at = path.join(staging, path.basename(copy.to))
@@ -436,7 +438,7 @@ export const make = (stateDir: string) =>
             }
             continue
           }
-          const problem = copyLog(copy.from, copy.to, () => placed.push(copy.to))
+          const problem = copyLog(copyBuffer, copy.from, copy.to, () => placed.push(copy.to))
           if (problem !== undefined) logUnreadable(copy.from, problem)
         }
       }

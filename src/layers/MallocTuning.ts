@@ -1,31 +1,47 @@
-import { Effect } from "effect"
+import { createRequire } from "node:module"
 
 /** glibc's mallopt parameter for the size from which an allocation gets its own mapping. */
 const M_MMAP_THRESHOLD = -3
+
+/** glibc's mallopt parameter for how many malloc arenas the process's threads may use. */
+const M_ARENA_MAX = -8
 
 /** 128 KiB: glibc's starting value, which it would otherwise raise as the daemon runs. */
 const MMAP_THRESHOLD_BYTES = 128 * 1024
 
 /**
- * Keeps large buffers (a 4 MiB log chunk, its encoded answer) in mappings of
- * their own, which go back to the OS as soon as they are freed. glibc
- * raises its mmap threshold each time such a mapping is freed, up to
- * 32 MiB, after which those buffers come from the heap arenas and their
- * pages stay with the daemon: a 512 MiB log read left the daemon 46 MB
- * larger for good; with the threshold fixed, 13 MB (docs/benchmarks.md).
- * Setting it also turns off the raising. Linux with glibc only; elsewhere
- * (musl has no mallopt, macOS its own allocator) nothing is done.
+ * Tunes glibc's allocator for a long-lived daemon; must run before the
+ * daemon's other modules are loaded (see MallocTuningFirst.ts).
+ *
+ * - The mmap threshold fixed at 128 KiB keeps large buffers (a 4 MiB log
+ *   chunk, its encoded answer) in mappings of their own, which go back to
+ *   the OS as soon as they are freed. glibc raises its threshold each time
+ *   such a mapping is freed, up to 32 MiB, after which those buffers come
+ *   from the heap arenas and their pages stay with the daemon: a 512 MiB
+ *   log read left the daemon 46 MB larger for good; with the threshold
+ *   fixed, 13 MB (docs/benchmarks.md).
+ * - One arena for every thread: by default each thread that allocates
+ *   (libuv's pool, V8's compiler and GC workers) gets an arena of its own,
+ *   up to 8 per core, and memory freed in one is never reused by another;
+ *   after 2 000 jobs and a log read the daemon held ~18 MB of free but
+ *   resident malloc memory over 6–7 arenas, ~3 MB with one
+ *   (docs/benchmarks.md, "Daemon memory"). The limit only binds threads
+ *   that have not allocated yet, hence as early as possible.
+ *
+ * Linux with glibc only; elsewhere (musl has no mallopt, macOS its own
+ * allocator) nothing is done.
  */
-export const fixMmapThreshold = Effect.promise(async () => {
+export const tuneMalloc = (): void => {
   if (process.platform !== "linux") return
   try {
-    const koffi = (await import("koffi")).default
+    const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi")
     const mallopt = koffi.load("libc.so.6").func("int mallopt(int param, int value)") as (
       param: number,
       value: number
     ) => number
+    mallopt(M_ARENA_MAX, 1)
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
   } catch {
     // Not glibc: its allocator has its own policy.
   }
-}).pipe(Effect.withSpan("MallocTuning.fixMmapThreshold"))
+}

@@ -15,6 +15,17 @@ export const MAX_REQUEST_FRAME_BYTES = 3 * 1024 * 1024
 export const MAX_RESPONSE_FRAME_BYTES = MAX_LOG_CHUNK_BYTES + 1024 * 1024
 
 /**
+ * msgpackr encodes every message into one buffer that it keeps for the next
+ * (module-wide, shared by every Packr) and returns a view of it; a message
+ * that does not fit gets a new buffer 4 times its size, which is then kept
+ * in turn: one 4 MiB log chunk left the daemon holding a 16 MiB buffer for
+ * good (docs/benchmarks.md, "Daemon memory"). After a message whose buffer
+ * is larger than this, the next one starts in a small fresh buffer, so the
+ * large one is freed as soon as the answer written from it is.
+ */
+const LARGE_ENCODE_BUFFER_BYTES = 1024 * 1024
+
+/**
  * msgpack framing, wire-compatible with `RpcSerialization.msgPack` (records
  * on), whose decoding work is bounded by the bytes received. The stock
  * decoder re-parses the whole partial frame on every socket read (a frame
@@ -94,7 +105,11 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
           // Else: still the same incomplete frame, already in the buffer.
           return values
         },
-        encode: (message) => packr.pack(message)
+        encode: (message) => {
+          const bytes = packr.pack(message)
+          if (bytes.buffer.byteLength > LARGE_ENCODE_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(8192))
+          return bytes
+        }
       }
     }
   })

@@ -39,6 +39,23 @@ describe("msgpack framing", () => {
     }
   })
 
+  it("does not keep a large message's buffer for the next messages, and still encodes them correctly", () => {
+    const parser = makeMsgPack(8 << 20).unsafeMake()
+    const chunk = { _tag: "Exit", data: new Uint8Array(4 << 20).fill(9), offset: 4 << 20 }
+    const large = parser.encode(chunk) as Uint8Array
+    // msgpackr would write every later message into the buffer it grew for this one (16 MiB) and keep it.
+    const next = parser.encode(values[0]) as Uint8Array
+    expect(next.buffer === large.buffer).toBe(false)
+    expect(next.buffer.byteLength).toBeLessThan(1 << 20)
+    const again = parser.encode(values[2]) as Uint8Array
+    const decoded = decodeInPieces(Buffer.concat([large, next, again]), 1 << 20, 8 << 20)
+    expect(decoded[1]).toEqual(values[0])
+    expect(decoded[2]).toEqual(values[2])
+    const data = (decoded[0] as { data: Uint8Array }).data
+    expect(data.length).toBe(4 << 20)
+    expect(data.every((byte) => byte === 9)).toBe(true)
+  })
+
   it("refuses a frame larger than its limit, then decodes the next connection's frames", () => {
     const big = encodeAll([{ data: new Uint8Array(50_000) }])
     expect(() => decodeInPieces(big, 4096, 10_000)).toThrow(/refused a frame.*10000 bytes/)
