@@ -39,9 +39,24 @@ const removeQuietly = (file: string) => {
 export const removeAllJobFiles = (files: JobFiles) =>
   Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
 
-/** Removes what a finished job leaves besides its logs (and its status file, once its end is recorded). */
+/**
+ * Removes what a finished job leaves besides its logs (and its status file,
+ * once its end is recorded). On the thread pool, not the event loop: an
+ * rmdir can wait on the file system's journal (~1 ms on this machine's
+ * ext4, against ~30 µs of CPU), and every job's end pays it for its TMPDIR
+ * while other requests wait. The job's fiber still waits for it, so a
+ * stopping daemon leaves nothing behind.
+ */
 export const removeJobLeftovers = (files: JobFiles, options: { readonly status: boolean }) =>
-  Effect.sync(() => [files.tmp, files.profile, ...(options.status ? [files.status] : [])].forEach(removeQuietly))
+  Effect.promise(() =>
+    Promise.all(
+      [files.tmp, files.profile, ...(options.status ? [files.status] : [])].map((file) =>
+        fs.promises.rm(file, { recursive: true, force: true }).catch(() => {
+          // As removeQuietly: only disk space is at stake.
+        })
+      )
+    )
+  )
 
 /**
  * Creates the job's TMPDIR and opens its log and status files (0600). On
