@@ -99,8 +99,7 @@ const noneAlive = (tree: JobTree) =>
 export const killTree = Effect.fn("KillTree.killTree")(function*(tree: JobTree, options: KillTreeOptions) {
   if (options.markerJobId !== undefined) {
     const probe = yield* ProcessProbe
-    const marked = yield* probe.markedBy(options.markerJobId, { startedSince: tree.leaderStartTime })
-    for (const entry of marked) tree.known.set(entry.pid, entry.startTime)
+    for (const marked of yield* probe.markedBy(options.markerJobId)) tree.known.set(marked.pid, marked.startTime)
   }
   // Fast path, the common case after a leader exits: an empty group and no
   // known member alive means nothing is left to find. Any process the full

@@ -44,13 +44,8 @@ export interface ProcessProbeShape {
    * process of an unsandboxed job inherits it, so a descendant that left
    * the job's group and lost its parent is still found (unless it cleared
    * its environment). Linux only (/proc/<pid>/environ); empty elsewhere.
-   * `startedSince` (the leader's start time, as `entry` reports it) skips
-   * every process started before it: none of those can have inherited the marker.
    */
-  readonly markedBy: (
-    jobId: string,
-    options?: { readonly startedSince?: string | null }
-  ) => Effect.Effect<ReadonlyArray<ProcessEntry>>
+  readonly markedBy: (jobId: string) => Effect.Effect<ReadonlyArray<ProcessEntry>>
 }
 
 /** The variable that marks every process of a job, and names the job to itself. */
