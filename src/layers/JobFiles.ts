@@ -40,22 +40,37 @@ export const removeAllJobFiles = (files: JobFiles) =>
   Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
 
 /**
+ * Removes `file` on the thread pool with one syscall in the common case
+ * (rmdir of an empty TMPDIR, unlink of a file), falling back to a
+ * recursive removal for what is not that. Never fails: only disk space is
+ * at stake, as in removeQuietly.
+ */
+const removeInBackground = (file: string, first: "rmdir" | "unlink") =>
+  new Promise<void>((resolve) => {
+    const done = (error: NodeJS.ErrnoException | null) => {
+      if (error === null || error.code === "ENOENT") return resolve()
+      fs.rm(file, { recursive: true, force: true }, () => resolve())
+    }
+    if (first === "rmdir") fs.rmdir(file, done)
+    else fs.unlink(file, done)
+  })
+
+/**
  * Removes what a finished job leaves besides its logs (and its status file,
- * once its end is recorded). On the thread pool, not the event loop: an
- * rmdir can wait on the file system's journal (~1 ms on this machine's
- * ext4, against ~30 µs of CPU), and every job's end pays it for its TMPDIR
- * while other requests wait. The job's fiber still waits for it, so a
+ * once its end is recorded). Off the event loop: an rmdir can wait on the
+ * file system's journal (0.2–1.2 ms here, against ~30 µs of CPU), which
+ * every job's end paid for its TMPDIR while other requests waited. Plain
+ * rmdir/unlink callbacks, not fs.promises.rm, whose recursive walk costs
+ * ~0.25 ms more CPU per job. The job's fiber still waits for it, so a
  * stopping daemon leaves nothing behind.
  */
 export const removeJobLeftovers = (files: JobFiles, options: { readonly status: boolean }) =>
   Effect.promise(() =>
-    Promise.all(
-      [files.tmp, files.profile, ...(options.status ? [files.status] : [])].map((file) =>
-        fs.promises.rm(file, { recursive: true, force: true }).catch(() => {
-          // As removeQuietly: only disk space is at stake.
-        })
-      )
-    )
+    Promise.all([
+      removeInBackground(files.tmp, "rmdir"),
+      removeInBackground(files.profile, "unlink"),
+      ...(options.status ? [removeInBackground(files.status, "unlink")] : [])
+    ])
   )
 
 /**
