@@ -77,29 +77,19 @@ export const removeJobLeftovers = (files: JobFiles, options: { readonly status: 
  * Creates the job's TMPDIR and opens its log and status files (0600). On
  * failure nothing is left behind and the error says where and why, e.g.
  * `no space left on device`.
- *
- * The four run at once on the thread pool, not one after another on the
- * event loop: a create or mkdir can wait on the file system's journal
- * (0.1–1.3 ms each here, ~1.9 ms per job in a profile of JobRun, nearly
- * all of it waiting), which held up the start and every other request.
- * The job's row is committed before this runs, as before.
  */
 export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, DaemonFault> =>
-  Effect.tryPromise({
-    try: async () => {
-      const made = await Promise.allSettled([
-        fs.promises.mkdir(files.tmp, { recursive: true, mode: 0o700 }),
-        ...[files.stdout, files.stderr, files.status].map(openForWriting)
-      ])
-      const opened = made.slice(1).flatMap((result) =>
-        result.status === "fulfilled" && typeof result.value === "number" ? [result.value] : []
-      )
-      const failed = made.find((result): result is PromiseRejectedResult => result.status === "rejected")
-      if (failed !== undefined) {
+  Effect.try({
+    try: () => {
+      const opened: Array<number> = []
+      try {
+        fs.mkdirSync(files.tmp, { recursive: true, mode: 0o700 })
+        for (const file of [files.stdout, files.stderr, files.status]) opened.push(fs.openSync(file, "w", 0o600))
+        return { stdout: opened[0]!, stderr: opened[1]!, status: opened[2]! }
+      } catch (error) {
         opened.forEach((fd) => fs.closeSync(fd))
-        throw failed.reason
+        throw error
       }
-      return { stdout: opened[0]!, stderr: opened[1]!, status: opened[2]! }
     },
     catch: (error) => {
       const problem = (error as NodeJS.ErrnoException).code === "ENOSPC"
@@ -112,12 +102,6 @@ export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, Daemo
       })
     }
   }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
-
-/** fs.open as a promise of the raw descriptor (spawn's stdio takes numbers; a FileHandle would close it on GC). */
-const openForWriting = (file: string) =>
-  new Promise<number>((resolve, reject) =>
-    fs.open(file, "w", 0o600, (error, fd) => (error === null ? resolve(fd) : reject(error)))
-  )
 
 /** Closes the daemon's copies: the child holds its own. */
 export const closeJobFiles = (open: OpenJobFiles) =>
