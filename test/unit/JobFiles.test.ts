@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { jobFiles, removeJobLeftovers } from "../../src/layers/JobFiles.js"
+import { closeJobFiles, jobFiles, openJobFiles, removeJobLeftovers } from "../../src/layers/JobFiles.js"
 import type { JobId } from "../../src/rpc/Ids.js"
 import { statePaths } from "../../src/services/DaemonConfig.js"
 
@@ -46,5 +46,45 @@ describe("removeJobLeftovers", () => {
       yield* removeJobLeftovers(files, { status: true })
       yield* removeJobLeftovers(files, { status: true })
       expect(fs.existsSync(files.tmp)).toBe(false)
+    }))
+})
+
+/** An empty state dir with the daemon's directories, removed after the test. */
+const emptyStateDir = Effect.acquireRelease(
+  Effect.sync(() => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "planter-jobfiles-"))
+    const paths = statePaths(stateDir)
+    for (const dir of [paths.logs, paths.tmp, paths.run, paths.sandbox]) fs.mkdirSync(dir, { recursive: true })
+    return { paths, files: jobFiles(paths, "job-test0000000002" as JobId) }
+  }),
+  ({ paths }) => Effect.sync(() => fs.rmSync(path.dirname(paths.logs), { recursive: true, force: true }))
+)
+
+describe("openJobFiles", () => {
+  it.scoped("creates the TMPDIR (0700) and the log and status files (0600), each descriptor writing to its own file", () =>
+    Effect.gen(function*() {
+      const { files } = yield* emptyStateDir
+      const open = yield* openJobFiles(files)
+      fs.writeSync(open.stdout, "out")
+      fs.writeSync(open.stderr, "err")
+      fs.writeSync(open.status, "status")
+      yield* closeJobFiles(open)
+      expect(fs.statSync(files.tmp).mode & 0o777).toBe(0o700)
+      for (const file of [files.stdout, files.stderr, files.status]) expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+      expect([files.stdout, files.stderr, files.status].map((file) => fs.readFileSync(file, "utf8"))).toEqual([
+        "out",
+        "err",
+        "status"
+      ])
+    }))
+
+  it.scoped("fails with where and why, and leaves nothing behind, when one of the files cannot be made", () =>
+    Effect.gen(function*() {
+      const { files, paths } = yield* emptyStateDir
+      fs.rmSync(paths.run, { recursive: true })
+      const error = yield* Effect.flip(openJobFiles(files))
+      expect(error._tag).toBe("DaemonFault")
+      expect(error.message).toMatch(/^cannot prepare the job's files under .*ENOENT.*nothing was started$/)
+      expect([files.tmp, files.stdout, files.stderr, files.status].filter((file) => fs.existsSync(file))).toEqual([])
     }))
 })
