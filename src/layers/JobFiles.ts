@@ -39,9 +39,30 @@ const removeQuietly = (file: string) => {
 export const removeAllJobFiles = (files: JobFiles) =>
   Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
 
-/** Removes what a finished job leaves besides its logs (and its status file, once its end is recorded). */
+/** Removes an empty directory on the thread pool, or whatever it holds when it is not empty; never fails. */
+const removeDirInBackground = (dir: string) =>
+  new Promise<void>((resolve) => {
+    fs.rmdir(dir, (error) => {
+      if (error === null || error.code === "ENOENT") return resolve()
+      fs.rm(dir, { recursive: true, force: true }, () => resolve())
+    })
+  })
+
+/**
+ * Removes what a finished job leaves besides its logs (and its status file,
+ * once its end is recorded). The TMPDIR goes off the event loop: an rmdir
+ * can wait on the file system's journal (0.2–1.2 ms here, against ~30 µs
+ * of CPU), which every job's end paid while other requests waited. One
+ * rmdir callback, not fs.promises.rm, whose recursive walk costs ~0.25 ms
+ * more CPU per job; the files are unlinked in place (~5 µs each: a thread
+ * pool hop would cost more than it saves). The job's fiber still waits
+ * for it all, so a stopping daemon leaves nothing behind.
+ */
 export const removeJobLeftovers = (files: JobFiles, options: { readonly status: boolean }) =>
-  Effect.sync(() => [files.tmp, files.profile, ...(options.status ? [files.status] : [])].forEach(removeQuietly))
+  Effect.zipRight(
+    Effect.sync(() => [files.profile, ...(options.status ? [files.status] : [])].forEach(removeQuietly)),
+    Effect.promise(() => removeDirInBackground(files.tmp))
+  )
 
 /**
  * Creates the job's TMPDIR and opens its log and status files (0600). On
