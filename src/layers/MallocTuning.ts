@@ -11,7 +11,7 @@ const MMAP_THRESHOLD_BYTES = 128 * 1024
 
 /**
  * Tunes glibc's allocator for a long-lived daemon; must run before the
- * daemon's other modules are loaded (see MallocTuningFirst.ts).
+ * daemon's other modules are loaded (src/cli/planterdLauncher.ts loads it first).
  *
  * - The mmap threshold fixed at 128 KiB keeps large buffers (a 4 MiB log
  *   chunk, its encoded answer) in mappings of their own, which go back to
