@@ -80,7 +80,16 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
     ),
     // The command's span is the parent of each RPC's client span, and through the socket of the daemon's.
     traces === undefined ? (effect) => effect : withCommandSpan,
-    Effect.provide(Tracing.layer({ url: traces, serviceName: "planter", serviceVersion: PLANTER_VERSION })),
+    // A command's spans go in one export at exit; one retry (1 s later) is all a person at a terminal waits for
+    // when the collector is not there (`--trace` with nothing listening), not the daemon's 3 s.
+    Effect.provide(
+      Tracing.layer({
+        url: traces,
+        serviceName: "planter",
+        serviceVersion: PLANTER_VERSION,
+        shutdownTimeout: "1200 millis"
+      })
+    ),
     Effect.provide(NodeContext.layer),
     // Effect's default Random is seeded when effect loads, which in a snapshot-started CLI was at build time:
     // seed this run's own.

@@ -1,3 +1,4 @@
+import type { Duration } from "effect"
 import { Effect, Layer } from "effect"
 import * as os from "node:os"
 
@@ -34,12 +35,15 @@ const exportIntervalMs = (env: NodeJS.ProcessEnv) => {
  * OpenTelemetry SDK). Its modules are imported only here, when tracing is
  * on, so a process without an endpoint loads none of it and keeps Effect's
  * built-in tracer. Spans still buffered when the layer's scope closes are
- * flushed then (at most 3 s).
+ * flushed then, for at most `shutdownTimeout` (default 3 s): the exporter
+ * retries a failed export every second, so that is also how long a process
+ * waits at exit when no collector answers.
  */
 export const otlpLayer = (options: {
   readonly url: string
   readonly serviceName: string
   readonly serviceVersion: string
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
   readonly env?: NodeJS.ProcessEnv
 }): Layer.Layer<never> =>
   Layer.unwrapEffect(
@@ -60,7 +64,7 @@ export const otlpLayer = (options: {
           attributes: { "host.name": os.hostname(), "process.pid": process.pid, "os.type": process.platform }
         },
         exportInterval: exportIntervalMs(env),
-        shutdownTimeout: "3 seconds"
+        shutdownTimeout: options.shutdownTimeout ?? "3 seconds"
       }).pipe(
         Layer.provide(wantsProtobuf(env) ? OtlpSerialization.layerProtobuf : OtlpSerialization.layerJson),
         Layer.provide(FetchHttpClient.layer)
@@ -73,7 +77,5 @@ export const layer = (options: {
   readonly url: string | undefined
   readonly serviceName: string
   readonly serviceVersion: string
-}): Layer.Layer<never> =>
-  options.url === undefined
-    ? Layer.empty
-    : otlpLayer({ url: options.url, serviceName: options.serviceName, serviceVersion: options.serviceVersion })
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+}): Layer.Layer<never> => options.url === undefined ? Layer.empty : otlpLayer({ ...options, url: options.url })
