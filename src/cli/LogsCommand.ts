@@ -34,15 +34,18 @@ const COPY_BLOCK_BYTES = 4 * 1024 * 1024
 /**
  * Copies a job's log from `offset` to `sink`. Following, it long-polls the
  * daemon (which answers as soon as bytes arrive) until the job has finished
- * and everything is read.
+ * and everything is read; when an answer says more is already on disk than
+ * it carried (a fast writer), `catchUp` (if given) copies up to the end
+ * another way and answers the offset reached.
  */
-export const copyLog = (
+export const copyLog = <E = never>(
   client: PlanterClientShape,
   jobId: string,
   stream: LogStream,
   offset: number,
   follow: boolean,
-  sink: (data: Uint8Array) => Effect.Effect<void>
+  sink: (data: Uint8Array) => Effect.Effect<void>,
+  catchUp?: (offset: number, sink: (data: Uint8Array) => Effect.Effect<void>) => Effect.Effect<number, E>
 ) =>
   Effect.gen(function*() {
     let next = offset
@@ -58,6 +61,7 @@ export const copyLog = (
       yield* sink(chunk.data)
       next = chunk.offset
       if (chunk.complete || (!follow && chunk.eof)) return { offset: next, complete: chunk.complete }
+      if (!chunk.eof && catchUp !== undefined) next = yield* catchUp(next, sink)
     }
   })
 
@@ -218,32 +222,17 @@ const allMarks = (client: PlanterClientShape, jobId: string, stream: LogStream) 
     }
   })
 
-/** Follows `stream` from `offset` until the job has finished, handing each arrival to `sink`. */
+/**
+ * Follows `stream` from `offset` until the job has finished, handing each arrival to `sink`; a backlog is
+ * caught up through the log's descriptor.
+ */
 const follow = (
   client: PlanterClientShape,
   jobId: string,
   source: LogSource,
   offset: number,
   sink: (data: Uint8Array) => Effect.Effect<void>
-) =>
-  Effect.gen(function*() {
-    let next = offset
-    for (;;) {
-      const chunk = yield* client.LogsRead({
-        job_id: jobId,
-        stream: source.stream,
-        offset: next,
-        max_bytes: MAX_LOG_CHUNK_BYTES,
-        follow: true,
-        wait_ms: FOLLOW_WAIT_MS
-      })
-      yield* sink(chunk.data)
-      next = chunk.offset
-      if (chunk.complete) return next
-      // More is on disk than one answer carried (a fast writer): catch up through the descriptor.
-      if (!chunk.eof) next = yield* source.copyToEnd(next, sink)
-    }
-  })
+) => Effect.map(copyLog(client, jobId, source.stream, offset, true, sink, source.copyToEnd), (end) => end.offset)
 
 interface TimedLine extends Line {
   readonly stream: LogStream
