@@ -6,6 +6,7 @@
 // imports for generating arbitrary values.
 import * as esbuild from "esbuild"
 import * as fs from "node:fs/promises"
+import * as path from "node:path"
 
 /** Modules replaced by a stand-in that fails clearly if the daemon ever reaches it. */
 const leftOut = [
@@ -25,6 +26,24 @@ const leftOut = [
       export const array = () => { throw new Error("planterd is built without fast-check: Schema arbitraries are not available") }`
   }
 ]
+
+/**
+ * Node built-ins the daemon's bundle does not load at start (docs/benchmarks.md, "Daemon memory"):
+ * - node:crypto (~2 MB of RSS: ~30 modules and OpenSSL's set-up) is only ever asked for randomBytes, by the
+ *   daemon's ids and tokens and by @effect/platform-node's temp-file names; /dev/urandom serves it
+ *   (src/layers/KernelRandom.ts). A named import of anything else fails the build.
+ * - node:readline (~0.6 MB) is imported by @effect/platform-node's Terminal, which the daemon never reads
+ *   from: it is loaded on first use instead.
+ */
+const servedElsewhere = [
+  { filter: /^(node:)?crypto$/, path: path.resolve("dist/src/layers/KernelRandom.js") },
+  { filter: /^(node:)?readline$/, path: "planter-lazy-readline", namespace: "lazy-readline" }
+]
+const lazyReadline = `
+  import { createRequire } from "node:module"
+  const readline = () => createRequire(import.meta.url)("node:readline")
+  export const createInterface = (...args) => readline().createInterface(...args)
+  export const emitKeypressEvents = (...args) => readline().emitKeypressEvents(...args)`
 
 const common = { bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "warning" }
 
@@ -51,6 +70,10 @@ await esbuild.build({
     {
       name: "left-out",
       setup(build) {
+        servedElsewhere.forEach(({ filter, namespace, path: to }) =>
+          build.onResolve({ filter }, () => (namespace === undefined ? { path: to } : { path: to, namespace }))
+        )
+        build.onLoad({ filter: /.*/, namespace: "lazy-readline" }, () => ({ contents: lazyReadline, loader: "js" }))
         leftOut.forEach(({ contents, filter, from }, index) => {
           const namespace = `left-out-${index}`
           build.onResolve({ filter }, (args) => (from.test(args.importer) ? { path: args.path, namespace } : undefined))

@@ -95,9 +95,11 @@ const logFormat = Options.choice("log-format", ["text", "json"]).pipe(
   Options.withDescription("text lines, or one JSON object per line carrying trace_id and span_id"),
   Options.withDefault("text" as const)
 )
+// Optional: @effect/cli also reads `--log-level` itself when it comes before the command's own options, sets
+// the level around the whole run and drops the flag; a default here would then put `info` back.
 const logLevel = Options.choice("log-level", LOG_LEVELS).pipe(
-  Options.withDescription("the least severe level logged"),
-  Options.withDefault("info" as const)
+  Options.withDescription("the least severe level logged (default: info)"),
+  Options.optional
 )
 
 const isHttpUrl = (text: string) => {
@@ -233,7 +235,7 @@ const daemon = Command.make(
         Effect.supervised(fiberTree),
         Effect.provide(Tracing.layer({ url: traces, serviceName: "planterd", serviceVersion: PLANTER_VERSION }))
       )
-    }).pipe(Effect.provide(DaemonLogger.layer(options.logFormat, options.logLevel)))
+    }).pipe(Effect.provide(DaemonLogger.layer(options.logFormat, Option.getOrUndefined(options.logLevel))))
 )
 
 const planterd = daemon.pipe(

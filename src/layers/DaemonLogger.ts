@@ -59,8 +59,11 @@ export const jsonLogger = Logger.make(({ annotations, cause, context, date, fibe
   process.stdout.write(`${JSON.stringify(line)}\n`)
 })
 
-/** The daemon's logger: Effect's text lines (pretty when run by NodeRuntime), or JSON lines; at `level` and above. */
-export const layer = (format: LogFormat, level: LogLevelName): Layer.Layer<never> =>
+/**
+ * The daemon's logger: Effect's text lines (pretty when run by NodeRuntime), or JSON lines; at `level` and
+ * above, or, without one, at the level already in force (info, or what @effect/cli set from `--log-level`).
+ */
+export const layer = (format: LogFormat, level: LogLevelName | undefined): Layer.Layer<never> =>
   Layer.merge(
     // NodeRuntime.runMain swaps Effect's default logger for its pretty one: JSON replaces whichever is there.
     format === "json"
@@ -70,5 +73,5 @@ export const layer = (format: LogFormat, level: LogLevelName): Layer.Layer<never
         Logger.add(jsonLogger)
       )
       : Layer.empty,
-    Logger.minimumLogLevel(levels[level])
+    level === undefined ? Layer.empty : Logger.minimumLogLevel(levels[level])
   )

@@ -16,3 +16,13 @@ describe("the planterd bin's node flags", () => {
     expect(bench === undefined ? undefined : JSON.parse(bench)).toEqual([...planterdNodeFlags])
   })
 })
+
+describe("the daemon bundle", () => {
+  // Each costs the idle daemon RSS for nothing it uses at start (scripts/bundle-daemon.mjs, docs/benchmarks.md).
+  it("imports neither node:crypto nor node:readline", () => {
+    const bundle = read("dist/planterd-daemon.mjs")
+    expect(bundle).toContain("/dev/urandom")
+    expect(bundle.match(/from\s*["']node:(crypto|readline)["']|require\(["'](node:)?(crypto|readline)["']\)/g))
+      .toBeNull()
+  })
+})

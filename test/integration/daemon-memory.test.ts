@@ -1,0 +1,67 @@
+/**
+ * What an operator sees of the daemon giving memory back: after start-up and
+ * after a burst of work it compacts its heap (a debug log line says so, with
+ * what was in use before and after), and `--log-level` is honoured wherever
+ * it stands on the command line.
+ */
+import { Effect } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import { make } from "../../src/rpc/client.js"
+import { startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+
+afterAll(stopAllDaemons)
+
+interface LogLine {
+  readonly level: string
+  readonly message: string
+  readonly [key: string]: unknown
+}
+
+const jsonLines = (output: string): Array<LogLine> =>
+  output.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as LogLine)
+
+describe("the daemon's memory after start-up and after a burst of work", () => {
+  it("compacts its heap before the socket opens, and again once a burst of jobs is over", async () => {
+    const daemon = await startDaemon({ args: ["--log-level", "debug", "--log-format", "json"] })
+    const messages = () => jsonLines(daemon.output()).map((line) => line.message)
+    const startUp = jsonLines(daemon.output()).find((line) => line.message === "compacted the heap after start-up")
+    expect(startUp?.level).toBe("DEBUG")
+    expect(Number(startUp?.["planter.heap.used_after_mib"])).toBeGreaterThan(0)
+    expect(messages().indexOf("compacted the heap after start-up")).toBeLessThan(
+      messages().findIndex((message) => message.startsWith("planterd ") && message.includes(" listening on "))
+    )
+
+    // 60 jobs started at once keep the daemon busy for well over one of its half-second looks.
+    await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const client = yield* make({ socketPath: daemon.socketPath })
+      const cell = yield* client.CellCreate({ name: "burst", env: {}, read_paths: [], network: "allow" })
+      yield* Effect.forEach(
+        Array.from({ length: 60 }),
+        () => client.JobRun({ cell_id: cell.id, argv: ["true"], env: {}, cwd: null, network: null }),
+        { concurrency: "unbounded" }
+      )
+    })))
+    await waitFor(
+      "the compaction after the burst",
+      () => messages().includes("compacted the heap after a burst of work"),
+      15_000
+    )
+  })
+
+  it("honours --log-level before or after the other options", async () => {
+    for (const where of ["first", "last"] as const) {
+      const level = ["--log-level", "warning"]
+      const daemon = await startDaemon({
+        args: where === "first" ? [...level, "--log-format", "json"] : ["--log-format", "json", ...level]
+      })
+      expect((await daemon.cli(["version"])).code).toBe(0)
+      await daemon.stop()
+      const levels = new Set(jsonLines(daemon.output()).map((line) => line.level))
+      expect({ where, info: levels.has("INFO"), debug: levels.has("DEBUG") }).toEqual({
+        where,
+        info: false,
+        debug: false
+      })
+    }
+  })
+})
