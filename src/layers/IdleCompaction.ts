@@ -12,27 +12,48 @@ export const BUSY_CPU_MICROS = 25_000
 /** Committed but unused V8 heap below which a compaction is not worth its pause. */
 export const SLACK_WORTH_COMPACTING = 3 * 1024 * 1024
 
-/** What the last checks saw: whether the daemon has been busy since its last compaction. */
+/** Quiet looks in a row before a burst counts as over: one second. */
+export const QUIET_LOOKS_TO_SETTLE = 2
+
+/**
+ * The least time between two compactions: whatever the pattern of work (a
+ * monitor tick that is busy every other look, say), they cost at most a few
+ * tens of milliseconds every 10 s.
+ */
+export const MIN_COMPACTION_INTERVAL_MS = 10_000
+
+/** What the last looks saw. */
 export interface QuietState {
+  /** Whether the daemon has been busy since its last compaction. */
   readonly busySinceCompaction: boolean
+  /** How many quiet looks in a row there have been. */
+  readonly quietLooks: number
+  /** When the last compaction ran (ms, the caller's clock). */
+  readonly lastCompactionMs: number
 }
 
 /**
  * The decision, pure so it can be tested: compact once per burst, when the
- * burst is over (a quiet interval after a busy one) and enough heap is slack.
+ * burst is over (QUIET_LOOKS_TO_SETTLE quiet looks after a busy one), enough
+ * heap is slack, and the last compaction is MIN_COMPACTION_INTERVAL_MS ago.
  * An idle daemon compacts once and then never again until it works again; a
  * daemon that stays busy never pauses for it.
  */
 export const decide = (
   state: QuietState,
-  cpuMicros: number,
-  slackBytes: number
+  look: { readonly cpuMicros: number; readonly slackBytes: number; readonly nowMs: number }
 ): { readonly compact: boolean; readonly next: QuietState } => {
-  if (cpuMicros > BUSY_CPU_MICROS) return { compact: false, next: { busySinceCompaction: true } }
-  if (state.busySinceCompaction && slackBytes >= SLACK_WORTH_COMPACTING) {
-    return { compact: true, next: { busySinceCompaction: false } }
+  if (look.cpuMicros > BUSY_CPU_MICROS) {
+    return { compact: false, next: { ...state, busySinceCompaction: true, quietLooks: 0 } }
   }
-  return { compact: false, next: state }
+  const quiet = { ...state, quietLooks: state.quietLooks + 1 }
+  const compact = quiet.busySinceCompaction &&
+    quiet.quietLooks >= QUIET_LOOKS_TO_SETTLE &&
+    look.slackBytes >= SLACK_WORTH_COMPACTING &&
+    look.nowMs - state.lastCompactionMs >= MIN_COMPACTION_INTERVAL_MS
+  return compact
+    ? { compact, next: { busySinceCompaction: false, quietLooks: quiet.quietLooks, lastCompactionMs: look.nowMs } }
+    : { compact, next: quiet }
 }
 
 /**
@@ -93,10 +114,10 @@ const slackBytes = () => {
 /**
  * Gives memory back once start-up is over (at once: the layer is built
  * before the socket opens) and whenever a burst of work is over: every
- * QUIET_CHECK_EVERY the daemon looks at the CPU it used since the last look;
- * the first quiet interval after a busy one compacts the heap if enough of
- * it is slack. The pause (10–30 ms on this machine's 2 cores) falls
- * where nothing was asked of the daemon for half a second.
+ * QUIET_CHECK_EVERY the daemon looks at the CPU it used since the last look,
+ * and once a burst is over compacts the heap (see `decide`). The pause
+ * (tens of milliseconds on this machine's 2 cores) falls where the daemon
+ * has had next to nothing to do for a second.
  */
 export const layer = Layer.scopedDiscard(Effect.gen(function*() {
   const gc = exposedGc()
@@ -105,13 +126,16 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
     return
   }
   yield* compactAndLog(gc, "start-up")
-  let state: QuietState = { busySinceCompaction: false }
+  let state: QuietState = { busySinceCompaction: false, quietLooks: 0, lastCompactionMs: performance.now() }
   let cpu = process.cpuUsage()
   const check = Effect.gen(function*() {
     const used = process.cpuUsage(cpu)
     cpu = process.cpuUsage()
-    const slack = slackBytes()
-    const decision = decide(state, used.user + used.system, slack)
+    const decision = decide(state, {
+      cpuMicros: used.user + used.system,
+      slackBytes: slackBytes(),
+      nowMs: performance.now()
+    })
     state = decision.next
     if (decision.compact) yield* compactAndLog(gc, "a burst of work")
   })
