@@ -327,7 +327,7 @@ export const make = Effect.gen(function*() {
         pid_start_time: startTime,
         sandbox: started.sandbox
       })
-      const entry = yield* newEntry(job, stdinPipe(started.child.stdin))
+      const entry = yield* newEntry(job, stdinPipe(started.stdin))
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message))),

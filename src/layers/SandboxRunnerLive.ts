@@ -5,6 +5,7 @@ import type { ChildProcess } from "node:child_process"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type { Writable } from "node:stream"
 import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
 import { JobSandbox } from "../rpc/Models.js"
 import { packageRoot } from "../rpc/PackageRoot.js"
@@ -22,6 +23,7 @@ import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
+import { posixSpawner, spawnable } from "./PosixSpawn.js"
 
 const isExecutableFile = (file: string) => {
   try {
@@ -221,7 +223,15 @@ const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
   return Effect.promise(() => exited)
 }
 
-const spawnDetached = (
+/** A started leader: its pid, its stdin pipe (when asked for), and its exit. */
+interface Leader {
+  readonly pid: number
+  readonly stdin: Writable | null
+  readonly exit: Effect.Effect<ProcessExit>
+}
+
+/** Starts through child_process: a job with a stdin pipe, or where posix_spawn is not at hand. */
+const spawnWithNode = (
   file: string,
   args: ReadonlyArray<string>,
   request: SandboxRequest,
@@ -229,7 +239,7 @@ const spawnDetached = (
   env: Readonly<Record<string, string>>,
   statusFd: number | null
 ) =>
-  Effect.async<ChildProcess, SpawnError>((resume) => {
+  Effect.async<Leader, SpawnError>((resume) => {
     let child: ChildProcess
     try {
       child = spawn(file, args, {
@@ -253,13 +263,45 @@ const spawnDetached = (
         Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
       )
     }
-    if (child.pid !== undefined) return resume(Effect.succeed(child))
+    const leader = (): Leader => ({ pid: child.pid!, stdin: child.stdin, exit: onceExit(child) })
+    if (child.pid !== undefined) return resume(Effect.succeed(leader()))
     child.once(
       "error",
       (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
     )
+  })
+
+/**
+ * Starts the job's leader (the command, or its sandbox launcher) detached,
+ * with its output going straight to its log files. `file` is the
+ * executable as resolved on the job's PATH; `argv` its whole argument
+ * vector, whose first element names it as the job gave it.
+ */
+const spawnDetached = (
+  file: string,
+  argv: readonly [string, ...Array<string>],
+  request: SandboxRequest,
+  cwd: string,
+  env: Readonly<Record<string, string>>,
+  statusFd: number | null
+) =>
+  Effect.suspend((): Effect.Effect<Leader, SpawnError> => {
+    const spawner = request.stdinPipe === true ? undefined : posixSpawner()
+    const plan = { file, argv, env, cwd, stdoutFd: request.stdoutFd, stderrFd: request.stderrFd, statusFd }
+    if (spawner !== undefined && spawnable(plan)) {
+      const spawned = spawner.spawn(plan)
+      if ("pid" in spawned) {
+        return Effect.succeed({ pid: spawned.pid, stdin: null, exit: Effect.promise(() => spawned.exit) })
+      }
+      // A script without `#!`: execvp (child_process) runs it with /bin/sh, posix_spawn refuses it.
+      if (spawned.code !== "ENOEXEC") {
+        return Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${spawned.message}` }))
+      }
+    }
+    // As before posix_spawn: child_process finds argv[0] on the PATH of `env` itself.
+    return spawnWithNode(argv[0], argv.slice(1), request, cwd, env, statusFd)
   }).pipe(
-    Effect.tap((child) => Effect.annotateCurrentSpan({ pid: child.pid ?? -1 })),
+    Effect.tap((leader) => Effect.annotateCurrentSpan({ pid: leader.pid })),
     Effect.withSpan("job.spawn", {
       captureStackTrace: false,
       attributes: { "planter.job.id": request.jobId, "process.executable.path": file }
@@ -297,16 +339,16 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     if (Either.isRight(wrapped) && "backend" in detected) {
       // The marker lets a restarted daemon find a launcher whose pid it never recorded.
       const launcherEnv = { ...LAUNCHER_ENV, [JOB_MARKER_ENV]: request.jobId }
-      const child = yield* spawnDetached(
+      const leader = yield* spawnDetached(
         wrapped.right.file,
-        wrapped.right.args,
+        [wrapped.right.file, ...wrapped.right.args],
         request,
         "/",
         launcherEnv,
         detected.backend.name === "bubblewrap" ? request.statusFd : null
       )
       return started(
-        child,
+        leader,
         new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null })
       )
     }
@@ -319,9 +361,9 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     if (mode === "permissive") {
       yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)
     }
-    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd, request.env, null)
+    const leader = yield* spawnDetached(executable, request.argv, request, request.cwd, request.env, null)
     return started(
-      child,
+      leader,
       new JobSandbox({
         mode,
         backend: "none",
@@ -334,12 +376,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
   return SandboxRunner.of({ status, start })
 })
 
-const started = (child: ChildProcess, sandbox: JobSandbox): StartedProcess => ({
-  child,
-  pid: child.pid!,
-  sandbox,
-  exit: onceExit(child)
-})
+const started = (leader: Leader, sandbox: JobSandbox): StartedProcess => ({ ...leader, sandbox })
 
 export const layer = Layer.effect(
   SandboxRunner,

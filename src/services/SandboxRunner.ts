@@ -1,6 +1,6 @@
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
-import type { ChildProcess } from "node:child_process"
+import type { Writable } from "node:stream"
 import type { JobSandbox, NetworkPolicy, SandboxBackend, SandboxMode } from "../rpc/Models.js"
 
 /** What one job needs from its sandbox. Every path is absolute and already exists. */
@@ -38,7 +38,8 @@ export interface ProcessExit {
 }
 
 export interface StartedProcess {
-  readonly child: ChildProcess
+  /** The daemon's end of the job's stdin pipe, when the request asked for one. */
+  readonly stdin: Writable | null
   readonly pid: number
   readonly sandbox: JobSandbox
   /** Completes when the leader exits; safe to await more than once. */
