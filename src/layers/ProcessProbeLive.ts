@@ -93,23 +93,85 @@ const environBuffer = Buffer.alloc(64 * 1024)
 
 const procPids = () => fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
 
-/** True when the environment in /proc/<pid>/environ holds exactly `variable` (NAME=value). */
-const environHas = (pid: string, variable: Buffer) => {
+const MARKER_PREFIX = Buffer.from(`${JOB_MARKER_ENV}=`)
+
+/**
+ * The values of the job marker variable in /proc/<pid>/environ (normally
+ * one), each passed to `found`. A process that is gone, or another user's
+ * that we may not read, has none: it is not a job's either way.
+ */
+const markerValues = (pid: string, found: (value: string) => void) => {
+  let environ: Buffer
   try {
-    const environ = readProcFile(`/proc/${pid}/environ`, environBuffer)
-    let at = environ.indexOf(variable)
-    while (at >= 0) {
-      const startsEntry = at === 0 || environ[at - 1] === 0
-      const endsEntry = at + variable.length === environ.length || environ[at + variable.length] === 0
-      if (startsEntry && endsEntry) return true
-      at = environ.indexOf(variable, at + 1)
-    }
-    return false
+    environ = readProcFile(`/proc/${pid}/environ`, environBuffer)
   } catch {
-    // Gone, or another user's process we may not read: not ours either way.
-    return false
+    return
+  }
+  let at = environ.indexOf(MARKER_PREFIX)
+  while (at >= 0) {
+    if (at === 0 || environ[at - 1] === 0) {
+      const start = at + MARKER_PREFIX.length
+      const end = environ.indexOf(0, start)
+      found(environ.toString("latin1", start, end < 0 ? environ.length : end))
+    }
+    at = environ.indexOf(MARKER_PREFIX, at + 1)
   }
 }
+
+/**
+ * Marker searches share their /proc pass: each job's end asks for the
+ * processes marked with its id, and jobs end in bursts (50 quick jobs end
+ * within a few ms). A search waits for the pass that starts after it asked
+ * (at the next turn of the event loop), so it sees every process its job
+ * had left when it asked; one pass reads each environment once and answers
+ * every search waiting for it. Only waiting searches are held: nothing is
+ * kept between passes.
+ */
+const makeMarkerScan = () => {
+  let waiting = new Map<string, Array<(entries: ReadonlyArray<ProcessEntry>) => void>>()
+  let scheduled = false
+  const pass = () => {
+    scheduled = false
+    const batch = waiting
+    waiting = new Map()
+    if (batch.size === 0) return
+    const found = new Map<string, Array<string>>()
+    for (const pid of procPids()) {
+      markerValues(pid, (value) => {
+        if (!batch.has(value)) return
+        const pids = found.get(value)
+        if (pids === undefined) found.set(value, [pid])
+        else if (!pids.includes(pid)) pids.push(pid)
+      })
+    }
+    for (const [jobId, answers] of batch) {
+      const entries = (found.get(jobId) ?? [])
+        .map(readProcEntry)
+        .filter((entry): entry is ProcessEntry => entry !== undefined)
+      for (const answer of answers) answer(entries)
+    }
+  }
+  return (jobId: string) =>
+    Effect.async<ReadonlyArray<ProcessEntry>>((resume) => {
+      const answer = (entries: ReadonlyArray<ProcessEntry>) => resume(Effect.succeed(entries))
+      const answers = waiting.get(jobId)
+      if (answers === undefined) waiting.set(jobId, [answer])
+      else answers.push(answer)
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(pass)
+      }
+      // An interrupted search leaves the batch; the pass then answers the others.
+      return Effect.sync(() => {
+        const left = waiting.get(jobId)?.filter((other) => other !== answer)
+        if (left === undefined) return
+        if (left.length === 0) waiting.delete(jobId)
+        else waiting.set(jobId, left)
+      })
+    })
+}
+
+const markerScan = makeMarkerScan()
 
 const linux = ProcessProbe.of({
   snapshot: Effect.sync(() =>
@@ -118,14 +180,7 @@ const linux = ProcessProbe.of({
       .filter((entry): entry is ProcessEntry => entry !== undefined)
   ).pipe(Effect.withSpan("ProcessProbe.snapshot")),
   entry: (pid) => Effect.sync(() => readProcEntry(pid)),
-  markedBy: (jobId) =>
-    Effect.sync(() => {
-      const variable = Buffer.from(`${JOB_MARKER_ENV}=${jobId}`)
-      return procPids()
-        .filter((pid) => environHas(pid, variable))
-        .map(readProcEntry)
-        .filter((entry): entry is ProcessEntry => entry !== undefined)
-    }).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
+  markedBy: (jobId) => markerScan(jobId).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
 })
 
 /** `ps` cputime: `[[dd-]hh:]mm:ss[.hh]`, in ms. */

@@ -36,6 +36,27 @@ describe.skipIf(process.platform !== "linux")("ProcessProbe on /proc", () => {
       expect(found.map((entry) => entry.pid)).toEqual([marked.pid])
     }).pipe(Effect.provide(ProcessProbeLive)))
 
+  it.scoped("searches asked at once share one /proc pass, and each gets exactly its own job's processes", () =>
+    Effect.gen(function*() {
+      const probe = yield* ProcessProbe
+      const markers = Array.from({ length: 4 }, (_, i) => `job-probe-batch-${process.pid}-${Date.now()}-${i}`)
+      const marked = yield* Effect.forEach(markers, (marker) => sleeper({ [JOB_MARKER_ENV]: marker }))
+      const second = yield* sleeper({ OTHER: "x", [JOB_MARKER_ENV]: markers[1]! })
+      const found = yield* Effect.forEach(
+        [...markers, markers[1]!, `${markers[0]}-none`],
+        (marker) => probe.markedBy(marker),
+        { concurrency: "unbounded" }
+      )
+      expect(found.map((entries) => entries.map((entry) => entry.pid).sort())).toEqual([
+        [marked[0]!.pid],
+        [marked[1]!.pid, second.pid].sort(),
+        [marked[2]!.pid],
+        [marked[3]!.pid],
+        [marked[1]!.pid, second.pid].sort(),
+        []
+      ])
+    }).pipe(Effect.provide(ProcessProbeLive)))
+
   it.scoped("entry reads a process's stat line: its group, parent and start time; undefined once it is gone", () =>
     Effect.gen(function*() {
       const probe = yield* ProcessProbe
