@@ -21,12 +21,6 @@ export const jobFiles = (paths: ReturnType<typeof statePaths>, id: JobId) => ({
 })
 export type JobFiles = ReturnType<typeof jobFiles>
 
-export interface OpenJobFiles {
-  readonly stdout: number
-  readonly stderr: number
-  readonly status: number
-}
-
 const removeQuietly = (file: string) => {
   try {
     fs.rmSync(file, { recursive: true, force: true })
@@ -65,38 +59,32 @@ export const removeJobLeftovers = (files: JobFiles, options: { readonly status: 
   )
 
 /**
- * Creates the job's TMPDIR and opens its log and status files (0600). On
- * failure nothing is left behind and the error says where and why, e.g.
- * `no space left on device`.
+ * Why the job's files could not be made, as the job's answer says it: where,
+ * what the OS said (e.g. `no space left on device`), and that nothing ran.
  */
-export const openJobFiles = (files: JobFiles): Effect.Effect<OpenJobFiles, DaemonFault> =>
+export const jobFilesFault = (files: JobFiles, problem: string) =>
+  new DaemonFault({
+    message: `cannot prepare the job's files under ${
+      path.dirname(path.dirname(files.stdout))
+    }: ${problem}; nothing was started`
+  })
+
+/**
+ * Creates the job's TMPDIR (0700). Its log files (and a launcher's status
+ * file) are created by the job's own process as it starts (SandboxRunner),
+ * off the event loop. On failure nothing is left behind.
+ */
+export const prepareTmpDir = (files: JobFiles): Effect.Effect<void, DaemonFault> =>
   Effect.try({
     try: () => {
-      const opened: Array<number> = []
-      try {
-        fs.mkdirSync(files.tmp, { recursive: true, mode: 0o700 })
-        for (const file of [files.stdout, files.stderr, files.status]) opened.push(fs.openSync(file, "w", 0o600))
-        return { stdout: opened[0]!, stderr: opened[1]!, status: opened[2]! }
-      } catch (error) {
-        opened.forEach((fd) => fs.closeSync(fd))
-        throw error
-      }
+      fs.mkdirSync(files.tmp, { recursive: true, mode: 0o700 })
     },
-    catch: (error) => {
-      const problem = (error as NodeJS.ErrnoException).code === "ENOSPC"
-        ? "no space left on device"
-        : (error as Error).message
-      return new DaemonFault({
-        message: `cannot prepare the job's files under ${
-          path.dirname(path.dirname(files.stdout))
-        }: ${problem}; nothing was started`
-      })
-    }
+    catch: (error) =>
+      jobFilesFault(
+        files,
+        (error as NodeJS.ErrnoException).code === "ENOSPC" ? "no space left on device" : (error as Error).message
+      )
   }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
-
-/** Closes the daemon's copies: the child holds its own. */
-export const closeJobFiles = (open: OpenJobFiles) =>
-  Effect.sync(() => [open.stdout, open.stderr, open.status].forEach((fd) => fs.closeSync(fd)))
 
 /** One line of bubblewrap's status: `{"child-pid": N}` first, `{"exit-code": N}` when the sandbox ends. */
 const ExitLine = Schema.parseJson(Schema.Struct({ "exit-code": Schema.Int }))

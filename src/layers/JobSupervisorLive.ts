@@ -24,9 +24,9 @@ import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
 import {
-  closeJobFiles,
   jobFiles,
-  openJobFiles,
+  jobFilesFault,
+  prepareTmpDir,
   readLauncherExit,
   removeAllJobFiles,
   removeJobLeftovers
@@ -286,28 +286,27 @@ export const make = Effect.gen(function*() {
             Effect.catchAll((error) => Effect.logError(`cannot remove the record of ${id}, which did not start`, error))
           )
         )
-      const started = yield* Effect.acquireUseRelease(
-        openJobFiles(files),
-        (fds) =>
-          sandbox.start({
-            jobId: id,
-            argv,
-            cwd,
-            env: { ...baseEnv(id, cell.dir, files.tmp), ...cell.env, ...request.env },
-            cellDir: cell.dir,
-            tmpDir: files.tmp,
-            readPaths: cell.read_paths,
-            network,
-            stdoutFd: fds.stdout,
-            stderrFd: fds.stderr,
-            statusFd: fds.status,
-            stdinPipe: request.stdin === true
-          }),
-        closeJobFiles
+      const started = yield* Effect.zipRight(
+        prepareTmpDir(files),
+        sandbox.start({
+          jobId: id,
+          argv,
+          cwd,
+          env: { ...baseEnv(id, cell.dir, files.tmp), ...cell.env, ...request.env },
+          cellDir: cell.dir,
+          tmpDir: files.tmp,
+          readPaths: cell.read_paths,
+          network,
+          stdoutPath: files.stdout,
+          stderrPath: files.stderr,
+          statusPath: files.status,
+          stdinPipe: request.stdin === true
+        })
       ).pipe(
         Effect.catchTags({
           SandboxStartError: (error) => new SandboxRefused({ message: error.message }),
-          SpawnError: (error) => new InvalidInput({ message: error.message })
+          SpawnError: (error) => new InvalidInput({ message: error.message }),
+          OutputFilesError: (error) => jobFilesFault(files, error.message)
         }),
         Effect.tapError((error) => forget(error.message)),
         Effect.tap((process) =>

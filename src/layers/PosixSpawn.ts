@@ -1,5 +1,7 @@
+import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
+import * as util from "node:util"
 import type { ProcessExit } from "../services/SandboxRunner.js"
 
 /**
@@ -11,11 +13,17 @@ import type { ProcessExit } from "../services/SandboxRunner.js"
  * child borrows the daemon's memory until its `exec`, so the cost does not
  * grow with the daemon.
  *
+ * `posix_spawn` runs on a worker thread (koffi's async call): the event
+ * loop goes on serving requests while the child is cloned, creates the
+ * job's log files (the file actions open them in the child: creating a
+ * file on this ext4 costs ~0.3 ms of kernel time each, which the event
+ * loop used to wait for) and reaches its `exec`.
+ *
  * The child is set up as libuv sets up a detached one: its own session
  * (`setsid`), every signal at its default disposition (the daemon ignores
  * SIGPIPE, and an ignored signal survives `exec`), an empty signal mask,
  * stdin from /dev/null, stdout and stderr (and descriptor 3, a launcher's
- * status) from the given descriptors, its working directory, its
+ * status) on the files it creates (0600), its working directory, its
  * environment. Every other descriptor the daemon holds is close-on-exec
  * (Node and SQLite open them so), as with libuv.
  *
@@ -29,10 +37,11 @@ export interface SpawnRequest {
   readonly argv: ReadonlyArray<string>
   readonly env: Readonly<Record<string, string>>
   readonly cwd: string
-  readonly stdoutFd: number
-  readonly stderrFd: number
-  /** Inherited as descriptor 3, or none. */
-  readonly statusFd: number | null
+  /** Files the child creates (0600, truncated) as its stdout and stderr. */
+  readonly stdoutPath: string
+  readonly stderrPath: string
+  /** A file the child creates as descriptor 3 (a launcher's status), or none. */
+  readonly statusPath: string | null
 }
 
 export interface Spawned {
@@ -41,22 +50,28 @@ export interface Spawned {
   readonly exit: Promise<ProcessExit>
 }
 
-/** `posix_spawn` refused: the errno's name and its text, e.g. ENOENT, as Node words it. */
+/**
+ * `posix_spawn` refused: the errno's name (ENOENT, ENOSPC, …) and whether
+ * creating the output files failed (`files`) or starting the command
+ * (`exec`: not found, not executable, its cwd gone).
+ */
 export interface SpawnFailure {
   readonly code: string
-  readonly message: string
+  /** The errno's text, e.g. `no space left on device`. */
+  readonly description: string
+  readonly stage: "files" | "exec"
 }
 
 export interface PosixSpawner {
-  readonly spawn: (request: SpawnRequest) => Spawned | SpawnFailure
+  readonly spawn: (request: SpawnRequest, done: (result: Spawned | SpawnFailure) => void) => void
 }
 
 // glibc's <spawn.h> flags.
 const POSIX_SPAWN_SETSIGDEF = 0x04
 const POSIX_SPAWN_SETSIGMASK = 0x08
 const POSIX_SPAWN_SETSID = 0x80
-const O_RDONLY = 0
 const WNOHANG = 1
+const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC
 
 /** Room for glibc's opaque types (posix_spawn_file_actions_t 80 bytes, posix_spawnattr_t 336, sigset_t 128 on x86-64 and arm64), with margin. */
 const OPAQUE_BYTES = 1024
@@ -72,9 +87,11 @@ export const decodeWaitStatus = (status: number): ProcessExit => {
   return { code: null, signal: signalNames.get(low) ?? null }
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(os.constants.errno).map(([name, number]) => [number, name])
-)
+/** An errno as Node names and words it (ENOSPC, `no space left on device`). */
+const describeErrno = (errno: number) => {
+  const [code, description] = util.getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, "unknown error"]
+  return { code, description }
+}
 
 /** A string koffi would cut short at its first NUL: such a request goes to child_process, which refuses it in words. */
 const hasNul = (value: string) => value.includes("\0")
@@ -88,7 +105,6 @@ const load = (): PosixSpawner | undefined => {
   )
   const actionsInit = libc.func("int posix_spawn_file_actions_init(void *actions)")
   const actionsDestroy = libc.func("int posix_spawn_file_actions_destroy(void *actions)")
-  const addDup2 = libc.func("int posix_spawn_file_actions_adddup2(void *actions, int fd, int newfd)")
   const addOpen = libc.func(
     "int posix_spawn_file_actions_addopen(void *actions, int fd, const char *path, int oflag, uint32 mode)"
   )
@@ -119,43 +135,70 @@ const load = (): PosixSpawner | undefined => {
     allSignals[4] = allSignals[4]! | 0x01
     if (attrSetSigDefault(attr, allSignals) !== 0) return undefined
   }
-  const actions = Buffer.alloc(OPAQUE_BYTES)
-
   const running = new Map<number, (exit: ProcessExit) => void>()
   const status = [0]
-  const reap = () => {
-    for (const [pid, settle] of running) {
-      const reaped = waitpid(pid, status, WNOHANG) as number
-      if (reaped === 0) continue
-      running.delete(pid)
-      // -1 (ECHILD): someone else reaped it; its status is lost, not its end.
-      settle(reaped === pid ? decodeWaitStatus(status[0]!) : { code: null, signal: null })
-    }
+  /** Reaps `pid` if it has exited: true when it was (or is no child of ours any more). */
+  const reapOne = (pid: number, settle: (exit: ProcessExit) => void) => {
+    const reaped = waitpid(pid, status, WNOHANG) as number
+    if (reaped === 0) return false
+    running.delete(pid)
+    // -1 (ECHILD): someone else reaped it; its status is lost, not its end.
+    settle(reaped === pid ? decodeWaitStatus(status[0]!) : { code: null, signal: null })
+    return true
   }
   // libuv delivers SIGCHLD on the event loop; its handle is unref'd, so it keeps no daemon alive.
-  process.on("SIGCHLD", reap)
+  process.on("SIGCHLD", () => {
+    for (const [pid, settle] of running) reapOne(pid, settle)
+  })
+
+  /** The file actions of one spawn (each call has its own: spawns overlap on the worker threads). */
+  const fileActions = (request: SpawnRequest) => {
+    const actions = Buffer.alloc(OPAQUE_BYTES)
+    if (actionsInit(actions) !== 0) return undefined
+    const ok = addOpen(actions, 0, "/dev/null", fs.constants.O_RDONLY, 0) === 0 &&
+      addOpen(actions, 1, request.stdoutPath, CREATE_FLAGS, 0o600) === 0 &&
+      addOpen(actions, 2, request.stderrPath, CREATE_FLAGS, 0o600) === 0 &&
+      (request.statusPath === null || addOpen(actions, 3, request.statusPath, CREATE_FLAGS, 0o600) === 0) &&
+      addChdir(actions, request.cwd) === 0
+    if (ok) return actions
+    actionsDestroy(actions)
+    return undefined
+  }
+
+  /** Which step failed: the file actions run in order, so a missing output file says it was theirs. */
+  const stageOf = (request: SpawnRequest): SpawnFailure["stage"] =>
+    [request.stdoutPath, request.stderrPath, ...(request.statusPath === null ? [] : [request.statusPath])]
+        .every((file) => fs.existsSync(file))
+      ? "exec"
+      : "files"
 
   return {
-    spawn: (request) => {
-      if (actionsInit(actions) !== 0) return { code: "ENOMEM", message: "posix_spawn_file_actions_init failed" }
-      try {
-        const ok = addOpen(actions, 0, "/dev/null", O_RDONLY, 0) === 0 &&
-          addDup2(actions, request.stdoutFd, 1) === 0 &&
-          addDup2(actions, request.stderrFd, 2) === 0 &&
-          (request.statusFd === null || addDup2(actions, request.statusFd, 3) === 0) &&
-          addChdir(actions, request.cwd) === 0
-        if (!ok) return { code: "ENOMEM", message: "posix_spawn_file_actions failed" }
-        const pid = [0]
-        const env = Object.entries(request.env).map(([name, value]) => `${name}=${value}`)
-        const error = posixSpawn(pid, request.file, actions, attr, [...request.argv, null], [...env, null]) as number
-        if (error !== 0) {
-          const code = errnoNames.get(error) ?? `errno ${error}`
-          return { code, message: `spawn ${request.argv[0]} ${code}` }
-        }
-        const child = pid[0]!
-        return { pid: child, exit: new Promise<ProcessExit>((settle) => running.set(child, settle)) }
-      } finally {
+    spawn: (request, done) => {
+      const actions = fileActions(request)
+      if (actions === undefined) return done({ ...describeErrno(os.constants.errno.ENOMEM), stage: "files" })
+      const pid = [0]
+      const env = Object.entries(request.env).map(([name, value]) => `${name}=${value}`)
+      const args = [pid, request.file, actions, attr, [...request.argv, null], [...env, null]] as const
+      const finish = (error: number) => {
         actionsDestroy(actions)
+        if (error !== 0) return done({ ...describeErrno(error), stage: stageOf(request) })
+        const child = pid[0]!
+        done({
+          pid: child,
+          exit: new Promise<ProcessExit>((settle) => {
+            // It may have exited, and its SIGCHLD been handled, before it was listed here.
+            if (!reapOne(child, settle)) running.set(child, settle)
+          })
+        })
+      }
+      try {
+        posixSpawn.async(
+          ...args,
+          (failure: unknown, error: number) => finish(failure ? os.constants.errno.EFAULT : error)
+        )
+      } catch {
+        // koffi's queue of async calls is full (256): this one runs on the event loop.
+        finish(posixSpawn(...args) as number)
       }
     }
   }
@@ -179,12 +222,7 @@ export const posixSpawner = (): PosixSpawner | undefined => {
   return loaded
 }
 
-/**
- * Whether `request` can go through posix_spawn: no string with a NUL byte
- * (koffi would cut it short; child_process refuses it in words), and no
- * descriptor among 0–3 (a dup2 onto itself would keep close-on-exec).
- */
+/** Whether `request` can go through posix_spawn: no string with a NUL byte (koffi would cut it short; child_process refuses it in words). */
 export const spawnable = (request: SpawnRequest) =>
-  request.stdoutFd > 3 && request.stderrFd > 3 && (request.statusFd === null || request.statusFd > 3) &&
   !hasNul(request.file) && !hasNul(request.cwd) && !request.argv.some(hasNul) &&
   !Object.entries(request.env).some(([name, value]) => hasNul(name) || hasNul(value))

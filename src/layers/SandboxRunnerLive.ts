@@ -21,8 +21,9 @@ import {
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
-import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
+import { OutputFilesError, SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
+import type { PosixSpawner, Spawned, SpawnFailure, SpawnRequest } from "./PosixSpawn.js"
 import { posixSpawner, spawnable } from "./PosixSpawn.js"
 
 const isExecutableFile = (file: string) => {
@@ -230,6 +231,36 @@ interface Leader {
   readonly exit: Effect.Effect<ProcessExit>
 }
 
+/** The job's output files could not be created: what the OS said, in words. */
+const outputFilesError = (code: string, description: string) =>
+  new OutputFilesError({ code, message: code === "ENOSPC" ? "no space left on device" : `${code}: ${description}` })
+
+/**
+ * Creates the job's output files (0600) for child_process, which takes
+ * descriptors; posix_spawn has the child create them. The daemon's copies
+ * are closed once the child holds its own.
+ */
+const openOutputFiles = (paths: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const opened: Array<number> = []
+        try {
+          for (const file of paths) opened.push(fs.openSync(file, "w", 0o600))
+          return opened
+        } catch (error) {
+          opened.forEach((fd) => fs.closeSync(fd))
+          throw error
+        }
+      },
+      catch: (error) => {
+        const { code, message } = error as NodeJS.ErrnoException
+        return outputFilesError(code ?? "EIO", message)
+      }
+    }),
+    (fds) => Effect.sync(() => fds.forEach((fd) => fs.closeSync(fd)))
+  )
+
 /** Starts through child_process: a job with a stdin pipe, or where posix_spawn is not at hand. */
 const spawnWithNode = (
   file: string,
@@ -237,45 +268,50 @@ const spawnWithNode = (
   request: SandboxRequest,
   cwd: string,
   env: Readonly<Record<string, string>>,
-  statusFd: number | null
+  statusPath: string | null
 ) =>
-  Effect.async<Leader, SpawnError>((resume) => {
-    let child: ChildProcess
-    try {
-      child = spawn(file, args, {
-        cwd,
-        env,
-        // The job writes its logs itself through these descriptors: no pipe
-        // through the daemon, so a daemon crash loses no output.
-        // Descriptor 3 only for a launcher that writes the job's status there.
-        stdio: [
-          request.stdinPipe === true ? "pipe" : "ignore",
-          request.stdoutFd,
-          request.stderrFd,
-          statusFd ?? "ignore"
-        ],
-        // Its own process group (and session), so the whole tree can be signalled.
-        detached: true
+  Effect.flatMap(
+    openOutputFiles([request.stdoutPath, request.stderrPath, ...(statusPath === null ? [] : [statusPath])]),
+    ([stdoutFd, stderrFd, statusFd]) =>
+      Effect.async<Leader, SpawnError>((resume) => {
+        let child: ChildProcess
+        try {
+          child = spawn(file, args, {
+            cwd,
+            env,
+            // The job writes its logs itself through these descriptors: no pipe
+            // through the daemon, so a daemon crash loses no output.
+            // Descriptor 3 only for a launcher that writes the job's status there.
+            stdio: [request.stdinPipe === true ? "pipe" : "ignore", stdoutFd!, stderrFd!, statusFd ?? "ignore"],
+            // Its own process group (and session), so the whole tree can be signalled.
+            detached: true
+          })
+        } catch (error) {
+          // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
+          return resume(
+            Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
+          )
+        }
+        const leader = (): Leader => ({ pid: child.pid!, stdin: child.stdin, exit: onceExit(child) })
+        if (child.pid !== undefined) return resume(Effect.succeed(leader()))
+        child.once(
+          "error",
+          (error) =>
+            resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
+        )
       })
-    } catch (error) {
-      // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
-      return resume(
-        Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
-      )
-    }
-    const leader = (): Leader => ({ pid: child.pid!, stdin: child.stdin, exit: onceExit(child) })
-    if (child.pid !== undefined) return resume(Effect.succeed(leader()))
-    child.once(
-      "error",
-      (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
-    )
-  })
+  ).pipe(Effect.scoped)
+
+/** Starts through posix_spawn on a worker thread; a failure says whether the files or the command failed. */
+const spawnWithPosix = (spawner: PosixSpawner, plan: SpawnRequest) =>
+  Effect.async<Spawned | SpawnFailure>((resume) => spawner.spawn(plan, (result) => resume(Effect.succeed(result))))
 
 /**
  * Starts the job's leader (the command, or its sandbox launcher) detached,
- * with its output going straight to its log files. `file` is the
- * executable as resolved on the job's PATH; `argv` its whole argument
- * vector, whose first element names it as the job gave it.
+ * with its output going straight to its log files (and, for a launcher
+ * that records the job's exit, its status file as descriptor 3). `file`
+ * is the executable as resolved on the job's PATH; `argv` its whole
+ * argument vector, whose first element names it as the job gave it.
  */
 const spawnDetached = (
   file: string,
@@ -283,23 +319,34 @@ const spawnDetached = (
   request: SandboxRequest,
   cwd: string,
   env: Readonly<Record<string, string>>,
-  statusFd: number | null
+  statusPath: string | null
 ) =>
-  Effect.suspend((): Effect.Effect<Leader, SpawnError> => {
+  Effect.gen(function*() {
     const spawner = request.stdinPipe === true ? undefined : posixSpawner()
-    const plan = { file, argv, env, cwd, stdoutFd: request.stdoutFd, stderrFd: request.stderrFd, statusFd }
+    const plan: SpawnRequest = {
+      file,
+      argv,
+      env,
+      cwd,
+      stdoutPath: request.stdoutPath,
+      stderrPath: request.stderrPath,
+      statusPath
+    }
     if (spawner !== undefined && spawnable(plan)) {
-      const spawned = spawner.spawn(plan)
+      const spawned = yield* spawnWithPosix(spawner, plan)
       if ("pid" in spawned) {
-        return Effect.succeed({ pid: spawned.pid, stdin: null, exit: Effect.promise(() => spawned.exit) })
+        return { pid: spawned.pid, stdin: null, exit: Effect.promise(() => spawned.exit) } satisfies Leader
       }
+      if (spawned.stage === "files") return yield* outputFilesError(spawned.code, spawned.description)
       // A script without `#!`: execvp (child_process) runs it with /bin/sh, posix_spawn refuses it.
       if (spawned.code !== "ENOEXEC") {
-        return Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${spawned.message}` }))
+        return yield* new SpawnError({
+          message: `cannot start ${request.argv[0]}: spawn ${argv[0]} ${spawned.code} (${spawned.description})`
+        })
       }
     }
     // As before posix_spawn: child_process finds argv[0] on the PATH of `env` itself.
-    return spawnWithNode(argv[0], argv.slice(1), request, cwd, env, statusFd)
+    return yield* spawnWithNode(argv[0], argv.slice(1), request, cwd, env, statusPath)
   }).pipe(
     Effect.tap((leader) => Effect.annotateCurrentSpan({ pid: leader.pid })),
     Effect.withSpan("job.spawn", {
@@ -345,7 +392,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         request,
         "/",
         launcherEnv,
-        detected.backend.name === "bubblewrap" ? request.statusFd : null
+        detected.backend.name === "bubblewrap" ? request.statusPath : null
       )
       return started(
         leader,

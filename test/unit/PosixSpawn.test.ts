@@ -2,35 +2,32 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import type { SpawnRequest } from "../../src/layers/PosixSpawn.js"
+import type { Spawned, SpawnFailure, SpawnRequest } from "../../src/layers/PosixSpawn.js"
 import { decodeWaitStatus, posixSpawner, spawnable } from "../../src/layers/PosixSpawn.js"
 
 const tempDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "planter-posix-spawn-"))
 
-/** Runs `script` with sh through posix_spawn, its stdout and stderr into files; answers its exit and output. */
+/** posix_spawn through the callback, as a promise. */
+const spawnNow = (request: SpawnRequest) =>
+  new Promise<Spawned | SpawnFailure>((resolve) => posixSpawner()!.spawn(request, resolve))
+
+/** Runs `script` with sh through posix_spawn, its stdout and stderr into files it creates; answers its exit and output. */
 const run = async (script: string, options: { env?: Record<string, string>; cwd?: string; status?: boolean } = {}) => {
   const dir = tempDir()
-  const out = fs.openSync(path.join(dir, "out"), "w")
-  const err = fs.openSync(path.join(dir, "err"), "w")
-  const status = options.status === true ? fs.openSync(path.join(dir, "status"), "w") : null
-  try {
-    const spawned = posixSpawner()!.spawn({
-      file: "/bin/sh",
-      argv: ["sh", "-c", script],
-      env: options.env ?? { PATH: "/usr/bin:/bin" },
-      cwd: options.cwd ?? dir,
-      stdoutFd: out,
-      stderrFd: err,
-      statusFd: status
-    })
-    if (!("pid" in spawned)) throw new Error(spawned.message)
-    const exit = await spawned.exit
-    const read = (name: string) =>
-      fs.existsSync(path.join(dir, name)) ? fs.readFileSync(path.join(dir, name), "utf8") : ""
-    return { pid: spawned.pid, exit, stdout: read("out"), stderr: read("err"), status: read("status"), dir }
-  } finally {
-    for (const fd of [out, err, status]) if (fd !== null) fs.closeSync(fd)
-  }
+  const spawned = await spawnNow({
+    file: "/bin/sh",
+    argv: ["sh", "-c", script],
+    env: options.env ?? { PATH: "/usr/bin:/bin" },
+    cwd: options.cwd ?? dir,
+    stdoutPath: path.join(dir, "out"),
+    stderrPath: path.join(dir, "err"),
+    statusPath: options.status === true ? path.join(dir, "status") : null
+  })
+  if (!("pid" in spawned)) throw new Error(`${spawned.code}: ${spawned.description}`)
+  const exit = await spawned.exit
+  const read = (name: string) =>
+    fs.existsSync(path.join(dir, name)) ? fs.readFileSync(path.join(dir, name), "utf8") : ""
+  return { pid: spawned.pid, exit, stdout: read("out"), stderr: read("err"), status: read("status"), dir }
 }
 
 describe.skipIf(process.platform !== "linux")("PosixSpawn", () => {
@@ -56,16 +53,19 @@ describe.skipIf(process.platform !== "linux")("PosixSpawn", () => {
     expect(result.stdout).toContain(`\n${fs.realpathSync(cwd)}\nend\n`)
     expect(result.stderr).toBe("oops\n")
     expect(result.status).toBe("status\n")
+    for (const file of ["out", "err", "status"]) {
+      expect(fs.statSync(path.join(result.dir, file)).mode & 0o777).toBe(0o600)
+    }
+    expect(fs.existsSync(path.join((await run("true")).dir, "status")), "no status file unless asked").toBe(false)
   })
 
   it("leads its own session and process group, with no signal ignored or blocked (the daemon ignores SIGPIPE)", async () => {
-    const result = await run(
-      "cut -d' ' -f6,5 /proc/$$/stat; grep -E '^(SigIgn|SigBlk)' /proc/$$/status; echo $$"
-    )
-    const lines = result.stdout.trim().split("\n")
-    const pid = lines.at(-1)!
-    expect(lines[0]).toBe(`${pid} ${pid}`)
-    expect(lines.slice(1, 3).sort()).toEqual(["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"])
+    const session = await run("cut -d' ' -f6,5 /proc/$$/stat; echo $$")
+    const [ids, pid] = session.stdout.trim().split("\n")
+    expect(ids).toBe(`${pid} ${pid}`)
+    // grep reads its own status: the mask and dispositions it inherited through exec.
+    const signals = await run("exec grep -E '^(SigIgn|SigBlk)' /proc/self/status")
+    expect(signals.stdout.trim().split("\n").sort()).toEqual(["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"])
   })
 
   it("does not leak the daemon's own descriptors (close-on-exec, as Node opens them) into the child", async () => {
@@ -80,42 +80,41 @@ describe.skipIf(process.platform !== "linux")("PosixSpawn", () => {
     }
   })
 
-  it("refuses a missing executable with its errno, and reaps many children that end at once", async () => {
+  it("says whether the command or its files failed, and reaps many children that end at once", async () => {
     const dir = tempDir()
-    const out = fs.openSync(path.join(dir, "out"), "w")
     const request: SpawnRequest = {
       file: "/nonexistent/planter-no-such-command",
       argv: ["planter-no-such-command"],
       env: {},
       cwd: dir,
-      stdoutFd: out,
-      stderrFd: out,
-      statusFd: null
+      stdoutPath: path.join(dir, "out"),
+      stderrPath: path.join(dir, "err"),
+      statusPath: null
     }
-    expect(posixSpawner()!.spawn(request)).toMatchObject({ code: "ENOENT" })
-    const many = Array.from(
-      { length: 20 },
-      (_, i) => posixSpawner()!.spawn({ ...request, file: "/bin/sh", argv: ["sh", "-c", `exit ${i}`] })
+    expect(await spawnNow(request)).toMatchObject({ code: "ENOENT", stage: "exec" })
+    expect(await spawnNow({ ...request, file: "/bin/true", stderrPath: path.join(dir, "gone", "err") }))
+      .toMatchObject({ code: "ENOENT", stage: "files", description: "no such file or directory" })
+    const many = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => spawnNow({ ...request, file: "/bin/sh", argv: ["sh", "-c", `exit ${i}`] }))
     )
     const exits = await Promise.all(many.map((spawned) => ("pid" in spawned ? spawned.exit : Promise.reject(spawned))))
     expect(exits.map((exit) => exit.code)).toEqual(Array.from({ length: 20 }, (_, i) => i))
-    fs.closeSync(out)
   })
 
-  it("leaves to child_process what koffi would cut short, and low descriptors", () => {
+  it("leaves to child_process what koffi would cut short", () => {
     const ok: SpawnRequest = {
       file: "/bin/true",
       argv: ["true"],
       env: { A: "b" },
       cwd: "/",
-      stdoutFd: 10,
-      stderrFd: 11,
-      statusFd: null
+      stdoutPath: "/dev/null",
+      stderrPath: "/dev/null",
+      statusPath: null
     }
     expect(spawnable(ok)).toBe(true)
     expect(spawnable({ ...ok, argv: ["true", "a\u0000b"] })).toBe(false)
     expect(spawnable({ ...ok, env: { A: "b\u0000" } })).toBe(false)
-    expect(spawnable({ ...ok, stdoutFd: 2 })).toBe(false)
+    expect(spawnable({ ...ok, cwd: "/\u0000" })).toBe(false)
   })
 
   it("decodes wait statuses", () => {
