@@ -26,10 +26,16 @@ import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/Seatbel
 import type { PosixSpawner, Spawned, SpawnFailure, SpawnRequest } from "./PosixSpawn.js"
 import { posixSpawner, spawnable } from "./PosixSpawn.js"
 
+/**
+ * A stat that answers undefined for a missing file first: each job's PATH
+ * search misses in a few directories before it finds its command, and a
+ * thrown ENOENT (an Error with its stack) cost more than the lookup.
+ */
 const isExecutableFile = (file: string) => {
   try {
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isFile() !== true) return false
     fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
+    return true
   } catch {
     return false
   }
@@ -380,10 +386,8 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         } or not executable`
       })
     }
-    const wrapped = "backend" in detected
-      ? yield* Effect.either(detected.backend.wrap(request))
-      : Either.left(new SandboxStartError({ message: detected.reason }))
-    if (Either.isRight(wrapped) && "backend" in detected) {
+    const wrapped = "backend" in detected ? yield* Effect.either(detected.backend.wrap(request)) : undefined
+    if (wrapped !== undefined && Either.isRight(wrapped) && "backend" in detected) {
       // The marker lets a restarted daemon find a launcher whose pid it never recorded.
       const launcherEnv = { ...LAUNCHER_ENV, [JOB_MARKER_ENV]: request.jobId }
       const leader = yield* spawnDetached(
@@ -399,7 +403,11 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null })
       )
     }
-    const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
+    const reason = "reason" in detected
+      ? detected.reason
+      : wrapped !== undefined && Either.isLeft(wrapped)
+      ? wrapped.left.message
+      : "no sandbox"
     if (mode === "enforced") {
       return yield* new SandboxStartError({
         message: `the sandbox is unavailable and the daemon runs in enforced mode: ${reason}`
