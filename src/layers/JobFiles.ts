@@ -43,8 +43,9 @@ const removeDirInBackground = (dir: string) =>
   })
 
 /**
- * Removes what a finished job leaves besides its logs (and its status file,
- * once its end is recorded). The TMPDIR goes off the event loop: an rmdir
+ * Removes what a finished job leaves besides its logs: its TMPDIR, its
+ * rendered sandbox profile (`profile`: sandbox-exec jobs) and its
+ * launcher's status file (`status`: once its end is recorded). The TMPDIR goes off the event loop: an rmdir
  * can wait on the file system's journal (0.2–1.2 ms here, against ~30 µs
  * of CPU), which every job's end paid while other requests waited. One
  * rmdir callback, not fs.promises.rm, whose recursive walk costs ~0.25 ms
@@ -52,9 +53,15 @@ const removeDirInBackground = (dir: string) =>
  * pool hop would cost more than it saves). The job's fiber still waits
  * for it all, so a stopping daemon leaves nothing behind.
  */
-export const removeJobLeftovers = (files: JobFiles, options: { readonly status: boolean }) =>
+export const removeJobLeftovers = (
+  files: JobFiles,
+  options: { readonly status: boolean; readonly profile: boolean }
+) =>
   Effect.zipRight(
-    Effect.sync(() => [files.profile, ...(options.status ? [files.status] : [])].forEach(removeQuietly)),
+    Effect.sync(() =>
+      // Only files that can exist: a missing one still costs a thrown ENOENT inside rmSync.
+      [...(options.profile ? [files.profile] : []), ...(options.status ? [files.status] : [])].forEach(removeQuietly)
+    ),
     Effect.promise(() => removeDirInBackground(files.tmp))
   )
 

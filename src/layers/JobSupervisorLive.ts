@@ -186,7 +186,11 @@ export const make = Effect.gen(function*() {
       if (entry.stdin) yield* entry.stdin.close
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
-      yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
+      // Only a launcher (bubblewrap) has a status file; it stays until the job's end is on disk.
+      yield* removeJobLeftovers(files, {
+        status: isSandboxLauncher(entry.job) && ends.held(entry.job.id) === undefined,
+        profile: entry.job.sandbox.backend === "sandbox-exec"
+      })
     }).pipe(
       Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id, ...jobAttributes(entry.job) } })
     )

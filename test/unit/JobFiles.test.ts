@@ -25,7 +25,7 @@ describe("removeJobLeftovers", () => {
   it.scoped("removes an empty TMPDIR, the profile and the status file, and keeps the logs", () =>
     Effect.gen(function*() {
       const { files } = yield* finishedJob
-      yield* removeJobLeftovers(files, { status: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
       expect([files.tmp, files.profile, files.status].filter((file) => fs.existsSync(file))).toEqual([])
       expect([files.stdout, files.stderr].filter((file) => fs.existsSync(file))).toEqual([files.stdout, files.stderr])
     }))
@@ -35,7 +35,7 @@ describe("removeJobLeftovers", () => {
       const { files } = yield* finishedJob
       fs.mkdirSync(path.join(files.tmp, "a", "b"), { recursive: true })
       fs.writeFileSync(path.join(files.tmp, "a", "b", "scratch"), "data")
-      yield* removeJobLeftovers(files, { status: false })
+      yield* removeJobLeftovers(files, { status: false, profile: true })
       expect(fs.existsSync(files.tmp)).toBe(false)
       expect(fs.existsSync(files.status)).toBe(true)
     }))
@@ -43,8 +43,8 @@ describe("removeJobLeftovers", () => {
   it.scoped("is quiet about files already gone", () =>
     Effect.gen(function*() {
       const { files } = yield* finishedJob
-      yield* removeJobLeftovers(files, { status: true })
-      yield* removeJobLeftovers(files, { status: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
       expect(fs.existsSync(files.tmp)).toBe(false)
     }))
 })
