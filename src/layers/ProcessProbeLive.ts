@@ -95,6 +95,40 @@ const procPids = () => fs.readdirSync("/proc").filter((name) => /^\d+$/.test(nam
 
 const MARKER_PREFIX = Buffer.from(`${JOB_MARKER_ENV}=`)
 
+/** The kernel's flag for its own threads (include/linux/sched.h). */
+const PF_KTHREAD = 0x00200000
+
+/**
+ * Whether pid 2 is the kernel's thread creator, kthreadd (its stat line
+ * names it and carries PF_KTHREAD), as on a host; in a container's pid
+ * namespace, no kernel thread is visible and pid 2 is anyone.
+ */
+const hasKthreadd = (() => {
+  try {
+    const stat = fs.readFileSync("/proc/2/stat", "latin1")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return stat.startsWith("2 (kthreadd) ") && (Number(fields[6]) & PF_KTHREAD) !== 0
+  } catch {
+    return false
+  }
+})()
+
+/**
+ * The kernel's threads, read afresh (kthreadd's children): no job process
+ * is one, and they are two thirds of this machine's process table, each
+ * environ read ~9 µs. A pid is only reused after the kernel's counter
+ * wraps (pid_max allocations later), so the list stays true for the pass.
+ */
+export const kernelThreads = (): ReadonlySet<string> => {
+  if (!hasKthreadd) return new Set()
+  try {
+    const children = fs.readFileSync("/proc/2/task/2/children", "latin1").split(" ")
+    return new Set(["2", ...children.filter((pid) => pid.length > 0)])
+  } catch {
+    return new Set()
+  }
+}
+
 /**
  * The values of the job marker variable in /proc/<pid>/environ (normally
  * one), each passed to `found`. A process that is gone, or another user's
@@ -123,8 +157,8 @@ const markerValues = (pid: string, found: (value: string) => void) => {
  * processes marked with its id, and jobs end in bursts (50 quick jobs end
  * within a few ms). A search waits for the pass that starts after it asked
  * (at the next turn of the event loop), so it sees every process its job
- * had left when it asked; one pass reads each environment once and answers
- * every search waiting for it. Only waiting searches are held: nothing is
+ * had left when it asked; one pass reads each environment once (the
+ * kernel's threads skipped) and answers every search waiting for it. Only waiting searches are held: nothing is
  * kept between passes.
  */
 const makeMarkerScan = () => {
@@ -136,7 +170,9 @@ const makeMarkerScan = () => {
     waiting = new Map()
     if (batch.size === 0) return
     const found = new Map<string, Array<string>>()
+    const kernel = kernelThreads()
     for (const pid of procPids()) {
+      if (kernel.has(pid)) continue
       markerValues(pid, (value) => {
         if (!batch.has(value)) return
         const pids = found.get(value)

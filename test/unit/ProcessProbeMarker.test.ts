@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
-import { layer as ProcessProbeLive } from "../../src/layers/ProcessProbeLive.js"
+import * as fs from "node:fs"
+import { kernelThreads, layer as ProcessProbeLive } from "../../src/layers/ProcessProbeLive.js"
 import { JOB_MARKER_ENV, ProcessProbe } from "../../src/services/ProcessProbe.js"
 
 /** A real process with `env` (and PATH), killed when the test ends. */
@@ -56,6 +57,21 @@ describe.skipIf(process.platform !== "linux")("ProcessProbe on /proc", () => {
         []
       ])
     }).pipe(Effect.provide(ProcessProbeLive)))
+
+  it("the marker scan skips only the kernel's own threads (PF_KTHREAD), never a process of ours", () => {
+    const skipped = kernelThreads()
+    expect(skipped.has(String(process.pid))).toBe(false)
+    for (const pid of skipped) {
+      let stat: string
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+      } catch {
+        continue // exited since
+      }
+      const flags = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[6])
+      expect(flags & 0x00200000, `pid ${pid}: ${stat.slice(0, 40)}`).not.toBe(0)
+    }
+  })
 
   it.scoped("entry reads a process's stat line: its group, parent and start time; undefined once it is gone", () =>
     Effect.gen(function*() {
