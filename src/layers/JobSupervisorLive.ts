@@ -265,7 +265,11 @@ export const make = Effect.gen(function*() {
         name: request.name ?? null,
         labels: request.labels ?? {}
       })
+      // The TMPDIR is made on the thread pool while the row is written: a crash in between leaves an
+      // empty TMPDIR without a row, which the next daemon's reconciler removes with the other leftovers.
+      const tmpReady = yield* Effect.fork(prepareTmpDir(files))
       yield* repo.insertJob(provisional).pipe(
+        Effect.tapError(() => Effect.zipRight(Fiber.await(tmpReady), removeAllJobFiles(files))),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
@@ -291,7 +295,7 @@ export const make = Effect.gen(function*() {
           )
         )
       const started = yield* Effect.zipRight(
-        prepareTmpDir(files),
+        Fiber.join(tmpReady),
         sandbox.start({
           jobId: id,
           argv,
