@@ -346,9 +346,9 @@ const benchJobRunBubblewrap = async (scratch: string) => {
         tmpDir,
         readPaths: [],
         network: "allow",
-        stdoutFd: 1,
-        stderrFd: 2,
-        statusFd: 3
+        stdoutPath: "/dev/null",
+        stderrPath: "/dev/null",
+        statusPath: "/dev/null"
       },
       linuxSystemPaths()
     )

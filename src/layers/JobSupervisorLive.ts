@@ -24,9 +24,9 @@ import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
 import {
-  closeJobFiles,
   jobFiles,
-  openJobFiles,
+  jobFilesFault,
+  prepareTmpDir,
   readLauncherExit,
   removeAllJobFiles,
   removeJobLeftovers
@@ -186,7 +186,11 @@ export const make = Effect.gen(function*() {
       if (entry.stdin) yield* entry.stdin.close
       yield* Deferred.succeed(entry.ended, ended)
       yield* registry.remove(entry.job.id, ended)
-      yield* removeJobLeftovers(files, { status: ends.held(entry.job.id) === undefined })
+      // Only a launcher (bubblewrap) has a status file; it stays until the job's end is on disk.
+      yield* removeJobLeftovers(files, {
+        status: isSandboxLauncher(entry.job) && ends.held(entry.job.id) === undefined,
+        profile: entry.job.sandbox.backend === "sandbox-exec"
+      })
     }).pipe(
       Effect.withSpan("JobSupervisor.release", { attributes: { jobId: entry.job.id, ...jobAttributes(entry.job) } })
     )
@@ -261,7 +265,11 @@ export const make = Effect.gen(function*() {
         name: request.name ?? null,
         labels: request.labels ?? {}
       })
+      // The TMPDIR is made on the thread pool while the row is written: a crash in between leaves an
+      // empty TMPDIR without a row, which the next daemon's reconciler removes with the other leftovers.
+      const tmpReady = yield* Effect.fork(prepareTmpDir(files))
       yield* repo.insertJob(provisional).pipe(
+        Effect.tapError(() => Effect.zipRight(Fiber.await(tmpReady), removeAllJobFiles(files))),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
@@ -286,28 +294,27 @@ export const make = Effect.gen(function*() {
             Effect.catchAll((error) => Effect.logError(`cannot remove the record of ${id}, which did not start`, error))
           )
         )
-      const started = yield* Effect.acquireUseRelease(
-        openJobFiles(files),
-        (fds) =>
-          sandbox.start({
-            jobId: id,
-            argv,
-            cwd,
-            env: { ...baseEnv(id, cell.dir, files.tmp), ...cell.env, ...request.env },
-            cellDir: cell.dir,
-            tmpDir: files.tmp,
-            readPaths: cell.read_paths,
-            network,
-            stdoutFd: fds.stdout,
-            stderrFd: fds.stderr,
-            statusFd: fds.status,
-            stdinPipe: request.stdin === true
-          }),
-        closeJobFiles
+      const started = yield* Effect.zipRight(
+        Fiber.join(tmpReady),
+        sandbox.start({
+          jobId: id,
+          argv,
+          cwd,
+          env: { ...baseEnv(id, cell.dir, files.tmp), ...cell.env, ...request.env },
+          cellDir: cell.dir,
+          tmpDir: files.tmp,
+          readPaths: cell.read_paths,
+          network,
+          stdoutPath: files.stdout,
+          stderrPath: files.stderr,
+          statusPath: files.status,
+          stdinPipe: request.stdin === true
+        })
       ).pipe(
         Effect.catchTags({
           SandboxStartError: (error) => new SandboxRefused({ message: error.message }),
-          SpawnError: (error) => new InvalidInput({ message: error.message })
+          SpawnError: (error) => new InvalidInput({ message: error.message }),
+          OutputFilesError: (error) => jobFilesFault(files, error.message)
         }),
         Effect.tapError((error) => forget(error.message)),
         Effect.tap((process) =>
@@ -327,7 +334,7 @@ export const make = Effect.gen(function*() {
         pid_start_time: startTime,
         sandbox: started.sandbox
       })
-      const entry = yield* newEntry(job, stdinPipe(started.child.stdin))
+      const entry = yield* newEntry(job, stdinPipe(started.stdin))
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message))),

@@ -93,23 +93,121 @@ const environBuffer = Buffer.alloc(64 * 1024)
 
 const procPids = () => fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
 
-/** True when the environment in /proc/<pid>/environ holds exactly `variable` (NAME=value). */
-const environHas = (pid: string, variable: Buffer) => {
+const MARKER_PREFIX = Buffer.from(`${JOB_MARKER_ENV}=`)
+
+/** The kernel's flag for its own threads (include/linux/sched.h). */
+const PF_KTHREAD = 0x00200000
+
+/**
+ * Whether pid 2 is the kernel's thread creator, kthreadd (its stat line
+ * names it and carries PF_KTHREAD), as on a host; in a container's pid
+ * namespace, no kernel thread is visible and pid 2 is anyone.
+ */
+const hasKthreadd = (() => {
   try {
-    const environ = readProcFile(`/proc/${pid}/environ`, environBuffer)
-    let at = environ.indexOf(variable)
-    while (at >= 0) {
-      const startsEntry = at === 0 || environ[at - 1] === 0
-      const endsEntry = at + variable.length === environ.length || environ[at + variable.length] === 0
-      if (startsEntry && endsEntry) return true
-      at = environ.indexOf(variable, at + 1)
-    }
-    return false
+    const stat = fs.readFileSync("/proc/2/stat", "latin1")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return stat.startsWith("2 (kthreadd) ") && (Number(fields[6]) & PF_KTHREAD) !== 0
   } catch {
-    // Gone, or another user's process we may not read: not ours either way.
     return false
   }
+})()
+
+/**
+ * The kernel's threads, read afresh (kthreadd's children): no job process
+ * is one, and they are two thirds of this machine's process table, each
+ * environ read ~9 µs. A pid is only reused after the kernel's counter
+ * wraps (pid_max allocations later), so the list stays true for the pass.
+ */
+export const kernelThreads = (): ReadonlySet<string> => {
+  if (!hasKthreadd) return new Set()
+  try {
+    const children = fs.readFileSync("/proc/2/task/2/children", "latin1").split(" ")
+    return new Set(["2", ...children.filter((pid) => pid.length > 0)])
+  } catch {
+    return new Set()
+  }
 }
+
+/**
+ * The values of the job marker variable in /proc/<pid>/environ (normally
+ * one), each passed to `found`. A process that is gone, or another user's
+ * that we may not read, has none: it is not a job's either way.
+ */
+const markerValues = (pid: string, found: (value: string) => void) => {
+  let environ: Buffer
+  try {
+    environ = readProcFile(`/proc/${pid}/environ`, environBuffer)
+  } catch {
+    return
+  }
+  let at = environ.indexOf(MARKER_PREFIX)
+  while (at >= 0) {
+    if (at === 0 || environ[at - 1] === 0) {
+      const start = at + MARKER_PREFIX.length
+      const end = environ.indexOf(0, start)
+      found(environ.toString("latin1", start, end < 0 ? environ.length : end))
+    }
+    at = environ.indexOf(MARKER_PREFIX, at + 1)
+  }
+}
+
+/**
+ * Marker searches share their /proc pass: each job's end asks for the
+ * processes marked with its id, and jobs end in bursts (50 quick jobs end
+ * within a few ms). A search waits for the pass that starts after it asked
+ * (at the next turn of the event loop), so it sees every process its job
+ * had left when it asked; one pass reads each environment once (the
+ * kernel's threads skipped) and answers every search waiting for it. Only waiting searches are held: nothing is
+ * kept between passes.
+ */
+const makeMarkerScan = () => {
+  let waiting = new Map<string, Array<(entries: ReadonlyArray<ProcessEntry>) => void>>()
+  let scheduled = false
+  const pass = () => {
+    scheduled = false
+    const batch = waiting
+    waiting = new Map()
+    if (batch.size === 0) return
+    const found = new Map<string, Array<string>>()
+    const kernel = kernelThreads()
+    for (const pid of procPids()) {
+      if (kernel.has(pid)) continue
+      markerValues(pid, (value) => {
+        if (!batch.has(value)) return
+        const pids = found.get(value)
+        if (pids === undefined) found.set(value, [pid])
+        else if (!pids.includes(pid)) pids.push(pid)
+      })
+    }
+    for (const [jobId, answers] of batch) {
+      const entries = (found.get(jobId) ?? [])
+        .map(readProcEntry)
+        .filter((entry): entry is ProcessEntry => entry !== undefined)
+      for (const answer of answers) answer(entries)
+    }
+  }
+  return (jobId: string) =>
+    Effect.async<ReadonlyArray<ProcessEntry>>((resume) => {
+      const answer = (entries: ReadonlyArray<ProcessEntry>) => resume(Effect.succeed(entries))
+      const answers = waiting.get(jobId)
+      if (answers === undefined) waiting.set(jobId, [answer])
+      else answers.push(answer)
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(pass)
+      }
+      // An interrupted search leaves the batch; the pass then answers the others.
+      return Effect.sync(() => {
+        const left = waiting.get(jobId)?.filter((other) => other !== answer)
+        if (left === undefined) return
+        if (left.length === 0) waiting.delete(jobId)
+        else waiting.set(jobId, left)
+      })
+    })
+}
+
+const markerScan = makeMarkerScan()
 
 const linux = ProcessProbe.of({
   snapshot: Effect.sync(() =>
@@ -118,14 +216,7 @@ const linux = ProcessProbe.of({
       .filter((entry): entry is ProcessEntry => entry !== undefined)
   ).pipe(Effect.withSpan("ProcessProbe.snapshot")),
   entry: (pid) => Effect.sync(() => readProcEntry(pid)),
-  markedBy: (jobId) =>
-    Effect.sync(() => {
-      const variable = Buffer.from(`${JOB_MARKER_ENV}=${jobId}`)
-      return procPids()
-        .filter((pid) => environHas(pid, variable))
-        .map(readProcEntry)
-        .filter((entry): entry is ProcessEntry => entry !== undefined)
-    }).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
+  markedBy: (jobId) => markerScan(jobId).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
 })
 
 /** `ps` cputime: `[[dd-]hh:]mm:ss[.hh]`, in ms. */

@@ -5,6 +5,7 @@ import type { ChildProcess } from "node:child_process"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import type { Writable } from "node:stream"
 import type { SandboxBackend, SandboxMode } from "../rpc/Models.js"
 import { JobSandbox } from "../rpc/Models.js"
 import { packageRoot } from "../rpc/PackageRoot.js"
@@ -20,13 +21,21 @@ import {
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
-import { SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
+import { OutputFilesError, SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
 import { loadSeatbeltFragments, writeSeatbeltProfile } from "../services/SeatbeltProfile.js"
+import type { PosixSpawner, Spawned, SpawnFailure, SpawnRequest } from "./PosixSpawn.js"
+import { posixSpawner, spawnable } from "./PosixSpawn.js"
 
+/**
+ * A stat that answers undefined for a missing file first: each job's PATH
+ * search misses in a few directories before it finds its command, and a
+ * thrown ENOENT (an Error with its stack) cost more than the lookup.
+ */
 const isExecutableFile = (file: string) => {
   try {
+    if (fs.statSync(file, { throwIfNoEntry: false })?.isFile() !== true) return false
     fs.accessSync(file, fs.constants.X_OK)
-    return fs.statSync(file).isFile()
+    return true
   } catch {
     return false
   }
@@ -221,45 +230,131 @@ const onceExit = (child: ChildProcess): Effect.Effect<ProcessExit> => {
   return Effect.promise(() => exited)
 }
 
-const spawnDetached = (
+/** A started leader: its pid, its stdin pipe (when asked for), and its exit. */
+interface Leader {
+  readonly pid: number
+  readonly stdin: Writable | null
+  readonly exit: Effect.Effect<ProcessExit>
+}
+
+/** The job's output files could not be created: what the OS said, in words. */
+const outputFilesError = (code: string, description: string) =>
+  new OutputFilesError({ code, message: code === "ENOSPC" ? "no space left on device" : `${code}: ${description}` })
+
+/**
+ * Creates the job's output files (0600) for child_process, which takes
+ * descriptors; posix_spawn has the child create them. The daemon's copies
+ * are closed once the child holds its own.
+ */
+const openOutputFiles = (paths: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const opened: Array<number> = []
+        try {
+          for (const file of paths) opened.push(fs.openSync(file, "w", 0o600))
+          return opened
+        } catch (error) {
+          opened.forEach((fd) => fs.closeSync(fd))
+          throw error
+        }
+      },
+      catch: (error) => {
+        const { code, message } = error as NodeJS.ErrnoException
+        return outputFilesError(code ?? "EIO", message)
+      }
+    }),
+    (fds) => Effect.sync(() => fds.forEach((fd) => fs.closeSync(fd)))
+  )
+
+/** Starts through child_process: a job with a stdin pipe, or where posix_spawn is not at hand. */
+const spawnWithNode = (
   file: string,
   args: ReadonlyArray<string>,
   request: SandboxRequest,
   cwd: string,
   env: Readonly<Record<string, string>>,
-  statusFd: number | null
+  statusPath: string | null
 ) =>
-  Effect.async<ChildProcess, SpawnError>((resume) => {
-    let child: ChildProcess
-    try {
-      child = spawn(file, args, {
-        cwd,
-        env,
-        // The job writes its logs itself through these descriptors: no pipe
-        // through the daemon, so a daemon crash loses no output.
-        // Descriptor 3 only for a launcher that writes the job's status there.
-        stdio: [
-          request.stdinPipe === true ? "pipe" : "ignore",
-          request.stdoutFd,
-          request.stderrFd,
-          statusFd ?? "ignore"
-        ],
-        // Its own process group (and session), so the whole tree can be signalled.
-        detached: true
+  Effect.flatMap(
+    openOutputFiles([request.stdoutPath, request.stderrPath, ...(statusPath === null ? [] : [statusPath])]),
+    ([stdoutFd, stderrFd, statusFd]) =>
+      Effect.async<Leader, SpawnError>((resume) => {
+        let child: ChildProcess
+        try {
+          child = spawn(file, args, {
+            cwd,
+            env,
+            // The job writes its logs itself through these descriptors: no pipe
+            // through the daemon, so a daemon crash loses no output.
+            // Descriptor 3 only for a launcher that writes the job's status there.
+            stdio: [request.stdinPipe === true ? "pipe" : "ignore", stdoutFd!, stderrFd!, statusFd ?? "ignore"],
+            // Its own process group (and session), so the whole tree can be signalled.
+            detached: true
+          })
+        } catch (error) {
+          // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
+          return resume(
+            Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
+          )
+        }
+        const leader = (): Leader => ({ pid: child.pid!, stdin: child.stdin, exit: onceExit(child) })
+        if (child.pid !== undefined) return resume(Effect.succeed(leader()))
+        child.once(
+          "error",
+          (error) =>
+            resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
+        )
       })
-    } catch (error) {
-      // Thrown synchronously for arguments the OS cannot take, e.g. a NUL byte in argv or env.
-      return resume(
-        Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${(error as Error).message}` }))
-      )
+  ).pipe(Effect.scoped)
+
+/** Starts through posix_spawn on a worker thread; a failure says whether the files or the command failed. */
+const spawnWithPosix = (spawner: PosixSpawner, plan: SpawnRequest) =>
+  Effect.async<Spawned | SpawnFailure>((resume) => spawner.spawn(plan, (result) => resume(Effect.succeed(result))))
+
+/**
+ * Starts the job's leader (the command, or its sandbox launcher) detached,
+ * with its output going straight to its log files (and, for a launcher
+ * that records the job's exit, its status file as descriptor 3). `file`
+ * is the executable as resolved on the job's PATH; `argv` its whole
+ * argument vector, whose first element names it as the job gave it.
+ */
+const spawnDetached = (
+  file: string,
+  argv: readonly [string, ...Array<string>],
+  request: SandboxRequest,
+  cwd: string,
+  env: Readonly<Record<string, string>>,
+  statusPath: string | null
+) =>
+  Effect.gen(function*() {
+    const spawner = request.stdinPipe === true ? undefined : posixSpawner()
+    const plan: SpawnRequest = {
+      file,
+      argv,
+      env,
+      cwd,
+      stdoutPath: request.stdoutPath,
+      stderrPath: request.stderrPath,
+      statusPath
     }
-    if (child.pid !== undefined) return resume(Effect.succeed(child))
-    child.once(
-      "error",
-      (error) => resume(Effect.fail(new SpawnError({ message: `cannot start ${request.argv[0]}: ${error.message}` })))
-    )
+    if (spawner !== undefined && spawnable(plan)) {
+      const spawned = yield* spawnWithPosix(spawner, plan)
+      if ("pid" in spawned) {
+        return { pid: spawned.pid, stdin: null, exit: Effect.promise(() => spawned.exit) } satisfies Leader
+      }
+      if (spawned.stage === "files") return yield* outputFilesError(spawned.code, spawned.description)
+      // A script without `#!`: execvp (child_process) runs it with /bin/sh, posix_spawn refuses it.
+      if (spawned.code !== "ENOEXEC") {
+        return yield* new SpawnError({
+          message: `cannot start ${request.argv[0]}: spawn ${argv[0]} ${spawned.code} (${spawned.description})`
+        })
+      }
+    }
+    // As before posix_spawn: child_process finds argv[0] on the PATH of `env` itself.
+    return yield* spawnWithNode(argv[0], argv.slice(1), request, cwd, env, statusPath)
   }).pipe(
-    Effect.tap((child) => Effect.annotateCurrentSpan({ pid: child.pid ?? -1 })),
+    Effect.tap((leader) => Effect.annotateCurrentSpan({ pid: leader.pid })),
     Effect.withSpan("job.spawn", {
       captureStackTrace: false,
       attributes: { "planter.job.id": request.jobId, "process.executable.path": file }
@@ -291,26 +386,28 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         } or not executable`
       })
     }
-    const wrapped = "backend" in detected
-      ? yield* Effect.either(detected.backend.wrap(request))
-      : Either.left(new SandboxStartError({ message: detected.reason }))
-    if (Either.isRight(wrapped) && "backend" in detected) {
+    const wrapped = "backend" in detected ? yield* Effect.either(detected.backend.wrap(request)) : undefined
+    if (wrapped !== undefined && Either.isRight(wrapped) && "backend" in detected) {
       // The marker lets a restarted daemon find a launcher whose pid it never recorded.
       const launcherEnv = { ...LAUNCHER_ENV, [JOB_MARKER_ENV]: request.jobId }
-      const child = yield* spawnDetached(
+      const leader = yield* spawnDetached(
         wrapped.right.file,
-        wrapped.right.args,
+        [wrapped.right.file, ...wrapped.right.args],
         request,
         "/",
         launcherEnv,
-        detected.backend.name === "bubblewrap" ? request.statusFd : null
+        detected.backend.name === "bubblewrap" ? request.statusPath : null
       )
       return started(
-        child,
+        leader,
         new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null })
       )
     }
-    const reason = Either.isLeft(wrapped) ? wrapped.left.message : "no sandbox"
+    const reason = "reason" in detected
+      ? detected.reason
+      : wrapped !== undefined && Either.isLeft(wrapped)
+      ? wrapped.left.message
+      : "no sandbox"
     if (mode === "enforced") {
       return yield* new SandboxStartError({
         message: `the sandbox is unavailable and the daemon runs in enforced mode: ${reason}`
@@ -319,9 +416,9 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     if (mode === "permissive") {
       yield* Effect.logWarning(`job ${request.jobId} runs unsandboxed: ${reason}`)
     }
-    const child = yield* spawnDetached(request.argv[0], request.argv.slice(1), request, request.cwd, request.env, null)
+    const leader = yield* spawnDetached(executable, request.argv, request, request.cwd, request.env, null)
     return started(
-      child,
+      leader,
       new JobSandbox({
         mode,
         backend: "none",
@@ -334,12 +431,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
   return SandboxRunner.of({ status, start })
 })
 
-const started = (child: ChildProcess, sandbox: JobSandbox): StartedProcess => ({
-  child,
-  pid: child.pid!,
-  sandbox,
-  exit: onceExit(child)
-})
+const started = (leader: Leader, sandbox: JobSandbox): StartedProcess => ({ ...leader, sandbox })
 
 export const layer = Layer.effect(
   SandboxRunner,

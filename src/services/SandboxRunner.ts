@@ -1,6 +1,6 @@
 import { Context, Schema } from "effect"
 import type { Effect } from "effect"
-import type { ChildProcess } from "node:child_process"
+import type { Writable } from "node:stream"
 import type { JobSandbox, NetworkPolicy, SandboxBackend, SandboxMode } from "../rpc/Models.js"
 
 /** What one job needs from its sandbox. Every path is absolute and already exists. */
@@ -16,15 +16,19 @@ export interface SandboxRequest {
   /** Extra read-only paths granted to the cell. */
   readonly readPaths: ReadonlyArray<string>
   readonly network: NetworkPolicy
-  /** Descriptors of the job's log files, inherited by the child as stdout and stderr. */
-  readonly stdoutFd: number
-  readonly stderrFd: number
   /**
-   * Where the launcher records the job's exit (bubblewrap's
-   * `--json-status-fd`), so it is known even if it happens while no daemon
-   * runs. Inherited as descriptor 3; backends without a launcher ignore it.
+   * The job's log files, created (0600) as the job starts and inherited by
+   * it as stdout and stderr: the job writes its output there itself.
    */
-  readonly statusFd: number
+  readonly stdoutPath: string
+  readonly stderrPath: string
+  /**
+   * Where a launcher records the job's exit (bubblewrap's
+   * `--json-status-fd`), so it is known even if it happens while no daemon
+   * runs. Created and inherited as descriptor 3 only by a backend whose
+   * launcher writes it; the others leave no such file.
+   */
+  readonly statusPath: string
   /** A pipe the daemon writes as the job's stdin (`run -i`); absent or false: /dev/null. */
   readonly stdinPipe?: boolean
 }
@@ -38,7 +42,8 @@ export interface ProcessExit {
 }
 
 export interface StartedProcess {
-  readonly child: ChildProcess
+  /** The daemon's end of the job's stdin pipe, when the request asked for one. */
+  readonly stdin: Writable | null
   readonly pid: number
   readonly sandbox: JobSandbox
   /** Completes when the leader exits; safe to await more than once. */
@@ -57,6 +62,13 @@ export class SandboxStartError extends Schema.TaggedError<SandboxStartError>()("
   message: Schema.String
 }) {}
 
+/** The job's log or status file could not be created (a full or read-only disk, a removed state dir): nothing ran. */
+export class OutputFilesError extends Schema.TaggedError<OutputFilesError>()("OutputFilesError", {
+  message: Schema.String,
+  /** The errno's name, e.g. ENOSPC. */
+  code: Schema.String
+}) {}
+
 /** The command itself could not be started (not found, not executable). */
 export class SpawnError extends Schema.TaggedError<SpawnError>()("SpawnError", {
   message: Schema.String
@@ -68,7 +80,9 @@ export class SpawnError extends Schema.TaggedError<SpawnError>()("SpawnError", {
  */
 export interface SandboxRunnerShape {
   readonly status: SandboxStatus
-  readonly start: (request: SandboxRequest) => Effect.Effect<StartedProcess, SandboxStartError | SpawnError>
+  readonly start: (
+    request: SandboxRequest
+  ) => Effect.Effect<StartedProcess, SandboxStartError | SpawnError | OutputFilesError>
 }
 
 export class SandboxRunner extends Context.Tag("planter/SandboxRunner")<SandboxRunner, SandboxRunnerShape>() {}

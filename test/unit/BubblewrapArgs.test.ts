@@ -12,9 +12,9 @@ const request = (overrides: Partial<SandboxRequest> = {}): SandboxRequest => ({
   tmpDir: "/state/tmp/job-1",
   readPaths: ["/opt/toolchain"],
   network: "allow",
-  stdoutFd: 1,
-  stderrFd: 2,
-  statusFd: 3,
+  stdoutPath: "/state/logs/job-x.stdout.log",
+  stderrPath: "/state/logs/job-x.stderr.log",
+  statusPath: "/state/run/job-x.status",
   ...overrides
 })
 

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { closeJobFiles, jobFiles, openJobFiles, removeJobLeftovers } from "../../src/layers/JobFiles.js"
+import { jobFiles, prepareTmpDir, removeJobLeftovers } from "../../src/layers/JobFiles.js"
 import type { JobId } from "../../src/rpc/Ids.js"
 import { statePaths } from "../../src/services/DaemonConfig.js"
 
@@ -25,7 +25,7 @@ describe("removeJobLeftovers", () => {
   it.scoped("removes an empty TMPDIR, the profile and the status file, and keeps the logs", () =>
     Effect.gen(function*() {
       const { files } = yield* finishedJob
-      yield* removeJobLeftovers(files, { status: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
       expect([files.tmp, files.profile, files.status].filter((file) => fs.existsSync(file))).toEqual([])
       expect([files.stdout, files.stderr].filter((file) => fs.existsSync(file))).toEqual([files.stdout, files.stderr])
     }))
@@ -35,7 +35,7 @@ describe("removeJobLeftovers", () => {
       const { files } = yield* finishedJob
       fs.mkdirSync(path.join(files.tmp, "a", "b"), { recursive: true })
       fs.writeFileSync(path.join(files.tmp, "a", "b", "scratch"), "data")
-      yield* removeJobLeftovers(files, { status: false })
+      yield* removeJobLeftovers(files, { status: false, profile: true })
       expect(fs.existsSync(files.tmp)).toBe(false)
       expect(fs.existsSync(files.status)).toBe(true)
     }))
@@ -43,8 +43,8 @@ describe("removeJobLeftovers", () => {
   it.scoped("is quiet about files already gone", () =>
     Effect.gen(function*() {
       const { files } = yield* finishedJob
-      yield* removeJobLeftovers(files, { status: true })
-      yield* removeJobLeftovers(files, { status: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
+      yield* removeJobLeftovers(files, { status: true, profile: true })
       expect(fs.existsSync(files.tmp)).toBe(false)
     }))
 })
@@ -60,31 +60,22 @@ const emptyStateDir = Effect.acquireRelease(
   ({ paths }) => Effect.sync(() => fs.rmSync(path.dirname(paths.logs), { recursive: true, force: true }))
 )
 
-describe("openJobFiles", () => {
-  it.scoped("creates the TMPDIR (0700) and the log and status files (0600), each descriptor writing to its own file", () =>
+describe("prepareTmpDir", () => {
+  it.scoped("creates the job's TMPDIR (0700)", () =>
     Effect.gen(function*() {
       const { files } = yield* emptyStateDir
-      const open = yield* openJobFiles(files)
-      fs.writeSync(open.stdout, "out")
-      fs.writeSync(open.stderr, "err")
-      fs.writeSync(open.status, "status")
-      yield* closeJobFiles(open)
+      yield* prepareTmpDir(files)
       expect(fs.statSync(files.tmp).mode & 0o777).toBe(0o700)
-      for (const file of [files.stdout, files.stderr, files.status]) expect(fs.statSync(file).mode & 0o777).toBe(0o600)
-      expect([files.stdout, files.stderr, files.status].map((file) => fs.readFileSync(file, "utf8"))).toEqual([
-        "out",
-        "err",
-        "status"
-      ])
     }))
 
-  it.scoped("fails with where and why, and leaves nothing behind, when one of the files cannot be made", () =>
+  it.scoped("fails with where and why, and leaves nothing behind, when it cannot be made", () =>
     Effect.gen(function*() {
       const { files, paths } = yield* emptyStateDir
-      fs.rmSync(paths.run, { recursive: true })
-      const error = yield* Effect.flip(openJobFiles(files))
+      fs.rmSync(paths.tmp, { recursive: true })
+      fs.writeFileSync(paths.tmp, "not a directory")
+      const error = yield* Effect.flip(prepareTmpDir(files))
       expect(error._tag).toBe("DaemonFault")
-      expect(error.message).toMatch(/^cannot prepare the job's files under .*ENOENT.*nothing was started$/)
-      expect([files.tmp, files.stdout, files.stderr, files.status].filter((file) => fs.existsSync(file))).toEqual([])
+      expect(error.message).toMatch(/^cannot prepare the job's files under .*(EEXIST|ENOTDIR).*nothing was started$/)
+      expect([files.stdout, files.stderr, files.status].filter((file) => fs.existsSync(file))).toEqual([])
     }))
 })

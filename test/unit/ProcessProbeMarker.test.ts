@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
-import { layer as ProcessProbeLive } from "../../src/layers/ProcessProbeLive.js"
+import * as fs from "node:fs"
+import { kernelThreads, layer as ProcessProbeLive } from "../../src/layers/ProcessProbeLive.js"
 import { JOB_MARKER_ENV, ProcessProbe } from "../../src/services/ProcessProbe.js"
 
 /** A real process with `env` (and PATH), killed when the test ends. */
@@ -35,6 +36,42 @@ describe.skipIf(process.platform !== "linux")("ProcessProbe on /proc", () => {
       const found = yield* probe.markedBy(marker)
       expect(found.map((entry) => entry.pid)).toEqual([marked.pid])
     }).pipe(Effect.provide(ProcessProbeLive)))
+
+  it.scoped("searches asked at once share one /proc pass, and each gets exactly its own job's processes", () =>
+    Effect.gen(function*() {
+      const probe = yield* ProcessProbe
+      const markers = Array.from({ length: 4 }, (_, i) => `job-probe-batch-${process.pid}-${Date.now()}-${i}`)
+      const marked = yield* Effect.forEach(markers, (marker) => sleeper({ [JOB_MARKER_ENV]: marker }))
+      const second = yield* sleeper({ OTHER: "x", [JOB_MARKER_ENV]: markers[1]! })
+      const found = yield* Effect.forEach(
+        [...markers, markers[1]!, `${markers[0]}-none`],
+        (marker) => probe.markedBy(marker),
+        { concurrency: "unbounded" }
+      )
+      expect(found.map((entries) => entries.map((entry) => entry.pid).sort())).toEqual([
+        [marked[0]!.pid],
+        [marked[1]!.pid, second.pid].sort(),
+        [marked[2]!.pid],
+        [marked[3]!.pid],
+        [marked[1]!.pid, second.pid].sort(),
+        []
+      ])
+    }).pipe(Effect.provide(ProcessProbeLive)))
+
+  it("the marker scan skips only the kernel's own threads (PF_KTHREAD), never a process of ours", () => {
+    const skipped = kernelThreads()
+    expect(skipped.has(String(process.pid))).toBe(false)
+    for (const pid of skipped) {
+      let stat: string
+      try {
+        stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1")
+      } catch {
+        continue // exited since
+      }
+      const flags = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[6])
+      expect(flags & 0x00200000, `pid ${pid}: ${stat.slice(0, 40)}`).not.toBe(0)
+    }
+  })
 
   it.scoped("entry reads a process's stat line: its group, parent and start time; undefined once it is gone", () =>
     Effect.gen(function*() {
