@@ -60,7 +60,9 @@ const parseCommandLines = async (socket: string) => {
       ["job", "ls"],
       ["job", "ls", "--limit", "5", "--status", "running"],
       ["cell", "ls"],
-      ["job", "status", "job-warmup"]
+      ["job", "status", "job-warmup"],
+      ["run", "warm-up", "--name", "w", "--", "true"],
+      ["logs", "job-warmup"]
     ]
   ) {
     const hoisted = hoistGlobalOptions(["--socket", socket, ...args])

@@ -110,9 +110,9 @@ const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
  * request opens the connection (no separate probe: a connect the daemon accepts and drops costs it ~1.6 ms
  * of CPU), and a failed connect says why, by its errno. The protocol is made with its constructors rather
  * than built as layers: a layer build (memo map, scope, a fiber per layer) was ~4 ms of a CLI command's
- * cold start.
+ * cold start. Answers the client and the daemon's version (`planter version` prints it: no second request).
  */
-export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
+export const connect = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
   const socketPath = resolveSocketPath(options)
   // Made in the caller's scope: the connection lives as long as the client.
   const protocol = yield* RpcClient.makeProtocolSocket().pipe(
@@ -139,8 +139,11 @@ export const make = Effect.fn("PlanterClient.make")(function*(options?: PlanterC
         `planterd ${version.version} speaks protocol ${version.protocol_version}, this client speaks ${PROTOCOL_VERSION}: use a planter of the same version as the daemon`
     })
   }
-  return client
+  return { client, daemon: version }
 })
+
+/** Connects, then checks the daemon's protocol version before handing out the client. */
+export const make = (options?: PlanterClientOptions) => Effect.map(connect(options), (connected) => connected.client)
 
 export class PlanterClient extends Context.Tag("planter/PlanterClient")<PlanterClient, PlanterClientShape>() {
   static layer = (options?: PlanterClientOptions) => Layer.scoped(PlanterClient, make(options))
