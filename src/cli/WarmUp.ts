@@ -149,6 +149,7 @@ const standInDaemon = (socketPath: string) =>
   new Promise<net.Server>((resolve, reject) => {
     const server = net.createServer((connection) => {
       const parser = makeMsgPack(MAX_REQUEST_FRAME_BYTES).unsafeMake()
+      connection.on("error", () => {}) // A client gone mid-answer must not end the snapshot build.
       connection.on("data", (bytes) => {
         for (const message of parser.decode(bytes) as ReadonlyArray<{ _tag: string; id: string; tag: string }>) {
           if (message._tag !== "Request") continue
