@@ -11,9 +11,9 @@ import { logs } from "./LogsCommand.js"
 import { printJson, printLine } from "./Output.js"
 
 const version = Command.make("version", {}, () =>
-  withClient((client, json) =>
+  // The daemon's version is the one it answered when the client connected (the protocol check).
+  withClient((_client, json, daemon) =>
     Effect.gen(function*() {
-      const daemon = yield* client.Version()
       if (json) {
         return yield* printJson({
           client_version: PLANTER_VERSION,

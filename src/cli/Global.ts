@@ -3,7 +3,8 @@ import * as Options from "@effect/cli/Options"
 import { Effect, Option, Schema } from "effect"
 import * as path from "node:path"
 import type { PlanterClientShape } from "../rpc/client.js"
-import { make as makeClient } from "../rpc/client.js"
+import { connect } from "../rpc/client.js"
+import type { VersionInfo } from "../rpc/Models.js"
 import { EnvName } from "../rpc/Models.js"
 import { defaultSocketPath, defaultStateDir } from "../services/DaemonConfig.js"
 import { parseDuration, parseSize } from "../services/Limits.js"
@@ -24,15 +25,22 @@ export const lostMessage = (why: string) =>
     why ? ` (${why})` : ""
   }: the daemon stopped or crashed; its jobs keep running unless it was stopped without --keep-jobs. Start it again and check with \`planter job ls\``
 
-/** Runs `f` with a connected client, turning every failure into a CliFailure with the contract's exit code. */
-export const withClient = <A, E>(f: (client: PlanterClientShape, json: boolean) => Effect.Effect<A, E>) =>
+/**
+ * Runs `f` with a connected client (and the version the daemon answered when it connected), turning every
+ * failure into a CliFailure with the contract's exit code.
+ */
+export const withClient = <A, E>(
+  f: (client: PlanterClientShape, json: boolean, daemon: VersionInfo) => Effect.Effect<A, E>
+) =>
   Effect.gen(function*() {
     const { json, socket } = yield* planter
     const socketPath = Option.match(socket, {
       onNone: () => defaultSocketPath(defaultStateDir()),
       onSome: (file) => path.resolve(file)
     })
-    return yield* Effect.scoped(Effect.flatMap(makeClient({ socketPath }), (client) => f(client, json)))
+    return yield* Effect.scoped(
+      Effect.flatMap(connect({ socketPath }), (connected) => f(connected.client, json, connected.daemon))
+    )
   }).pipe(
     Effect.catchAll((error: unknown): Effect.Effect<never, CliFailure> => {
       const tagged = error as { _tag?: string; code?: string; message?: string; detail?: string }

@@ -194,6 +194,19 @@ const jobStatus = Command.make(
     )
 ).pipe(Command.withDescription("Show a job's record"))
 
+/** Every cell's name by its id (fetched a page at a time); a cell that cannot be listed shows as its id. */
+const cellNamesById = (client: PlanterClientShape) =>
+  Effect.gen(function*() {
+    const names = new Map<string, string>()
+    yield* forEachPage(
+      { _tag: "all" },
+      (after, pageLimit) =>
+        Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next })),
+      (cells) => Effect.sync(() => cells.forEach((c) => names.set(c.id, c.name)))
+    ).pipe(Effect.orElseSucceed(() => false))
+    return names
+  })
+
 const jobLs = Command.make("ls", {
   cell: Options.text("cell").pipe(Options.withDescription("only this cell's jobs, e.g. --cell demo"), Options.optional),
   name: Options.text("name").pipe(
@@ -235,21 +248,18 @@ const jobLs = Command.make("ls", {
         yield* forEachPage(span, fetch, (jobs) => out.page(jobs.map((job) => encodeJob(job))))
         return yield* out.end()
       }
-      // Cells by name (fetched once); a cell removed since shows as its id.
-      const cellNames = new Map<string, string>()
-      yield* forEachPage(
-        { _tag: "all" },
-        (after, pageLimit) =>
-          Effect.map(client.CellList({ after, limit: pageLimit }), (page) => ({ rows: page.cells, next: page.next })),
-        (cells) => Effect.sync(() => cells.forEach((c) => cellNames.set(c.id, c.name)))
-      ).pipe(Effect.orElseSucceed(() => false))
+      // Cells by name, for the CELL column: asked for while the first page of jobs is on its way (both
+      // requests in flight on the one connection), waited for when that page is printed.
+      const cellNames = yield* Effect.fork(cellNamesById(client))
       let shown = 0
       const more = yield* forEachPage(span, fetch, (jobs, first) => {
         shown += jobs.length
         if (jobs.length === 0) return Effect.void
-        // Each page is its own table; pages after the first leave out the header.
-        const text = jobRows(jobs, cellNames)
-        return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
+        return Effect.flatMap(Fiber.join(cellNames), (names) => {
+          // Each page is its own table; pages after the first leave out the header.
+          const text = jobRows(jobs, names)
+          return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
+        })
       })
       if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
       if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)

@@ -1,7 +1,6 @@
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as Command from "@effect/cli/Command"
 import * as ValidationError from "@effect/cli/ValidationError"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Random } from "effect"
 import * as FileCopy from "../rpc/FileCopy.js"
@@ -9,6 +8,7 @@ import { PLANTER_VERSION } from "../rpc/Version.js"
 import * as Tracing from "../services/Tracing.js"
 import { tracesUrl } from "../services/Tracing.js"
 import { hoistGlobalOptions } from "./Argv.js"
+import * as CliPlatform from "./CliPlatform.js"
 import { command } from "./Commands.js"
 import { lostMessage } from "./Global.js"
 import { interpret } from "./Help.js"
@@ -47,12 +47,12 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
   const hoisted = hoistGlobalOptions(args)
   const asked = interpret(hoisted)
 
-  const parsed: Effect.Effect<unknown, unknown, NodeContext.NodeContext> = asked._tag === "Help"
+  const parsed: Effect.Effect<unknown, unknown, CliPlatform.CliPlatform> = asked._tag === "Help"
     ? Effect.as(write(process.stdout, asked.text), ExitCode.ok)
     : asked._tag === "Unknown"
     ? Effect.fail(new CliFailure({ exitCode: ExitCode.usage, code: "usage", message: asked.message }))
     : cli([...argv.slice(0, 2), ...hoisted]).pipe(
-      Effect.provide(CliConfig.layer({ showBuiltIns: false })),
+      Effect.provideService(CliConfig.CliConfig, CliConfig.make({ showBuiltIns: false })),
       withPlainConsole
     )
 
@@ -82,7 +82,8 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
     traces === undefined ? (effect) => effect : withCommandSpan,
     // A command's spans go in one export at exit; one retry (1 s later) is all a person at a terminal waits for
     // when the collector is not there (`--trace` with nothing listening), not the daemon's 3 s.
-    Effect.provide(
+    // No tracer to provide when tracing is off (most runs): even an empty layer costs a memo map and a scope.
+    traces === undefined ? (effect) => effect : Effect.provide(
       Tracing.layer({
         url: traces,
         serviceName: "planter",
@@ -90,7 +91,7 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
         shutdownTimeout: "1200 millis"
       })
     ),
-    Effect.provide(NodeContext.layer),
+    CliPlatform.provide,
     // Effect's default Random is seeded when effect loads, which in a snapshot-started CLI was at build time:
     // seed this run's own.
     Effect.withRandom(Random.make(Math.random()))
