@@ -96,6 +96,25 @@ const formatDefect = (cause: Cause.Cause<unknown>) =>
   Cause.squash(Cause.map(cause, (error) => ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : error))
 
 /**
+ * Encodes an RPC's Exit as `Schema.encodeUnknownEither(Rpc.exitSchema(rpc))`
+ * does. A success, nearly every answer, skips the Exit schema's union and
+ * transformation (about a third of the Schema work of a Health answer) and
+ * is encoded with the success schema alone into the same
+ * `{ _tag: "Success", value }`; a failure goes through the whole schema.
+ */
+export const makeExitEncoder = (rpc: Rpc.AnyWithProps) => {
+  const encodeExit = Schema.encodeUnknownEither(Rpc.exitSchema(rpc as any) as Schema.Schema<unknown, unknown>)
+  const streaming = RpcSchema.isStreamSchema(rpc.successSchema)
+  const encodeValue = Schema.encodeUnknownEither(
+    (streaming ? Schema.Void : rpc.successSchema) as Schema.Schema<unknown, unknown>
+  )
+  return (exit: unknown): Either.Either<unknown, ParseResult.ParseError> => {
+    if (!Exit.isExit(exit) || !Exit.isSuccess(exit)) return encodeExit(exit)
+    return Either.map(encodeValue(exit.value), (value) => ({ _tag: "Success", value }))
+  }
+}
+
+/**
  * Serves `group` on the `Protocol` in context, with the group's handlers
  * and middleware from context, until interrupted.
  */
@@ -131,7 +150,7 @@ export const make = <Rpcs extends Rpc.Any>(
           encodeChunk: Schema.encodeUnknownEither(
             Schema.Array(Option.isSome(streamSchemas) ? streamSchemas.value.success : Schema.Any) as unknown as Schema.Schema<unknown, unknown>
           ),
-          encodeExit: Schema.encodeUnknownEither(Rpc.exitSchema(rpc as any) as Schema.Schema<unknown, unknown>),
+          encodeExit: makeExitEncoder(rpc),
           encodeDefect: Schema.encodeUnknownEither(rpc.defectSchema as Schema.Schema<unknown, unknown>)
         }
         schemasCache.set(rpc, schemas)
