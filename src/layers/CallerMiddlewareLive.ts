@@ -1,5 +1,5 @@
-import { Cause, Clock, Context, Effect, Exit, FiberRef, Layer, Option, Schema } from "effect"
 import type { SuccessValue } from "@effect/rpc/RpcMiddleware"
+import { Cause, Clock, Context, Effect, Exit, FiberRef, Layer, Option, Schema } from "effect"
 import { Unauthorized } from "../rpc/Errors.js"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Caller, CallerMiddleware, type CallerShape, type Role } from "../rpc/Middleware.js"
@@ -164,7 +164,10 @@ export const layer = Layer.effect(
           detail: { rpc: rpc._tag, role: decision.role, ...facts, message }
         })
       if (!decision.allowed) {
-        return Effect.zipRight(auditDenied(decision.message), Effect.fail(new Unauthorized({ message: decision.message })))
+        return Effect.zipRight(
+          auditDenied(decision.message),
+          Effect.fail(new Unauthorized({ message: decision.message }))
+        )
       }
       const caller: CallerShape = { ...peer, role: decision.role, name: who }
       const labels = requestLabels(rpc._tag, peer, facts, payload)

@@ -69,7 +69,9 @@ interface Client {
   /** The encoders of each request still to be answered. */
   readonly schemas: Map<RequestId, Schemas>
   /** The request fiber's base context per RPC handler, for the connection context it was merged with. */
-  contexts: { readonly base: Context.Context<never>; readonly byHandler: Map<unknown, Context.Context<never>> } | undefined
+  contexts:
+    | { readonly base: Context.Context<never>; readonly byHandler: Map<unknown, Context.Context<never>> }
+    | undefined
   ended: boolean
 }
 
@@ -93,7 +95,10 @@ type FromClient =
 const isUnknownSchema = (schema: Schema.Schema.All) => schema.ast._tag === "UnknownKeyword"
 
 const formatDefect = (cause: Cause.Cause<unknown>) =>
-  Cause.squash(Cause.map(cause, (error) => ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : error))
+  Cause.squash(
+    Cause.map(cause, (error) =>
+      ParseResult.isParseError(error) ? ParseResult.TreeFormatter.formatErrorSync(error) : error)
+  )
 
 /**
  * Encodes an RPC's Exit as `Schema.encodeUnknownEither(Rpc.exitSchema(rpc))`
@@ -148,7 +153,9 @@ export const make = <Rpcs extends Rpc.Any>(
             ? undefined
             : Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
           encodeChunk: Schema.encodeUnknownEither(
-            Schema.Array(Option.isSome(streamSchemas) ? streamSchemas.value.success : Schema.Any) as unknown as Schema.Schema<unknown, unknown>
+            Schema.Array(
+              Option.isSome(streamSchemas) ? streamSchemas.value.success : Schema.Any
+            ) as unknown as Schema.Schema<unknown, unknown>
           ),
           encodeExit: makeExitEncoder(rpc),
           encodeDefect: Schema.encodeUnknownEither(rpc.defectSchema as Schema.Schema<unknown, unknown>)
@@ -301,10 +308,13 @@ export const make = <Rpcs extends Rpc.Any>(
             Effect.whileLoop({
               while: () => !done,
               body: () =>
-                Effect.flatMap(mailbox.takeAll as Effect.Effect<readonly [Chunk.Chunk<unknown>, boolean]>, ([chunk, done_]) => {
-                  done = done_
-                  return writeChunk(chunk)
-                }),
+                Effect.flatMap(
+                  mailbox.takeAll as Effect.Effect<readonly [Chunk.Chunk<unknown>, boolean]>,
+                  ([chunk, done_]) => {
+                    done = done_
+                    return writeChunk(chunk)
+                  }
+                ),
               step: constVoid
             })
           ),
@@ -426,7 +436,8 @@ export const make = <Rpcs extends Rpc.Any>(
       const name = `${spanPrefix}.${request.tag}`
       // Tracing turned off for this fiber (Effect.withTracerEnabled(false)): no span, as no child span either.
       if (!requestFiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
-      const links: Array<Tracer.SpanLink> = [...requestFiber.getFiberRef(FiberRef.currentTracerSpanLinks)]
+      const linksFromEnv = requestFiber.getFiberRef(FiberRef.currentTracerSpanLinks)
+      const links: Array<Tracer.SpanLink> = Chunk.isEmpty(linksFromEnv) ? [] : [...linksFromEnv]
       if (enableSpanPropagation && connectionSpan !== undefined) {
         links.push({ _tag: "SpanLink", span: connectionSpan, attributes: {} })
       }
@@ -438,8 +449,9 @@ export const make = <Rpcs extends Rpc.Any>(
         requestFiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
         "internal"
       )
-      for (const [key, value] of HashMap.toEntries(requestFiber.getFiberRef(FiberRef.currentTracerSpanAnnotations))) {
-        span.attribute(key, value)
+      const annotations = requestFiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
+      if (HashMap.size(annotations) > 0) {
+        for (const [key, value] of HashMap.toEntries(annotations)) span.attribute(key, value)
       }
       span.attribute("requestId", String(request.id))
       return span
@@ -509,7 +521,14 @@ export const make = <Rpcs extends Rpc.Any>(
     return yield* protocol.run((clientId, encoded: FromClientEncoded) => {
       let client = clients.get(clientId)
       if (client === undefined) {
-        client = { id: clientId, latches: new Map(), fibers: new Map(), schemas: new Map(), contexts: undefined, ended: false }
+        client = {
+          id: clientId,
+          latches: new Map(),
+          fibers: new Map(),
+          schemas: new Map(),
+          contexts: undefined,
+          ended: false
+        }
         clients.set(clientId, client)
       }
       switch (encoded._tag) {
@@ -544,8 +563,10 @@ export const make = <Rpcs extends Rpc.Any>(
           } as RequestMessage)
         }
         case "Ping":
-          return Effect.catchAllCause(protocol.send(client.id, constPong), (cause) =>
-            sendDefect(client, Cause.squash(cause)))
+          return Effect.catchAllCause(
+            protocol.send(client.id, constPong),
+            (cause) => sendDefect(client, Cause.squash(cause))
+          )
         case "Eof":
           return write(clientId, encoded)
         case "Ack":

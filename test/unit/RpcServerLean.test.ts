@@ -1,5 +1,5 @@
-import { describe, expect, it } from "@effect/vitest"
 import * as Rpc from "@effect/rpc/Rpc"
+import { describe, expect, it } from "@effect/vitest"
 import { Either, Exit, Schema } from "effect"
 import { makeExitEncoder } from "../../src/layers/RpcServerLean.js"
 import { Unauthorized } from "../../src/rpc/Errors.js"
