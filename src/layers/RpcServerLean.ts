@@ -38,6 +38,7 @@ import {
   Fiber,
   FiberId,
   FiberRef,
+  FiberRefs,
   FiberSet,
   HashMap,
   Layer,
@@ -50,7 +51,9 @@ import {
   Stream,
   Tracer
 } from "effect"
+import * as DefaultServices from "effect/DefaultServices"
 import { constTrue, constVoid } from "effect/Function"
+import { RequestDispatch } from "./RequestDispatch.js"
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- handlers, payloads and schemas are those of any RPC of the group, as in @effect/rpc's own server */
 
@@ -92,6 +95,12 @@ type FromClient =
   | { readonly _tag: "Interrupt"; readonly requestId: RequestId }
   | { readonly _tag: "Eof" }
 
+/** Where a request's fiber gets its context and FiberRefs: the fiber that received it, or its connection's runtime. */
+interface Origin {
+  readonly context: Context.Context<never>
+  readonly fiberRefs: FiberRefs.FiberRefs
+}
+
 const isUnknownSchema = (schema: Schema.Schema.All) => schema.ast._tag === "UnknownKeyword"
 
 const formatDefect = (cause: Cause.Cause<unknown>) =>
@@ -129,6 +138,7 @@ export const make = <Rpcs extends Rpc.Any>(
 ): Effect.Effect<never, never, Protocol | Rpc.ToHandler<Rpcs> | Rpc.Middleware<Rpcs> | Scope.Scope> =>
   Effect.gen(function*() {
     const protocol = yield* Protocol
+    const dispatch = yield* Effect.serviceOption(RequestDispatch)
     const enableTracing = options.disableTracing !== true
     const enableSpanPropagation = protocol.supportsSpanPropagation
     const supportsAck = protocol.supportsAck
@@ -337,14 +347,15 @@ export const make = <Rpcs extends Rpc.Any>(
       return merged
     }
 
+    /** Serves a request in a fiber of its own; answers what is left to run, if anything. */
     const handleRequest = (
-      requestFiber: Fiber.RuntimeFiber<unknown, unknown>,
+      origin: Origin,
       client: Client,
       request: RequestMessage
-    ): Effect.Effect<void> => {
+    ): Effect.Effect<void> | undefined => {
       const running = client.fibers.get(request.id)
       if (running !== undefined) {
-        return Effect.flatMap(Fiber.await(running), () => handleRequest(requestFiber, client, request))
+        return Effect.flatMap(Fiber.await(running), () => handleRequest(origin, client, request) ?? Effect.void)
       }
       const rpc = group.requests.get(request.tag) as Rpc.AnyWithProps | undefined
       const entry = rpc === undefined ? undefined : context.unsafeMap.get(rpc.key) as Rpc.Handler<string> | undefined
@@ -380,14 +391,14 @@ export const make = <Rpcs extends Rpc.Any>(
           return sendExit(client, request.id, Exit.failCause(cause))
         }
       })
-      const base = baseContext(client, entry, requestFiber.currentContext)
+      const base = baseContext(client, entry, origin.context)
       let span: Tracer.Span | undefined
       if (enableTracing) {
-        span = makeSpan(requestFiber, base, request)
+        span = makeSpan(origin, base, request)
       }
       const runtime = Runtime.make({
         context: span === undefined ? base : Context.add(base, Tracer.ParentSpan, span),
-        fiberRefs: requestFiber.getFiberRefs(),
+        fiberRefs: origin.fiberRefs,
         runtimeFlags: requestFlags
       })
       const fiber = Runtime.runFork(runtime, effect)
@@ -406,7 +417,7 @@ export const make = <Rpcs extends Rpc.Any>(
           FiberSet.unsafeAdd(fiberSet, Runtime.runFork(runtime, endClient(client)))
         }
       })
-      return Effect.void
+      return undefined
     }
 
     /**
@@ -416,11 +427,12 @@ export const make = <Rpcs extends Rpc.Any>(
      * connection's span.
      */
     const makeSpan = (
-      requestFiber: Fiber.RuntimeFiber<unknown, unknown>,
+      origin: Origin,
       base: Context.Context<never>,
       request: RequestMessage
     ): Tracer.Span | undefined => {
-      const connectionSpan = requestFiber.currentContext.unsafeMap.get(Tracer.ParentSpan.key) as
+      const ref = <A>(fiberRef: FiberRef.FiberRef<A>) => FiberRefs.getOrDefault(origin.fiberRefs, fiberRef)
+      const connectionSpan = origin.context.unsafeMap.get(Tracer.ParentSpan.key) as
         | Tracer.AnySpan
         | undefined
       const propagated = enableSpanPropagation && request.spanId !== undefined && request.traceId !== undefined
@@ -435,21 +447,21 @@ export const make = <Rpcs extends Rpc.Any>(
         : Context.getOption(base, Tracer.ParentSpan)
       const name = `${spanPrefix}.${request.tag}`
       // Tracing turned off for this fiber (Effect.withTracerEnabled(false)): no span, as no child span either.
-      if (!requestFiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
-      const linksFromEnv = requestFiber.getFiberRef(FiberRef.currentTracerSpanLinks)
+      if (!ref(FiberRef.currentTracerEnabled)) return undefined
+      const linksFromEnv = ref(FiberRef.currentTracerSpanLinks)
       const links: Array<Tracer.SpanLink> = Chunk.isEmpty(linksFromEnv) ? [] : [...linksFromEnv]
       if (enableSpanPropagation && connectionSpan !== undefined) {
         links.push({ _tag: "SpanLink", span: connectionSpan, attributes: {} })
       }
-      const span = requestFiber.currentTracer.span(
+      const span = Context.get(ref(DefaultServices.currentServices), Tracer.Tracer).span(
         name,
         parent,
         Context.empty(),
         links,
-        requestFiber.getFiberRef(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
+        ref(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
         "internal"
       )
-      const annotations = requestFiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
+      const annotations = ref(FiberRef.currentTracerSpanAnnotations)
       if (HashMap.size(annotations) > 0) {
         for (const [key, value] of HashMap.toEntries(annotations)) span.attribute(key, value)
       }
@@ -477,7 +489,11 @@ export const make = <Rpcs extends Rpc.Any>(
           }
           switch (message._tag) {
             case "Request":
-              return handleRequest(requestFiber as Fiber.RuntimeFiber<unknown, unknown>, client, message)
+              return handleRequest(
+                { context: requestFiber.currentContext, fiberRefs: requestFiber.getFiberRefs() },
+                client,
+                message
+              ) ?? Effect.void
             case "Ack": {
               const latch = client.latches.get(message.requestId)
               return latch ? latch.open : Effect.void
@@ -518,7 +534,7 @@ export const make = <Rpcs extends Rpc.Any>(
       scope
     )
 
-    return yield* protocol.run((clientId, encoded: FromClientEncoded) => {
+    const clientOf = (clientId: number) => {
       let client = clients.get(clientId)
       if (client === undefined) {
         client = {
@@ -531,37 +547,61 @@ export const make = <Rpcs extends Rpc.Any>(
         }
         clients.set(clientId, client)
       }
-      switch (encoded._tag) {
-        case "Request": {
-          const tag = Object.hasOwn(encoded, "tag") ? encoded.tag : ""
-          const rpc = group.requests.get(tag) as Rpc.AnyWithProps | undefined
-          if (rpc === undefined) return sendDefect(client, `Unknown request tag: ${tag}`)
-          if (typeof encoded.id !== "bigint" && typeof encoded.id !== "string") {
-            return sendDefect(client, `Invalid request id: ${encoded.id}`)
-          }
-          const requestId = RequestId(encoded.id)
-          const schemas = getSchemas(rpc)
-          let payload: unknown = encoded.payload
-          if (schemas.decode !== undefined) {
-            const decoded = schemas.decode(encoded.payload)
-            if (Either.isLeft(decoded)) {
-              return sendRequestDefect(
-                client,
-                requestId,
-                schemas,
-                ParseResult.TreeFormatter.formatErrorSync(decoded.left)
-              )
-            }
-            payload = decoded.right
-          }
-          client.schemas.set(requestId, schemas)
-          return write(clientId, {
-            ...encoded,
-            id: requestId,
-            payload,
-            headers: Headers.fromInput(encoded.headers)
-          } as RequestMessage)
+      return client
+    }
+
+    /**
+     * A request as it came: checked, its payload decoded, then served;
+     * `serve` is `write` for the fiber path and the synchronous entry for
+     * RequestDispatch.
+     */
+    const receiveRequest = (
+      client: Client,
+      encoded: Extract<FromClientEncoded, { _tag: "Request" }>,
+      serve: (request: RequestMessage) => Effect.Effect<void> | undefined
+    ): Effect.Effect<void> | undefined => {
+      const tag = Object.hasOwn(encoded, "tag") ? encoded.tag : ""
+      const rpc = group.requests.get(tag) as Rpc.AnyWithProps | undefined
+      if (rpc === undefined) return sendDefect(client, `Unknown request tag: ${tag}`)
+      if (typeof encoded.id !== "bigint" && typeof encoded.id !== "string") {
+        return sendDefect(client, `Invalid request id: ${encoded.id}`)
+      }
+      const requestId = RequestId(encoded.id)
+      const schemas = getSchemas(rpc)
+      let payload: unknown = encoded.payload
+      if (schemas.decode !== undefined) {
+        const decoded = schemas.decode(encoded.payload)
+        if (Either.isLeft(decoded)) {
+          return sendRequestDefect(client, requestId, schemas, ParseResult.TreeFormatter.formatErrorSync(decoded.left))
         }
+        payload = decoded.right
+      }
+      client.schemas.set(requestId, schemas)
+      return serve(
+        { ...encoded, id: requestId, payload, headers: Headers.fromInput(encoded.headers) } as RequestMessage
+      )
+    }
+
+    // The synchronous entry: what `write` does for a request, with the connection's runtime for the fiber's.
+    if (Option.isSome(dispatch)) {
+      dispatch.value.request = (clientId, encoded, connection) => {
+        const client = clientOf(clientId)
+        try {
+          return receiveRequest(client, encoded, (request) => {
+            if (isShutdown || client.ended) return Effect.interrupt
+            return handleRequest({ context: connection.context, fiberRefs: connection.fiberRefs }, client, request)
+          })
+        } catch (defect) {
+          return connectionDefect(client, defect)
+        }
+      }
+    }
+
+    return yield* protocol.run((clientId, encoded: FromClientEncoded) => {
+      const client = clientOf(clientId)
+      switch (encoded._tag) {
+        case "Request":
+          return receiveRequest(client, encoded, (request) => write(clientId, request)) ?? Effect.void
         case "Ping":
           return Effect.catchAllCause(
             protocol.send(client.id, constPong),
