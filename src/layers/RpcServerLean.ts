@@ -16,7 +16,10 @@
  *   connection's) is built once per connection and RPC, not per request;
  * - the request's span is made before its fiber and put in the fiber's
  *   first context (no `withSpan`: its `provideService` copies the context
- *   and runs another acquire/use/release), and ended when the fiber ends.
+ *   and runs another acquire/use/release), and ended when the fiber ends;
+ * - requests can be handed over without a fiber of their own
+ *   (RequestDispatch): the request's fiber is then forked from the
+ *   connection's runtime, not from a fiber made for each socket read.
  *
  * Only what the daemon uses is kept: unbounded concurrency (the connection
  * gate bounds it per connection), no transferables.
