@@ -1,12 +1,14 @@
-import { Cause, Clock, Effect, Exit, Layer, Schema } from "effect"
+import type { SuccessValue } from "@effect/rpc/RpcMiddleware"
+import { Cause, Clock, Context, Effect, Exit, FiberRef, Layer, Option, Schema } from "effect"
 import { Unauthorized } from "../rpc/Errors.js"
 import { CellId, JobId } from "../rpc/Ids.js"
-import { Caller, CallerMiddleware, type CallerShape } from "../rpc/Middleware.js"
+import { Caller, CallerMiddleware, type CallerShape, type Role } from "../rpc/Middleware.js"
 import { actionOf, decide, describeUid } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { JournalEvent } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
-import { RequestLabels } from "./FiberTree.js"
+import { FiberTree } from "./FiberTree.js"
+import type { PeerCredentials } from "./PeerCredentials.js"
 import { PeerRegistry } from "./PeerSocketProtocol.js"
 import { userName } from "./UserDb.js"
 
@@ -92,59 +94,35 @@ export const layer = Layer.effect(
     const config = yield* DaemonConfig
     const peers = yield* PeerRegistry
     const repo = yield* StateRepository
+    const fiberTree = Option.getOrUndefined(yield* Effect.serviceOption(FiberTree))
 
     const audit = (event: JournalEvent) =>
       repo.appendEvent(event).pipe(
         Effect.catchAll((error) => Effect.logWarning(`cannot audit ${event.kind} by uid ${event.uid}`, error))
       )
 
-    return CallerMiddleware.of(({ clientId, next, payload, rpc }) =>
-      Effect.gen(function*() {
-        const peer = peers.get(clientId)
-        if (peer === undefined) {
-          return yield* new Unauthorized({ message: "this connection's peer credentials are unknown: reconnect" })
-        }
-        const action = actionOf(rpc._tag) ?? { role: "admin" as const, what: `call ${rpc._tag}`, changesState: true }
-        const who = describeUid(peer.uid, userName(peer.uid))
-        const decision = decide(config.authz, peer, action, { who })
-        const facts = requestFacts(payload)
-        const ids = {
-          // A cell may be named by its name; only a valid id goes into the indexed column.
-          cell_id: isCellId(facts.cell_id) ? facts.cell_id : null,
-          job_id: isJobId(facts.job_id) ? facts.job_id : null
-        }
-        /** A refusal, journaled with who asked for what and why. */
-        const auditDenied = (message: string | undefined) =>
-          audit({
-            kind: "denied",
-            ...ids,
-            uid: peer.uid,
-            pid: peer.pid,
-            detail: { rpc: rpc._tag, role: decision.role, ...facts, message }
-          })
-        if (!decision.allowed) {
-          yield* auditDenied(decision.message)
-          return yield* new Unauthorized({ message: decision.message })
-        }
-        const caller: CallerShape = { ...peer, role: decision.role, name: who }
-        yield* Effect.annotateCurrentSpan({
-          "planter.caller.uid": peer.uid,
-          "planter.caller.role": decision.role ?? "none"
-        })
-        const exit = yield* Effect.exit(
-          Effect.provideService(next, Caller, caller).pipe(
-            Effect.locally(RequestLabels, requestLabels(rpc._tag, peer, facts, payload))
-          )
-        )
-        const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
-        const error = failure?._tag === "Some"
-          ? (failure.value as { _tag?: string; code?: string; message?: string })
-          : undefined
+    /** Ends a request: its error on the span, its audit row, then its answer. */
+    const afterHandler = (
+      rpc: string,
+      peer: PeerCredentials,
+      role: Role | null,
+      changesState: boolean,
+      facts: Record<string, unknown>,
+      ids: { readonly cell_id: CellId | null; readonly job_id: JobId | null },
+      auditDenied: (message: string | undefined) => Effect.Effect<void>,
+      exit: Exit.Exit<SuccessValue, Unauthorized>
+    ): Effect.Effect<SuccessValue, Unauthorized> => {
+      if (Exit.isSuccess(exit) && !changesState) return exit
+      const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : undefined
+      const error = failure?._tag === "Some"
+        ? (failure.value as { _tag?: string; code?: string; message?: string })
+        : undefined
+      return Effect.gen(function*() {
         // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
         if (Exit.isFailure(exit)) yield* recordError(error)
         if (error?._tag === "Unauthorized") {
           yield* auditDenied(error.message)
-        } else if (action.changesState) {
+        } else if (changesState) {
           const outcome = Exit.isSuccess(exit) ? "ok" : error?.code ?? "internal"
           const answered = Exit.isSuccess(exit) ? resultIds(exit.value) : { cell_id: null, job_id: null }
           yield* audit({
@@ -153,11 +131,63 @@ export const layer = Layer.effect(
             job_id: answered.job_id ?? ids.job_id,
             uid: peer.uid,
             pid: peer.pid,
-            detail: { rpc: rpc._tag, role: decision.role, ...facts, outcome }
+            detail: { rpc, role, ...facts, outcome }
           })
         }
         return yield* exit
       })
-    )
+    }
+
+    // Every request goes through here: plain functions and one fiber-runtime step rather than a generator,
+    // `provideService` and `locally` (each a context or FiberRef copy inside an acquire/use/release).
+    return CallerMiddleware.of(({ clientId, next, payload, rpc }) => {
+      const peer = peers.get(clientId)
+      if (peer === undefined) {
+        return Effect.fail(new Unauthorized({ message: "this connection's peer credentials are unknown: reconnect" }))
+      }
+      const action = actionOf(rpc._tag) ?? { role: "admin" as const, what: `call ${rpc._tag}`, changesState: true }
+      const who = describeUid(peer.uid, userName(peer.uid))
+      const decision = decide(config.authz, peer, action, { who })
+      const facts = requestFacts(payload)
+      const ids = {
+        // A cell may be named by its name; only a valid id goes into the indexed column.
+        cell_id: isCellId(facts.cell_id) ? facts.cell_id : null,
+        job_id: isJobId(facts.job_id) ? facts.job_id : null
+      }
+      /** A refusal, journaled with who asked for what and why. */
+      const auditDenied = (message: string | undefined) =>
+        audit({
+          kind: "denied",
+          ...ids,
+          uid: peer.uid,
+          pid: peer.pid,
+          detail: { rpc: rpc._tag, role: decision.role, ...facts, message }
+        })
+      if (!decision.allowed) {
+        return Effect.zipRight(
+          auditDenied(decision.message),
+          Effect.fail(new Unauthorized({ message: decision.message }))
+        )
+      }
+      const caller: CallerShape = { ...peer, role: decision.role, name: who }
+      const labels = requestLabels(rpc._tag, peer, facts, payload)
+      return Effect.flatMap(
+        Effect.exit(Effect.withFiberRuntime<SuccessValue, Unauthorized>((fiber) => {
+          const span = fiber.currentSpan
+          if (span?._tag === "Span") {
+            span.attribute("planter.caller.uid", peer.uid)
+            span.attribute("planter.caller.role", decision.role ?? "none")
+          }
+          fiberTree?.label(fiber, labels)
+          // This fiber serves this request only: the Caller can stay in its context until it ends, set once
+          // rather than provided (which restores the context afterwards), so `next` has it.
+          return Effect.zipRight(
+            FiberRef.update(FiberRef.currentContext, (context) => Context.add(context, Caller, caller)),
+            next as Effect.Effect<SuccessValue, Unauthorized>
+          )
+        })),
+        (exit) => afterHandler(rpc._tag, peer, decision.role, action.changesState, facts, ids, auditDenied, exit)
+      )
+    })
   })
 )

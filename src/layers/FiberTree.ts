@@ -24,10 +24,7 @@ import { FiberInfo } from "../rpc/Models.js"
  * seen from its first step until its last.
  */
 export class FiberTreeSupervisor extends Supervisor.AbstractSupervisor<void> {
-  readonly fibers = new Map<
-    Fiber.RuntimeFiber<unknown, unknown>,
-    { readonly parent: number | null; readonly startedAt: number }
-  >()
+  readonly fibers = new Map<Fiber.RuntimeFiber<unknown, unknown>, FiberEntry>()
   readonly value = Effect.void
 
   override onStart<A, E, R>(
@@ -40,37 +37,48 @@ export class FiberTreeSupervisor extends Supervisor.AbstractSupervisor<void> {
   ): void {
     this.fibers.set(fiber as Fiber.RuntimeFiber<unknown, unknown>, {
       parent: Option.isSome(parent) ? parent.value.id().id : null,
-      startedAt: Date.now()
+      startedAt: Date.now(),
+      labels: undefined
     })
   }
 
   override onEnd<A, E>(_value: Exit.Exit<A, E>, fiber: Fiber.RuntimeFiber<A, E>): void {
     this.fibers.delete(fiber as Fiber.RuntimeFiber<unknown, unknown>)
   }
+
+  /**
+   * Labels the fiber serving a request, for as long as it lives (it serves
+   * that request only): a field of its entry, where a FiberRef set with
+   * `Effect.locally` copied the fiber's FiberRefs twice and ran an
+   * acquire/use/release per request, and log annotations (a HashMap rebuilt
+   * per request) measured about 30 µs of daemon CPU per Health call. Not
+   * inherited: a fiber a request forks (a job's) is not that request.
+   */
+  label(fiber: Fiber.RuntimeFiber<unknown, unknown>, labels: Readonly<Record<string, string | number>>): void {
+    const entry = this.fibers.get(fiber)
+    if (entry !== undefined) entry.labels = labels
+  }
+}
+
+/** What the supervisor knows of a live fiber. */
+interface FiberEntry {
+  readonly parent: number | null
+  readonly startedAt: number
+  /** Set by `label` on a request's fiber. */
+  labels: Readonly<Record<string, string | number>> | undefined
 }
 
 export class FiberTree extends Ctx.Tag("planter/FiberTree")<FiberTree, FiberTreeSupervisor>() {
   static layer = (supervisor: FiberTreeSupervisor) => Layer.succeed(FiberTree, supervisor)
 }
 
-/**
- * Labels of the fiber serving a request: set once per request with one
- * `Effect.locally` of a plain object, which costs next to nothing, where
- * log annotations (a HashMap rebuilt per request) measured about 30 µs of
- * daemon CPU per Health call. Not inherited: a fiber a request forks (a
- * job's) is not that request.
- */
-export const RequestLabels = FiberRef.unsafeMake<Readonly<Record<string, string | number>> | undefined>(undefined, {
-  fork: () => undefined
-})
-
 /** A fiber's labels: its log annotations (`planter.fiber`, `planter.job.id`, …) and request labels, as text. */
-const labelsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): Record<string, string> => {
+const labelsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>, entry: FiberEntry): Record<string, string> => {
   const labels: Record<string, string> = {}
   for (const [key, value] of HashMap.toEntries(fiber.getFiberRef(FiberRef.currentLogAnnotations))) {
     labels[key] = typeof value === "string" ? value : JSON.stringify(value)
   }
-  for (const [key, value] of Object.entries(fiber.getFiberRef(RequestLabels) ?? {})) labels[key] = String(value)
+  for (const [key, value] of Object.entries(entry.labels ?? {})) labels[key] = String(value)
   return labels
 }
 
@@ -98,7 +106,7 @@ export const snapshot = (tree: FiberTreeSupervisor) =>
           parent_id: meta.parent,
           status: status._tag.toLowerCase(),
           blocked_on: status._tag === "Suspended" ? [...HashSet.toValues(FiberId.ids(status.blockingOn))] : [],
-          labels: labelsOf(fiber),
+          labels: labelsOf(fiber, meta),
           span: span?._tag === "Span" ? span.name : null,
           span_ms: spanStart === undefined ? null : Math.max(0, Number((nowNs - spanStart) / 1_000_000n)),
           started_at_ms: meta.startedAt

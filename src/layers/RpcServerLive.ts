@@ -1,6 +1,5 @@
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as SocketServer from "@effect/platform/SocketServer"
-import * as RpcServer from "@effect/rpc/RpcServer"
 import { Effect, Layer } from "effect"
 import { PlanterWireRpcs } from "../rpc/Rpcs.js"
 import { ServerSerializationLive } from "../rpc/Serialization.js"
@@ -8,6 +7,7 @@ import type { AuthzPolicy } from "../services/Authz.js"
 import * as CallerMiddlewareLive from "./CallerMiddlewareLive.js"
 import { HandlersLive } from "./Handlers.js"
 import * as PeerSocketProtocol from "./PeerSocketProtocol.js"
+import * as RpcServerLean from "./RpcServerLean.js"
 import { checkSocketDir, claimSocketPath, secureAndRemoveOnClose, withPrivateUmask } from "./SocketGuard.js"
 
 /**
@@ -31,10 +31,11 @@ const socketServer = (socketPath: string, policy: AuthzPolicy, stateDir: string)
  * The RPC server on the Unix socket at `socketPath`, serving PlanterWireRpcs
  * (PlanterRpcs with payloads decoded by the handlers) with HandlersLive,
  * every request going through the CallerMiddleware (peer credentials read
- * at accept time → role → Caller, audit).
+ * at accept time → role → Caller, audit). The server is RpcServerLean:
+ * @effect/rpc's, with less work per request.
  */
 export const layer = (socketPath: string, policy: AuthzPolicy, stateDir: string) =>
-  RpcServer.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
+  RpcServerLean.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(CallerMiddlewareLive.layer),
     Layer.provideMerge(PeerSocketProtocol.layer({ tags: new Set(PlanterWireRpcs.requests.keys()) })),
