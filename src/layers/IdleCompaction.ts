@@ -137,7 +137,11 @@ export const layer = Layer.scopedDiscard(Effect.gen(function*() {
       nowMs: performance.now()
     })
     state = decision.next
-    if (decision.compact) yield* compactAndLog(gc, "a burst of work")
+    if (!decision.compact) return
+    yield* compactAndLog(gc, "a burst of work")
+    // The compaction's own CPU is no work asked of the daemon: counted, it would make the next look busy and
+    // re-arm the next compaction, one every MIN_COMPACTION_INTERVAL_MS for as long as the daemon is idle.
+    cpu = process.cpuUsage()
   })
   yield* check.pipe(
     Effect.repeat(Schedule.spaced(QUIET_CHECK_EVERY)),
