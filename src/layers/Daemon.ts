@@ -7,7 +7,6 @@ import * as CellsLive from "./CellsLive.js"
 import { holdStateDirLock } from "./DaemonLock.js"
 import * as DaemonSummaries from "./DaemonSummaries.js"
 import { FiberTree, FiberTreeSupervisor } from "./FiberTree.js"
-import * as IdleCompaction from "./IdleCompaction.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobRetentionLive from "./JobRetentionLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
@@ -17,6 +16,7 @@ import * as ProcessProbeLive from "./ProcessProbeLive.js"
 import * as ReconcilerLive from "./ReconcilerLive.js"
 import * as RpcServerLive from "./RpcServerLive.js"
 import * as SandboxRunnerLive from "./SandboxRunnerLive.js"
+import * as StartupCompaction from "./StartupCompaction.js"
 import { prepareStateDir, warnIfRoot } from "./StateDir.js"
 import * as StateRepositorySqlite from "./StateRepositorySqlite.js"
 
@@ -55,9 +55,8 @@ export const layer = (config: DaemonConfigShape, fiberTree: FiberTreeSupervisor 
     )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
-  // Before the socket opens, the heap start-up left behind is compacted (no client waits for it); later
-  // bursts of work are compacted after them.
-  const settled = IdleCompaction.layer.pipe(Layer.provideMerge(reconciled))
+  // Before the socket opens, the heap start-up left behind is compacted (no client waits for it).
+  const settled = StartupCompaction.layer.pipe(Layer.provideMerge(reconciled))
   // The summaries come after the socket opens, and say what the stop will do before anything stops.
   return DaemonSummaries.layer.pipe(
     Layer.provide(RpcServerLive.layer(config.socketPath, config.authz, config.stateDir)),
