@@ -476,20 +476,8 @@ export const make = <Rpcs extends Rpc.Any>(
       Effect.catchAllDefect(
         Effect.withFiberRuntime<void>((requestFiber) => {
           if (isShutdown) return Effect.interrupt
-          let client = clients.get(clientId)
-          if (client === undefined) {
-            client = {
-              id: clientId,
-              latches: new Map(),
-              fibers: new Map(),
-              schemas: new Map(),
-              contexts: undefined,
-              ended: false
-            }
-            clients.set(clientId, client)
-          } else if (client.ended) {
-            return Effect.interrupt
-          }
+          const client = clientOf(clientId)
+          if (client.ended) return Effect.interrupt
           switch (message._tag) {
             case "Request":
               return handleRequest(
