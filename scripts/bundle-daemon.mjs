@@ -28,8 +28,8 @@ const leftOut = [
 ]
 
 /**
- * Node built-ins the daemon's bundle does not load at start (docs/benchmarks.md, "Daemon memory"):
- * - node:crypto (~2 MB of RSS: ~30 modules and OpenSSL's set-up) is only ever asked for randomBytes, by the
+ * Node built-ins the daemon's bundle does not load at start (docs/benchmarks.md, "Start-up compaction"):
+ * - node:crypto (0.5–2 MB of RSS: ~30 modules and OpenSSL's set-up) is only ever asked for randomBytes, by the
  *   daemon's ids and tokens and by @effect/platform-node's temp-file names; /dev/urandom serves it
  *   (src/layers/KernelRandom.ts). A named import of anything else fails the build.
  * - node:readline (~0.6 MB) is imported by @effect/platform-node's Terminal, which the daemon never reads

@@ -6,10 +6,10 @@ import * as fs from "node:fs"
  * the same source OpenSSL seeds node:crypto's randomBytes from.
  *
  * The daemon's bundle serves every `node:crypto` import from this module
- * (scripts/bundle-daemon.mjs): loading node:crypto costs ~2 MB of RSS
+ * (scripts/bundle-daemon.mjs): loading node:crypto costs 0.5–2 MB of RSS
  * (its ~30 modules and OpenSSL's set-up) for the few ids and tokens the
  * daemon draws, where one read of /dev/urandom does (docs/benchmarks.md,
- * "Daemon memory").
+ * "Start-up compaction").
  */
 export const randomBytes = (size: number): Buffer => {
   const bytes = Buffer.alloc(size)

@@ -43,7 +43,7 @@ export const tuneMalloc = (): void => {
  * only the top of its heap by itself, and keeps free chunks below a live
  * one resident. Start-up alone (parsing and compiling the bundle, opening
  * SQLite) left 0.4–7 MB of such pages in the daemon (docs/benchmarks.md,
- * "Daemon memory"); a call costs 0.1–0.3 ms. Returns false where there is
+ * "Start-up compaction"); a call costs 0.1–0.3 ms. Returns false where there is
  * no glibc (nothing to do) or nothing was released.
  */
 export const trimMalloc: () => boolean = (() => {

@@ -23,7 +23,7 @@ const exposedGc = (): (() => void) | undefined => {
  * Sweeping alone frees objects but keeps each page that still holds one live
  * object: after start-up, 8–9 MB of the daemon's 24 MB old space was such
  * slack, which only a compaction gives back; V8's own "memory reducer" does
- * it ~8 s after the last full collection (docs/benchmarks.md, "Daemon memory").
+ * it ~8 s after the last full collection (docs/benchmarks.md, "Start-up compaction").
  */
 const compact = (gc: () => void) => {
   v8.setFlagsFromString("--compact-on-every-full-gc")
