@@ -121,7 +121,4 @@ export const ServerSerializationLive = Layer.succeed(
 )
 
 /** msgpack on a client's side of the socket. */
-export const ClientSerializationLive = Layer.succeed(
-  RpcSerialization.RpcSerialization,
-  makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
-)
+export const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES)

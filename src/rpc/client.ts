@@ -17,7 +17,7 @@ import { Context, Effect, Layer, Schema } from "effect"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
 import type { Unauthorized } from "./Errors.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
-import { makeMsgPack, MAX_RESPONSE_FRAME_BYTES } from "./Serialization.js"
+import { clientSerialization } from "./Serialization.js"
 
 export * from "./ErrorFormat.js"
 export * from "./Errors.js"
@@ -102,8 +102,6 @@ const unavailable = (socketPath: string, error: RpcClientError) => {
       : `planterd at ${socketPath} did not answer: ${String(error)}`
   })
 }
-
-const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
 
 /**
  * Connects, then checks the daemon's protocol version before handing out the client. The version check's
