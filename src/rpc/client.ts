@@ -7,15 +7,13 @@
  * Provide it with `PlanterClient.layer()` (default socket) or
  * `PlanterClient.layer({ socketPath })`.
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as Socket from "@effect/platform/Socket"
-import * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcClient from "@effect/rpc/RpcClient"
 import type { RpcClientError } from "@effect/rpc/RpcClientError"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import { Context, Effect, Layer, Schema } from "effect"
 import { defaultSocketPath, defaultStateDir } from "./Defaults.js"
 import type { Unauthorized } from "./Errors.js"
+import * as RpcClientLean from "./RpcClientLean.js"
 import { type PlanterRpcs, PlanterWireRpcs, PROTOCOL_VERSION } from "./Rpcs.js"
 import { clientSerialization } from "./Serialization.js"
 
@@ -80,7 +78,7 @@ export const resolveSocketPath = (options?: PlanterClientOptions) =>
 /** The errno of the failed connect (ENOENT, ECONNREFUSED, EACCES, …) when that is why a request failed. */
 const connectErrorCode = (error: RpcClientError): string | undefined => {
   const cause = error.cause
-  if (!(cause instanceof Socket.SocketGenericError) || cause.reason !== "Open") return undefined
+  if (!(cause instanceof RpcClientLean.SocketError) || cause.reason !== "Open") return undefined
   const code = (cause.cause as NodeJS.ErrnoException | undefined)?.code
   return typeof code === "string" ? code : "error"
 }
@@ -106,23 +104,21 @@ const unavailable = (socketPath: string, error: RpcClientError) => {
 /**
  * Connects, then checks the daemon's protocol version before handing out the client. The version check's
  * request opens the connection (no separate probe: a connect the daemon accepts and drops costs it ~1.6 ms
- * of CPU), and a failed connect says why, by its errno. The protocol is made with its constructors rather
- * than built as layers: a layer build (memo map, scope, a fiber per layer) was ~4 ms of a CLI command's
- * cold start. Answers the client and the daemon's version (`planter version` prints it: no second request).
+ * of CPU), and a failed connect says why, by its errno. The client is RpcClientLean's port of @effect/rpc's
+ * (the same messages and spans, a fraction of the work per call), made with its constructor rather than
+ * built as layers: a layer build (memo map, scope, a fiber per layer) was ~4 ms of a CLI command's cold
+ * start. Answers the client and the daemon's version (`planter version` prints it: no second request).
  */
 export const connect = Effect.fn("PlanterClient.make")(function*(options?: PlanterClientOptions) {
   const socketPath = resolveSocketPath(options)
-  // Made in the caller's scope: the connection lives as long as the client.
-  const protocol = yield* RpcClient.makeProtocolSocket().pipe(
-    Effect.provideServiceEffect(Socket.Socket, NodeSocket.makeNet({ path: socketPath })),
-    Effect.provideService(RpcSerialization.RpcSerialization, clientSerialization)
-  )
   // Sent through the wire group, typed as PlanterRpcs: the daemon checks every payload and answers a bad
   // one with a typed `invalid_request` naming the field; the strict group would throw a ParseError from
   // the call instead. The payload schemas encode every value as itself, so the bytes sent are the same.
-  const client: PlanterClientShape = yield* RpcClient.make(PlanterWireRpcs).pipe(
-    Effect.provideService(RpcClient.Protocol, protocol)
-  )
+  // Made in the caller's scope: the connection lives as long as the client.
+  const client: PlanterClientShape = yield* RpcClientLean.make(PlanterWireRpcs, {
+    socketPath,
+    serialization: clientSerialization
+  })
   const version = yield* client.Version().pipe(
     Effect.catchAll((error): Effect.Effect<never, Unauthorized | DaemonUnavailable> =>
       // Refused by the daemon's policy: say so, with the daemon's words (who, what, and the flag that allows it).
