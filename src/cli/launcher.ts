@@ -9,8 +9,8 @@
  * build time (`PLANTER_WRITE_COMPILE_CACHE=1 node dist/planter.mjs
  * --help`), next to the code it belongs to and as trusted as it: the CLI
  * never writes it when it runs for a user. V8 checks the cache against
- * the source and its own version and flags; a cache that does not fit
- * (another node) is ignored and the bundle compiles as usual.
+ * the source's length and its own version and flags; a cache that does
+ * not fit (another node) is ignored and the bundle compiles as usual.
  */
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
@@ -31,7 +31,9 @@ const readCache = (): Buffer | undefined => {
 
 // The bundle's own `#!` line is not JavaScript inside a function.
 const source = fs.readFileSync(bundle, "utf8").replace(/^#!.*/, "")
-const cachedData = readCache()
+// Writing it (the build) starts from no cache: V8 checks a cache only against the source's length, so the
+// previous build's cache would be taken for a new bundle of the same length, and its stale code kept.
+const cachedData = process.env.PLANTER_WRITE_COMPILE_CACHE === "1" ? undefined : readCache()
 const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
   filename: bundle,
   ...(cachedData !== undefined ? { cachedData } : {})
