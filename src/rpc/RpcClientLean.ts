@@ -305,6 +305,8 @@ export const make = <Rpcs extends Rpc.Any>(
         "error",
         (cause) => connectionFailed(current, new SocketError({ reason: current.opened ? "Read" : "Open", cause }))
       )
+      // The daemon ended its side: as @effect/rpc's socket, the connection is over (nothing more will be answered).
+      socket.on("end", () => connectionFailed(current, new SocketError({ reason: "Close" })))
       socket.on("close", () => connectionFailed(current, new SocketError({ reason: "Close" })))
       return current
     }

@@ -58,23 +58,34 @@ const handlers = (signals: Signals) =>
     Lie: () => Effect.succeed("not a number" as unknown as number)
   })
 
-/** A server of TestRpcs on a fresh socket in this scope; answers its path and its signals. */
-const serve = Effect.gen(function*() {
+const tempSocketPath = Effect.gen(function*() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "planter-lean-client-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
-  const socketPath = path.join(dir, "s.sock")
-  const signals: Signals = {
-    hangStarted: yield* Deferred.make<void>(),
-    hangInterrupted: yield* Deferred.make<void>()
-  }
-  yield* Layer.build(
-    RpcServer.layer(TestRpcs).pipe(
-      Layer.provide(handlers(signals)),
-      Layer.provide(RpcServer.layerProtocolSocketServer),
-      Layer.provide(RpcSerialization.layerMsgPack),
-      Layer.provide(NodeSocketServer.layer({ path: socketPath }))
+  return path.join(dir, "s.sock")
+})
+
+/** A server of TestRpcs on `socketPath` in this scope; answers its signals. */
+const listen = (socketPath: string) =>
+  Effect.gen(function*() {
+    const signals: Signals = {
+      hangStarted: yield* Deferred.make<void>(),
+      hangInterrupted: yield* Deferred.make<void>()
+    }
+    yield* Layer.build(
+      RpcServer.layer(TestRpcs).pipe(
+        Layer.provide(handlers(signals)),
+        Layer.provide(RpcServer.layerProtocolSocketServer),
+        Layer.provide(RpcSerialization.layerMsgPack),
+        Layer.provide(NodeSocketServer.layer({ path: socketPath }))
+      )
     )
-  )
+    return signals
+  })
+
+/** A server of TestRpcs on a fresh socket in this scope, and a client of it; answers its path and its signals. */
+const serve = Effect.gen(function*() {
+  const socketPath = yield* tempSocketPath
+  const signals = yield* listen(socketPath)
   const client = yield* RpcClientLean.make(TestRpcs, { socketPath, serialization: clientSerialization })
   return { client, signals, socketPath }
 })
@@ -178,6 +189,25 @@ describe("the lean RPC client", () => {
       const cause = (error as RpcClientError).cause
       expect(cause).toBeInstanceOf(RpcClientLean.SocketError)
       expect(cause).toMatchObject({ reason: "Open", cause: { code: "ENOENT" } })
+    }))
+
+  it.scoped("fails the calls of a connection the server closed, and reconnects for the next call", () =>
+    Effect.gen(function*() {
+      const socketPath = yield* tempSocketPath
+      const client = yield* RpcClientLean.make(TestRpcs, { socketPath, serialization: clientSerialization })
+      const first = yield* Scope.make()
+      const signals = yield* Scope.extend(listen(socketPath), first)
+      expect((yield* client.Greet({ name: "one" })).text).toBe("hello one")
+      const call = yield* Effect.fork(client.Hang())
+      yield* Deferred.await(signals.hangStarted)
+      yield* Scope.close(first, Exit.void)
+      // Answered as interrupted by the server's shutdown, or failed with the connection: never left waiting.
+      const hung = yield* Fiber.await(call)
+      expect(Exit.isFailure(hung)).toBe(true)
+      const down = yield* Effect.flip(client.Greet({ name: "down" }))
+      expect(down).toBeInstanceOf(RpcClientError)
+      yield* listen(socketPath)
+      expect((yield* client.Greet({ name: "two" })).text).toBe("hello two")
     }))
 
   it.scoped("interrupts calls still waiting when its scope closes", () =>
