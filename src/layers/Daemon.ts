@@ -7,6 +7,7 @@ import * as CellsLive from "./CellsLive.js"
 import { holdStateDirLock } from "./DaemonLock.js"
 import * as DaemonSummaries from "./DaemonSummaries.js"
 import { FiberTree, FiberTreeSupervisor } from "./FiberTree.js"
+import * as IdleCompaction from "./IdleCompaction.js"
 import * as JobRegistryLive from "./JobRegistryLive.js"
 import * as JobRetentionLive from "./JobRetentionLive.js"
 import * as JobSupervisorLive from "./JobSupervisorLive.js"
@@ -55,8 +56,12 @@ export const layer = (config: DaemonConfigShape, fiberTree: FiberTreeSupervisor 
     )
   const imported = LegacyImportLive.atStartLayer(config.stateDir).pipe(Layer.provideMerge(services))
   const reconciled = ReconcilerLive.layer.pipe(Layer.provideMerge(imported))
-  // Before the socket opens, the heap start-up left behind is compacted (no client waits for it).
-  const settled = StartupCompaction.layer.pipe(Layer.provideMerge(reconciled))
+  // Before the socket opens, the heap start-up left behind is compacted (no client waits for it); later,
+  // what a burst of work leaves behind is, once the daemon has been quiet for a second.
+  const settled = IdleCompaction.layer.pipe(
+    Layer.provideMerge(StartupCompaction.layer),
+    Layer.provideMerge(reconciled)
+  )
   // The summaries come after the socket opens, and say what the stop will do before anything stops.
   return DaemonSummaries.layer.pipe(
     Layer.provide(RpcServerLive.layer(config.socketPath, config.authz, config.stateDir)),

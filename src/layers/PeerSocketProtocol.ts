@@ -35,9 +35,12 @@ export const make = (options: {
   readonly limits?: ConnectionLimits | undefined
   /** The request tags the server answers with an Exit (others get a defect, and take no slot). */
   readonly tags?: ReadonlySet<string> | undefined
+  /** Called on every read from any peer, before it is decoded (IdleCompaction's clock). */
+  readonly onActivity?: (() => void) | undefined
 } = {}) =>
   Effect.gen(function*() {
     const limits = options.limits ?? DEFAULT_CONNECTION_LIMITS
+    const onActivity = options.onActivity
     const counts = (request: Extract<FromClientEncoded, { _tag: "Request" }>) =>
       (typeof request.id === "string" || typeof request.id === "bigint") &&
       (options.tags === undefined || options.tags.has(request.tag))
@@ -147,6 +150,7 @@ export const make = (options: {
         // The runtime requests are forked from: this connection's (log annotations below included).
         yield* Effect.flatMap(Effect.runtime<never>(), (connection) =>
           socket.runRaw((data) => {
+            onActivity?.()
             try {
               const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
               if (decoded.length === 0) return Effect.void

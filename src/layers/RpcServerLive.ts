@@ -6,6 +6,7 @@ import { ServerSerializationLive } from "../rpc/Serialization.js"
 import type { AuthzPolicy } from "../services/Authz.js"
 import * as CallerMiddlewareLive from "./CallerMiddlewareLive.js"
 import { HandlersLive } from "./Handlers.js"
+import { IdleCompaction } from "./IdleCompaction.js"
 import * as PeerSocketProtocol from "./PeerSocketProtocol.js"
 import * as RpcServerLean from "./RpcServerLean.js"
 import { checkSocketDir, claimSocketPath, secureAndRemoveOnClose, withPrivateUmask } from "./SocketGuard.js"
@@ -32,13 +33,18 @@ const socketServer = (socketPath: string, policy: AuthzPolicy, stateDir: string)
  * (PlanterRpcs with payloads decoded by the handlers) with HandlersLive,
  * every request going through the CallerMiddleware (peer credentials read
  * at accept time → role → Caller, audit). The server is RpcServerLean:
- * @effect/rpc's, with less work per request.
+ * @effect/rpc's, with less work per request. Every read from a peer tells
+ * IdleCompaction the daemon is not quiet.
  */
 export const layer = (socketPath: string, policy: AuthzPolicy, stateDir: string) =>
   RpcServerLean.layer(PlanterWireRpcs, { spanPrefix: "planterd" }).pipe(
     Layer.provide(HandlersLive),
     Layer.provide(CallerMiddlewareLive.layer),
-    Layer.provideMerge(PeerSocketProtocol.layer({ tags: new Set(PlanterWireRpcs.requests.keys()) })),
+    Layer.provideMerge(Layer.unwrapEffect(Effect.map(IdleCompaction, (idle) =>
+      PeerSocketProtocol.layer({
+        tags: new Set(PlanterWireRpcs.requests.keys()),
+        onActivity: idle.noteActivity
+      })))),
     Layer.provide(ServerSerializationLive),
     Layer.provide(socketServer(socketPath, policy, stateDir))
   )
