@@ -377,7 +377,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     yield* Effect.logWarning(`sandbox unavailable (${mode} mode): ${status.unavailableReason}`)
   }
 
-  const start = Effect.fn("SandboxRunner.start")(function*(request: SandboxRequest) {
+  const startUntraced = Effect.fnUntraced(function*(request: SandboxRequest) {
     const executable = resolveExecutable(request.argv[0], request.env, request.cwd)
     if (executable === undefined) {
       return yield* new SpawnError({
@@ -427,6 +427,10 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
       }, true)
     )
   })
+
+  // The span Effect.fn would name, without the call-site stack it captures on every call (an Error per job).
+  const start = (request: SandboxRequest) =>
+    startUntraced(request).pipe(Effect.withSpan("SandboxRunner.start", { captureStackTrace: false }))
 
   return SandboxRunner.of({ status, start })
 })
