@@ -35,8 +35,9 @@ const isBusy = (cause: unknown) => {
  * A second, synchronous connection to the state database for the statements of every job's start and end (the
  * `starting` row, its pid, the audit row, the end, the cell lookup). Through @effect/sql each statement costs
  * ~45 KB of allocation and a few hundred Effect steps (its span, the connection's semaphore, the prepared
- * statement cache, the compiler), ~0.6 MB and ~1.5 ms of the daemon's main thread per job in all: half of a
- * job's start and end, and most of its young-generation collections. Here they are plain better-sqlite3 calls.
+ * statement cache, the compiler): ~570 KB per job in all, one or two of the daemon's 1 MiB young-generation
+ * collections (docs/benchmarks.md, "50 starts"). Here they are plain better-sqlite3 calls (~210 KB with the
+ * repository's schemas and spans).
  *
  * Both connections write the same WAL database; this one never waits for the other: its busy timeout is 0 and
  * its transactions run synchronously from BEGIN to COMMIT (no other code runs in between, so it never holds the
