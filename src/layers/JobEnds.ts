@@ -40,7 +40,8 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
         cpu_ms: job.cpu_ms,
         limit_detail: job.limit_detail
       },
-      event
+      event,
+      job
     )
 
   /** The job's final record: the stored one when the write succeeded, else the one held in memory. */
@@ -60,6 +61,7 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
     }
   ) =>
     Effect.gen(function*() {
+      // The running record with its end: derived from a valid Job, not checked again (finishJob binds each field).
       // bubblewrap's leader is the launcher, which reports its job's signal as 128+N.
       const exit = job.sandbox.backend === "bubblewrap" ? fromLauncherStatus(leaderExit) : leaderExit
       const ended = new Job({
@@ -71,7 +73,7 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
         signal: exit.signal,
         termination_reason: reason,
         finished_at_ms: Date.now()
-      })
+      }, true)
       const event = finishEvent(job, reason, {
         exit_code: exit.code,
         signal: exit.signal,
@@ -95,7 +97,7 @@ export const makeJobEnds = (repo: StateRepositoryShape, scope: Scope.Scope) => {
         Effect.forkIn(scope)
       )
       return ended
-    }).pipe(Effect.withSpan("JobEnds.record", { attributes: { jobId: job.id, reason } }))
+    }) // Inside the job's job.finish span, which names the job and the reason: no span of its own.
 
   return {
     record,

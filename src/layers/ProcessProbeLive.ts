@@ -216,7 +216,11 @@ const linux = ProcessProbe.of({
       .filter((entry): entry is ProcessEntry => entry !== undefined)
   ).pipe(Effect.withSpan("ProcessProbe.snapshot")),
   entry: (pid) => Effect.sync(() => readProcEntry(pid)),
-  markedBy: (jobId) => markerScan(jobId).pipe(Effect.withSpan("ProcessProbe.markedBy", { attributes: { jobId } }))
+  markedBy: (jobId) =>
+    markerScan(jobId).pipe(
+      // At every unsandboxed job's end: no call-site stack (an Error per call), the kill's span places it.
+      Effect.withSpan("ProcessProbe.markedBy", { captureStackTrace: false, attributes: { jobId } })
+    )
 })
 
 /** `ps` cputime: `[[dd-]hh:]mm:ss[.hh]`, in ms. */

@@ -377,7 +377,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     yield* Effect.logWarning(`sandbox unavailable (${mode} mode): ${status.unavailableReason}`)
   }
 
-  const start = Effect.fn("SandboxRunner.start")(function*(request: SandboxRequest) {
+  const startUntraced = Effect.fnUntraced(function*(request: SandboxRequest) {
     const executable = resolveExecutable(request.argv[0], request.env, request.cwd)
     if (executable === undefined) {
       return yield* new SpawnError({
@@ -400,7 +400,7 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
       )
       return started(
         leader,
-        new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null })
+        new JobSandbox({ mode, backend: detected.backend.name, network: request.network, fallback_reason: null }, true)
       )
     }
     const reason = "reason" in detected
@@ -424,13 +424,21 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
         backend: "none",
         network: request.network,
         fallback_reason: mode === "permissive" ? reason : null
-      })
+      }, true)
     )
   })
+
+  // The span Effect.fn would name, without the call-site stack it captures on every call (an Error per job).
+  const start = (request: SandboxRequest) =>
+    startUntraced(request).pipe(Effect.withSpan("SandboxRunner.start", { captureStackTrace: false }))
 
   return SandboxRunner.of({ status, start })
 })
 
+/**
+ * The sandbox a job got is built unchecked (its fields are the daemon's own: the configured mode, a backend
+ * name, the request's decoded network policy); markJobRunning encodes it through its schema before it is stored.
+ */
 const started = (leader: Leader, sandbox: JobSandbox): StartedProcess => ({ ...leader, sandbox })
 
 export const layer = Layer.effect(

@@ -23,6 +23,7 @@ import { JournalFeed } from "../services/JournalFeed.js"
 import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
 import { runMigrations } from "./Migrations.js"
+import * as SqliteDirect from "./SqliteDirect.js"
 
 /** Rows as SQLite stores them; JSON columns decode through the same Schemas the protocol uses. */
 const CellRow = Schema.Struct({
@@ -37,6 +38,11 @@ const CellRow = Schema.Struct({
   limits_json: Schema.NullOr(Schema.parseJson(ResourceLimits))
 })
 
+/**
+ * Rows become instances without the class constructor's validation: the row schema has just checked every field
+ * with the same schemas, and the constructor would check them again (deriving the class's type AST and a parser
+ * each time, ~0.1 ms a row).
+ */
 const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
   strict: true,
   decode: (row) =>
@@ -50,7 +56,7 @@ const CellFromRow = Schema.transform(CellRow, Schema.typeSchema(Cell), {
       created_at_ms: row.created_at_ms,
       owner_uid: row.owner_uid,
       limits: row.limits_json
-    }),
+    }, true),
   encode: (cell) => ({
     id: cell.id,
     name: cell.name,
@@ -85,7 +91,7 @@ const JobRow = Schema.Struct({
   labels_json: Schema.NullOr(Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String })))
 })
 
-/** Live usage is never stored: it is the monitor's, in memory, while the job runs. */
+/** Live usage is never stored: it is the monitor's, in memory, while the job runs. Unchecked, as CellFromRow. */
 const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
   strict: true,
   decode: ({ command_json, labels_json, limit_detail_json, sandbox_json, ...rest }) =>
@@ -96,7 +102,7 @@ const JobFromRow = Schema.transform(JobRow, Schema.typeSchema(Job), {
       limit_detail: limit_detail_json,
       labels: labels_json ?? {},
       usage: null
-    }),
+    }, true),
   encode: ({ command, labels, limit_detail, sandbox, usage: _usage, ...rest }) => ({
     ...rest,
     command_json: command,
@@ -153,166 +159,259 @@ const storageFailure = (message: string) => <A, R>(effect: Effect.Effect<A, SqlE
     )
   )
 
-export const make = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`PRAGMA foreign_keys = ON`
-  // WAL with NORMAL sync survives a daemon crash without losing a commit;
-  // only a power loss could drop the last transactions.
-  yield* sql`PRAGMA synchronous = NORMAL`
-  yield* sql`PRAGMA busy_timeout = 5000`
+/**
+ * The span of a repository call on a job's start or end (several per job, 50 jobs a burst): named as Effect.fn
+ * names them, without the call-site stack Effect.fn captures on every call (an Error per call, read only if the
+ * span is exported with an error), which the job's own phase spans already place.
+ */
+const hotSpan = (name: string) => Effect.withSpan(name, { captureStackTrace: false })
 
-  const decodeCells = Schema.decodeUnknown(Schema.Array(CellFromRow))
-  const decodeJobs = Schema.decodeUnknown(Schema.Array(JobFromRow))
-  const encodeCell = Schema.encode(CellFromRow)
-  const encodeJob = Schema.encode(JobFromRow)
-  const decodeEvents = Schema.decodeUnknown(Schema.Array(StoredEvent))
+/**
+ * The repository over the provided SqlClient; with `direct` (a second connection to the same file,
+ * SqliteDirect), the statements of a job's start and end go through it first.
+ */
+export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`PRAGMA foreign_keys = ON`
+    // WAL with NORMAL sync survives a daemon crash without losing a commit;
+    // only a power loss could drop the last transactions.
+    yield* sql`PRAGMA synchronous = NORMAL`
+    yield* sql`PRAGMA busy_timeout = 5000`
 
-  const eventRow = (event: JournalEvent, atMs: number) => ({
-    at_ms: atMs,
-    kind: event.kind,
-    cell_id: event.cell_id,
-    job_id: event.job_id,
-    uid: event.uid ?? null,
-    pid: event.pid ?? null,
-    detail_json: JSON.stringify(event.detail)
-  })
+    const decodeCells = Schema.decodeUnknown(Schema.Array(CellFromRow))
+    const decodeJobs = Schema.decodeUnknown(Schema.Array(JobFromRow))
+    const encodeCell = Schema.encode(CellFromRow)
+    const encodeJob = Schema.encode(JobFromRow)
+    const encodeSandbox = Schema.encode(JobSandbox)
+    const decodeEvents = Schema.decodeUnknown(Schema.Array(StoredEvent))
 
-  // Followers of the journal (EventsFollow) are woken by each insert; without a feed (tools, tests) nobody is.
-  const feed = yield* Effect.serviceOption(JournalFeed)
-  const wake = Option.match(feed, { onNone: () => Effect.void, onSome: (f) => f.wake })
+    const eventRow = (event: JournalEvent, atMs: number) => ({
+      at_ms: atMs,
+      kind: event.kind,
+      cell_id: event.cell_id,
+      job_id: event.job_id,
+      uid: event.uid ?? null,
+      pid: event.pid ?? null,
+      detail_json: JSON.stringify(event.detail)
+    })
 
-  const journal = (event: JournalEvent) =>
-    sql`INSERT INTO events ${sql.insert(eventRow(event, Date.now()))}`.pipe(Effect.zipLeft(wake))
+    // Followers of the journal (EventsFollow) are woken by each insert; without a feed (tools, tests) nobody is.
+    const feed = yield* Effect.serviceOption(JournalFeed)
+    const wake = Option.match(feed, { onNone: () => Effect.void, onSome: (f) => f.wake })
 
-  /** Runs `each` over `items` in chunks of CHUNK, one after the other. */
-  const inChunks = <A, B, E>(items: ReadonlyArray<A>, each: (chunk: Array<A>) => Effect.Effect<B, E>) =>
-    Effect.forEach(Arr.chunksOf(items, CHUNK), (chunk) => each([...chunk]), { discard: true })
+    const journal = (event: JournalEvent) =>
+      sql`INSERT INTO events ${sql.insert(eventRow(event, Date.now()))}`.pipe(Effect.zipLeft(wake))
 
-  /** The values among `values` found by `query` (run on chunks of them): lookups bounded by their input. */
-  const lookup = <R>(
-    values: ReadonlyArray<string>,
-    query: (chunk: Array<string>) => Effect.Effect<ReadonlyArray<R>, SqlError>
-  ) =>
-    Effect.map(
-      Effect.forEach(Arr.chunksOf([...new Set(values)], CHUNK), (chunk) => query([...chunk])),
-      (results) => results.flat()
-    )
+    /** Runs `each` over `items` in chunks of CHUNK, one after the other. */
+    const inChunks = <A, B, E>(items: ReadonlyArray<A>, each: (chunk: Array<A>) => Effect.Effect<B, E>) =>
+      Effect.forEach(Arr.chunksOf(items, CHUNK), (chunk) => each([...chunk]), { discard: true })
 
-  const selectJob = (id: JobId) =>
-    sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(
-      Effect.flatMap(decodeJobs),
-      Effect.map((jobs) => Option.fromNullable(jobs[0]))
-    )
+    /** The values among `values` found by `query` (run on chunks of them): lookups bounded by their input. */
+    const lookup = <R>(
+      values: ReadonlyArray<string>,
+      query: (chunk: Array<string>) => Effect.Effect<ReadonlyArray<R>, SqlError>
+    ) =>
+      Effect.map(
+        Effect.forEach(Arr.chunksOf([...new Set(values)], CHUNK), (chunk) => query([...chunk])),
+        (results) => results.flat()
+      )
 
-  return StateRepository.of({
-    insertCell: Effect.fn("StateRepository.insertCell")(function*(cell) {
-      const row = yield* encodeCell(cell)
-      yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`INSERT INTO cells ${sql.insert(row)}`,
-          journal({
-            kind: "cell_created",
-            cell_id: cell.id,
-            job_id: null,
-            detail: { name: cell.name },
-            uid: cell.owner_uid
-          })
+    const selectJob = (id: JobId) =>
+      sql`SELECT * FROM jobs WHERE id = ${id}`.pipe(
+        Effect.flatMap(decodeJobs),
+        Effect.map((jobs) => Option.fromNullable(jobs[0]))
+      )
+
+    /**
+     * The statements of a job's start and end through the direct connection (SqliteDirect): `attempt`'s answer
+     * then `after` (e.g. waking the journal's followers), or `viaSql` (the same statements through @effect/sql)
+     * when the direct connection cannot take them now or there is none.
+     */
+    const preferDirect = <A, B, E, R>(
+      attempt: (direct: SqliteDirect.SqliteDirect) => Effect.Effect<SqliteDirect.DirectOutcome<A>, SqlError>,
+      done: (value: A) => Effect.Effect<B, E | SqlError | ParseResult.ParseError, R>,
+      viaSql: Effect.Effect<B, E | SqlError | ParseResult.ParseError, R>
+    ): Effect.Effect<B, E | SqlError | ParseResult.ParseError, R> =>
+      direct === null
+        ? viaSql
+        : Effect.flatMap(attempt(direct), (outcome) => outcome._tag === "Done" ? done(outcome.value) : viaSql)
+
+    /** Binds a row's values in its keys' order (`INSERT … (keys) VALUES (?…)`); SQLite has no undefined. */
+    const insertInto = (prepare: SqliteDirect.Prepare, table: string, row: Record<string, unknown>) => {
+      const keys = Object.keys(row)
+      prepare(`INSERT INTO ${table} (${keys.join(", ")}) VALUES (${keys.map(() => "?").join(", ")})`)
+        .run(...keys.map((key) => row[key] ?? null))
+    }
+
+    const SELECT_JOB = "SELECT * FROM jobs WHERE id = ?"
+    const firstJob = (row: unknown) =>
+      Effect.map(decodeJobs(row === undefined ? [] : [row]), (jobs) => Option.fromNullable(jobs[0]))
+
+    return StateRepository.of({
+      insertCell: Effect.fn("StateRepository.insertCell")(function*(cell) {
+        const row = yield* encodeCell(cell)
+        yield* sql.withTransaction(
+          Effect.zipRight(
+            sql`INSERT INTO cells ${sql.insert(row)}`,
+            journal({
+              kind: "cell_created",
+              cell_id: cell.id,
+              job_id: null,
+              detail: { name: cell.name },
+              uid: cell.owner_uid
+            })
+          )
         )
-      )
-    }, storageFailure("cannot record the cell")),
+      }, storageFailure("cannot record the cell")),
 
-    findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
-      const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(
-        Effect.flatMap(decodeCells)
-      )
-      return Option.fromNullable(cells[0])
-    }, storageFailure("cannot read cells")),
+      findCellByName: Effect.fn("StateRepository.findCellByName")(function*(name) {
+        const cells = yield* sql`SELECT * FROM cells WHERE name = ${name} AND removing_at_ms IS NULL`.pipe(
+          Effect.flatMap(decodeCells)
+        )
+        return Option.fromNullable(cells[0])
+      }, storageFailure("cannot read cells")),
 
-    getCell: Effect.fn("StateRepository.getCell")(function*(id) {
-      const cells = yield* sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(
-        Effect.flatMap(decodeCells)
-      )
-      return Option.fromNullable(cells[0])
-    }, storageFailure("cannot read cells")),
+      getCell: (id) =>
+        preferDirect(
+          (direct) =>
+            direct.run((prepare) => prepare("SELECT * FROM cells WHERE id = ? AND removing_at_ms IS NULL").get(id)),
+          (row) => decodeCells(row === undefined ? [] : [row]),
+          sql`SELECT * FROM cells WHERE id = ${id} AND removing_at_ms IS NULL`.pipe(Effect.flatMap(decodeCells))
+        ).pipe(
+          Effect.map((cells) => Option.fromNullable(cells[0])),
+          storageFailure("cannot read cells"),
+          hotSpan("StateRepository.getCell")
+        ),
 
-    listCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NULL ORDER BY created_at_ms, id`.pipe(
-      Effect.flatMap(decodeCells),
-      storageFailure("cannot read cells"),
-      Effect.withSpan("StateRepository.listCells")
-    ),
-
-    pageCells: (query) =>
-      sql`SELECT * FROM cells WHERE ${
-        sql.and([
-          sql`removing_at_ms IS NULL`,
-          ...(query.after === null ? [] : [sql`(created_at_ms, id) > (${query.after.atMs}, ${query.after.id})`])
-        ])
-      } ORDER BY created_at_ms, id LIMIT ${query.limit}`.pipe(
+      listCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NULL ORDER BY created_at_ms, id`.pipe(
         Effect.flatMap(decodeCells),
         storageFailure("cannot read cells"),
-        Effect.withSpan("StateRepository.pageCells")
+        Effect.withSpan("StateRepository.listCells")
       ),
 
-    markCellRemoving: Effect.fn("StateRepository.markCellRemoving")(function*(id) {
-      yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`UPDATE cells SET removing_at_ms = ${Date.now()} WHERE id = ${id} AND removing_at_ms IS NULL`,
-          journal({ kind: "cell_removing", cell_id: id, job_id: null, detail: {} })
+      pageCells: (query) =>
+        sql`SELECT * FROM cells WHERE ${
+          sql.and([
+            sql`removing_at_ms IS NULL`,
+            ...(query.after === null ? [] : [sql`(created_at_ms, id) > (${query.after.atMs}, ${query.after.id})`])
+          ])
+        } ORDER BY created_at_ms, id LIMIT ${query.limit}`.pipe(
+          Effect.flatMap(decodeCells),
+          storageFailure("cannot read cells"),
+          Effect.withSpan("StateRepository.pageCells")
+        ),
+
+      markCellRemoving: Effect.fn("StateRepository.markCellRemoving")(function*(id) {
+        yield* sql.withTransaction(
+          Effect.zipRight(
+            sql`UPDATE cells SET removing_at_ms = ${Date.now()} WHERE id = ${id} AND removing_at_ms IS NULL`,
+            journal({ kind: "cell_removing", cell_id: id, job_id: null, detail: {} })
+          )
         )
-      )
-    }, storageFailure("cannot record the cell's removal")),
+      }, storageFailure("cannot record the cell's removal")),
 
-    listRemovingCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NOT NULL ORDER BY removing_at_ms, id`.pipe(
-      Effect.flatMap(decodeCells),
-      storageFailure("cannot read cells"),
-      Effect.withSpan("StateRepository.listRemovingCells")
-    ),
+      listRemovingCells: sql`SELECT * FROM cells WHERE removing_at_ms IS NOT NULL ORDER BY removing_at_ms, id`.pipe(
+        Effect.flatMap(decodeCells),
+        storageFailure("cannot read cells"),
+        Effect.withSpan("StateRepository.listRemovingCells")
+      ),
 
-    deleteCell: Effect.fn("StateRepository.deleteCell")(function*(id) {
-      yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`DELETE FROM cells WHERE id = ${id}`,
-          journal({ kind: "cell_removed", cell_id: id, job_id: null, detail: {} })
+      deleteCell: Effect.fn("StateRepository.deleteCell")(function*(id) {
+        yield* sql.withTransaction(
+          Effect.zipRight(
+            sql`DELETE FROM cells WHERE id = ${id}`,
+            journal({ kind: "cell_removed", cell_id: id, job_id: null, detail: {} })
+          )
         )
-      )
-    }, storageFailure("cannot remove the cell")),
+      }, storageFailure("cannot remove the cell")),
 
-    insertJob: Effect.fn("StateRepository.insertJob")(function*(job) {
-      const row = yield* encodeJob(job)
-      yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`INSERT INTO jobs ${sql.insert(row)}`,
-          journal({
-            kind: "job_started",
-            cell_id: job.cell_id,
-            job_id: job.id,
-            detail: { argv: job.command.argv },
-            uid: job.owner_uid
-          })
+      insertJob: (job) =>
+        encodeJob(job).pipe(
+          Effect.flatMap((row) => {
+            const started: JournalEvent = {
+              kind: "job_started",
+              cell_id: job.cell_id,
+              job_id: job.id,
+              detail: { argv: job.command.argv },
+              uid: job.owner_uid
+            }
+            return preferDirect(
+              (direct) =>
+                direct.transaction((prepare) => {
+                  insertInto(prepare, "jobs", row)
+                  insertInto(prepare, "events", eventRow(started, Date.now()))
+                }),
+              () => wake,
+              sql.withTransaction(Effect.zipRight(sql`INSERT INTO jobs ${sql.insert(row)}`, journal(started)))
+            )
+          }),
+          Effect.asVoid,
+          storageFailure("cannot record the job"),
+          hotSpan("StateRepository.insertJob")
+        ),
+
+      markJobRunning: (id, running: JobProcess) =>
+        encodeSandbox(running.sandbox).pipe(
+          Effect.flatMap((sandbox) =>
+            preferDirect(
+              (direct) =>
+                direct.run((prepare) =>
+                  prepare(
+                    "UPDATE jobs SET status = 'running', pid = ?, pid_start_time = ?, sandbox_json = ? WHERE id = ? AND status = 'starting'"
+                  ).run(running.pid, running.pid_start_time, JSON.stringify(sandbox), id)
+                ),
+              () => Effect.void,
+              sql`UPDATE jobs SET
+              status = 'running',
+              pid = ${running.pid},
+              pid_start_time = ${running.pid_start_time},
+              sandbox_json = ${JSON.stringify(sandbox)}
+            WHERE id = ${id} AND status = 'starting'`.pipe(Effect.asVoid)
+            )
+          ),
+          Effect.asVoid,
+          storageFailure("cannot record the job's process"),
+          hotSpan("StateRepository.markJobRunning")
+        ),
+
+      deleteStartingJob: Effect.fn("StateRepository.deleteStartingJob")(function*(id, event) {
+        yield* sql.withTransaction(
+          Effect.zipRight(sql`DELETE FROM jobs WHERE id = ${id} AND status = 'starting'`, journal(event))
         )
-      )
-    }, storageFailure("cannot record the job")),
+      }, storageFailure("cannot remove the job that did not start")),
 
-    markJobRunning: Effect.fn("StateRepository.markJobRunning")(function*(id, running: JobProcess) {
-      yield* sql`UPDATE jobs SET
-          status = 'running',
-          pid = ${running.pid},
-          pid_start_time = ${running.pid_start_time},
-          sandbox_json = ${JSON.stringify(yield* Schema.encode(JobSandbox)(running.sandbox))}
-        WHERE id = ${id} AND status = 'starting'`
-    }, storageFailure("cannot record the job's process")),
-
-    deleteStartingJob: Effect.fn("StateRepository.deleteStartingJob")(function*(id, event) {
-      yield* sql.withTransaction(
-        Effect.zipRight(sql`DELETE FROM jobs WHERE id = ${id} AND status = 'starting'`, journal(event))
-      )
-    }, storageFailure("cannot remove the job that did not start")),
-
-    finishJob: Effect.fn("StateRepository.finishJob")(function*(id, finish: JobFinish, event) {
-      return yield* sql.withTransaction(
-        Effect.gen(function*() {
-          // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
-          const updated = yield* sql`UPDATE jobs SET
+      finishJob: (id, finish: JobFinish, event, ended?: Job) =>
+        preferDirect(
+          (direct) =>
+            direct.transaction((prepare) => {
+              // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
+              const updated = prepare(
+                `UPDATE jobs SET status = 'exited', exit_code = ?, signal = ?, termination_reason = ?, finished_at_ms = ?,
+                 peak_rss_bytes = ?, cpu_ms = ?, limit_detail_json = ?
+               WHERE id = ? AND status IN ('starting', 'running') RETURNING id`
+              ).all(
+                finish.exit_code,
+                finish.signal,
+                finish.termination_reason,
+                finish.finished_at_ms,
+                finish.peak_rss_bytes ?? null,
+                finish.cpu_ms ?? null,
+                finish.limit_detail ? JSON.stringify(finish.limit_detail) : null,
+                id
+              ).length > 0
+              if (updated) insertInto(prepare, "events", eventRow(event, Date.now()))
+              return { updated, row: updated && ended !== undefined ? undefined : prepare(SELECT_JOB).get(id) }
+            }),
+          ({ row, updated }) =>
+            Effect.zipRight(
+              updated ? wake : Effect.void,
+              updated && ended !== undefined ? Effect.succeed(Option.some(ended)) : firstJob(row)
+            ),
+          sql.withTransaction(
+            Effect.gen(function*() {
+              // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
+              const updated = yield* sql`UPDATE jobs SET
               status = 'exited',
               exit_code = ${finish.exit_code},
               signal = ${finish.signal},
@@ -322,196 +421,212 @@ export const make = Effect.gen(function*() {
               cpu_ms = ${finish.cpu_ms ?? null},
               limit_detail_json = ${finish.limit_detail ? JSON.stringify(finish.limit_detail) : null}
             WHERE id = ${id} AND status IN ('starting', 'running') RETURNING id`
-          if (updated.length > 0) yield* journal(event)
-          return yield* selectJob(id)
-        })
-      )
-    }, storageFailure("cannot record the job's end")),
+              if (updated.length === 0) return yield* selectJob(id)
+              yield* journal(event)
+              return ended === undefined ? yield* selectJob(id) : Option.some(ended)
+            })
+          )
+        ).pipe(storageFailure("cannot record the job's end"), hotSpan("StateRepository.finishJob")),
 
-    getJob: (id) => selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
+      getJob: (id) => selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
 
-    listJobs: (cellId) =>
-      (cellId === null
-        ? sql`SELECT * FROM jobs ORDER BY started_at_ms, id`
-        : sql`SELECT * FROM jobs WHERE cell_id = ${cellId} ORDER BY started_at_ms, id`).pipe(
+      listJobs: (cellId) =>
+        (cellId === null
+          ? sql`SELECT * FROM jobs ORDER BY started_at_ms, id`
+          : sql`SELECT * FROM jobs WHERE cell_id = ${cellId} ORDER BY started_at_ms, id`).pipe(
+            Effect.flatMap(decodeJobs),
+            storageFailure("cannot read jobs"),
+            Effect.withSpan("StateRepository.listJobs")
+          ),
+
+      findJobsByName: (name) =>
+        sql`SELECT * FROM jobs WHERE name = ${name}
+          ORDER BY status IN ('starting', 'running') DESC, started_at_ms DESC, id DESC LIMIT 50`.pipe(
           Effect.flatMap(decodeJobs),
           storageFailure("cannot read jobs"),
-          Effect.withSpan("StateRepository.listJobs")
+          Effect.withSpan("StateRepository.findJobsByName")
         ),
 
-    findJobsByName: (name) =>
-      sql`SELECT * FROM jobs WHERE name = ${name}
-          ORDER BY status IN ('starting', 'running') DESC, started_at_ms DESC, id DESC LIMIT 50`.pipe(
-        Effect.flatMap(decodeJobs),
-        storageFailure("cannot read jobs"),
-        Effect.withSpan("StateRepository.findJobsByName")
-      ),
+      deleteFinishedJob: Effect.fn("StateRepository.deleteFinishedJob")(function*(id, event) {
+        return yield* sql.withTransaction(
+          Effect.gen(function*() {
+            const deleted = yield* sql`DELETE FROM jobs WHERE id = ${id} AND status = 'exited' RETURNING id`
+            if (deleted.length > 0) yield* journal(event)
+            return deleted.length > 0
+          })
+        )
+      }, storageFailure("cannot remove the job")),
 
-    deleteFinishedJob: Effect.fn("StateRepository.deleteFinishedJob")(function*(id, event) {
-      return yield* sql.withTransaction(
-        Effect.gen(function*() {
-          const deleted = yield* sql`DELETE FROM jobs WHERE id = ${id} AND status = 'exited' RETURNING id`
-          if (deleted.length > 0) yield* journal(event)
-          return deleted.length > 0
-        })
-      )
-    }, storageFailure("cannot remove the job")),
+      finishedJobsBefore: (query) =>
+        sql`SELECT * FROM jobs WHERE ${
+          sql.and([
+            sql`status = 'exited'`,
+            sql`finished_at_ms <= ${query.finishedBeforeMs}`,
+            ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
+            ...(query.ownerUid === null ? [] : [sql`owner_uid = ${query.ownerUid}`])
+          ])
+        } ORDER BY finished_at_ms, id LIMIT ${query.limit}`.pipe(
+          Effect.flatMap(decodeJobs),
+          storageFailure("cannot read jobs"),
+          Effect.withSpan("StateRepository.finishedJobsBefore")
+        ),
 
-    finishedJobsBefore: (query) =>
-      sql`SELECT * FROM jobs WHERE ${
-        sql.and([
-          sql`status = 'exited'`,
-          sql`finished_at_ms <= ${query.finishedBeforeMs}`,
-          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
-          ...(query.ownerUid === null ? [] : [sql`owner_uid = ${query.ownerUid}`])
-        ])
-      } ORDER BY finished_at_ms, id LIMIT ${query.limit}`.pipe(
-        Effect.flatMap(decodeJobs),
-        storageFailure("cannot read jobs"),
-        Effect.withSpan("StateRepository.finishedJobsBefore")
-      ),
-
-    cellJobCounts: Effect.fn("StateRepository.cellJobCounts")(function*(cellId) {
-      const [row] = yield* sql<{ total: number; running: number | null; last: number | null }>`SELECT
+      cellJobCounts: Effect.fn("StateRepository.cellJobCounts")(function*(cellId) {
+        const [row] = yield* sql<{ total: number; running: number | null; last: number | null }>`SELECT
           COUNT(*) AS total,
           SUM(status IN ('starting', 'running')) AS running,
           MAX(started_at_ms) AS last
         FROM jobs WHERE cell_id = ${cellId}`
-      return { total: row?.total ?? 0, running: row?.running ?? 0, lastStartedAtMs: row?.last ?? null }
-    }, storageFailure("cannot read jobs")),
+        return { total: row?.total ?? 0, running: row?.running ?? 0, lastStartedAtMs: row?.last ?? null }
+      }, storageFailure("cannot read jobs")),
 
-    pageJobs: (query) =>
-      sql`SELECT * FROM jobs WHERE ${
-        sql.and([
-          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
-          ...(query.statuses === null ? [] : [sql.in("status", [...query.statuses])]),
-          ...(query.sinceMs === null ? [] : [sql`started_at_ms >= ${query.sinceMs}`]),
-          ...(query.untilMs === null ? [] : [sql`started_at_ms < ${query.untilMs}`]),
-          ...(query.name === null ? [] : [sql`name = ${query.name}`]),
-          ...Object.entries(query.labels).map(([key, value]) =>
-            sql`EXISTS (SELECT 1 FROM json_each(jobs.labels_json) WHERE json_each.key = ${key} AND json_each.value = ${value})`
-          ),
-          ...(query.before === null ? [] : [sql`(started_at_ms, id) < (${query.before.atMs}, ${query.before.id})`])
-        ])
-      } ORDER BY started_at_ms DESC, id DESC LIMIT ${query.limit}`.pipe(
-        Effect.flatMap(decodeJobs),
-        storageFailure("cannot read jobs"),
-        Effect.withSpan("StateRepository.pageJobs")
-      ),
+      pageJobs: (query) =>
+        sql`SELECT * FROM jobs WHERE ${
+          sql.and([
+            ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`]),
+            ...(query.statuses === null ? [] : [sql.in("status", [...query.statuses])]),
+            ...(query.sinceMs === null ? [] : [sql`started_at_ms >= ${query.sinceMs}`]),
+            ...(query.untilMs === null ? [] : [sql`started_at_ms < ${query.untilMs}`]),
+            ...(query.name === null ? [] : [sql`name = ${query.name}`]),
+            ...Object.entries(query.labels).map(([key, value]) =>
+              sql`EXISTS (SELECT 1 FROM json_each(jobs.labels_json) WHERE json_each.key = ${key} AND json_each.value = ${value})`
+            ),
+            ...(query.before === null ? [] : [sql`(started_at_ms, id) < (${query.before.atMs}, ${query.before.id})`])
+          ])
+        } ORDER BY started_at_ms DESC, id DESC LIMIT ${query.limit}`.pipe(
+          Effect.flatMap(decodeJobs),
+          storageFailure("cannot read jobs"),
+          Effect.withSpan("StateRepository.pageJobs")
+        ),
 
-    listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`.pipe(
-      Effect.flatMap(decodeJobs),
-      storageFailure("cannot read jobs"),
-      Effect.withSpan("StateRepository.listUnfinishedJobs")
-    ),
+      listUnfinishedJobs: sql`SELECT * FROM jobs WHERE status IN ('starting', 'running') ORDER BY started_at_ms, id`
+        .pipe(
+          Effect.flatMap(decodeJobs),
+          storageFailure("cannot read jobs"),
+          Effect.withSpan("StateRepository.listUnfinishedJobs")
+        ),
 
-    appendEvent: (event) =>
-      journal(event).pipe(
-        Effect.asVoid,
-        storageFailure("cannot append to the events journal"),
-        Effect.withSpan("StateRepository.appendEvent")
-      ),
+      appendEvent: (event) =>
+        preferDirect(
+          (direct) => direct.run((prepare) => insertInto(prepare, "events", eventRow(event, Date.now()))),
+          () => wake,
+          journal(event)
+        ).pipe(
+          Effect.asVoid,
+          storageFailure("cannot append to the events journal"),
+          hotSpan("StateRepository.appendEvent")
+        ),
 
-    listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events ORDER BY id`
-      .pipe(
-        Effect.flatMap(decodeEvents),
-        storageFailure("cannot read the events journal"),
-        Effect.withSpan("StateRepository.listEvents")
-      ),
+      listEvents: sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events ORDER BY id`
+        .pipe(
+          Effect.flatMap(decodeEvents),
+          storageFailure("cannot read the events journal"),
+          Effect.withSpan("StateRepository.listEvents")
+        ),
 
-    pageEvents: (query) =>
-      sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events WHERE ${
-        sql.and([
-          sql`id > ${query.afterId ?? 0}`,
-          ...(query.sinceMs === null ? [] : [sql`at_ms >= ${query.sinceMs}`]),
-          ...(query.jobId === null ? [] : [sql`job_id = ${query.jobId}`]),
-          ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`])
-        ])
-      } ORDER BY id LIMIT ${query.limit}`.pipe(
-        Effect.flatMap(decodeEvents),
-        storageFailure("cannot read the events journal"),
-        Effect.withSpan("StateRepository.pageEvents")
-      ),
+      pageEvents: (query) =>
+        sql`SELECT id, at_ms, kind, cell_id, job_id, uid, pid, detail_json AS detail FROM events WHERE ${
+          sql.and([
+            sql`id > ${query.afterId ?? 0}`,
+            ...(query.sinceMs === null ? [] : [sql`at_ms >= ${query.sinceMs}`]),
+            ...(query.jobId === null ? [] : [sql`job_id = ${query.jobId}`]),
+            ...(query.cellId === null ? [] : [sql`cell_id = ${query.cellId}`])
+          ])
+        } ORDER BY id LIMIT ${query.limit}`.pipe(
+          Effect.flatMap(decodeEvents),
+          storageFailure("cannot read the events journal"),
+          Effect.withSpan("StateRepository.pageEvents")
+        ),
 
-    legacyHandledFiles: Effect.fn("StateRepository.legacyHandledFiles")(function*(source) {
-      const rows = yield* sql`SELECT path, outcome, fingerprint FROM legacy_import_files WHERE source = ${source}`.pipe(
-        Effect.flatMap(Schema.decodeUnknown(Schema.Array(LegacyFileRow)))
-      )
-      return new Map(rows.map((row) => [row.path, { outcome: row.outcome, fingerprint: row.fingerprint }]))
-    }, storageFailure("cannot read the record of earlier imports")),
+      legacyHandledFiles: Effect.fn("StateRepository.legacyHandledFiles")(function*(source) {
+        const rows = yield* sql`SELECT path, outcome, fingerprint FROM legacy_import_files WHERE source = ${source}`
+          .pipe(
+            Effect.flatMap(Schema.decodeUnknown(Schema.Array(LegacyFileRow)))
+          )
+        return new Map(rows.map((row) => [row.path, { outcome: row.outcome, fingerprint: row.fingerprint }]))
+      }, storageFailure("cannot read the record of earlier imports")),
 
-    takenIds: Effect.fn("StateRepository.takenIds")(function*(query) {
-      const cells = yield* lookup(
-        query.cellIds,
-        (ids) => sql<{ id: string; dir: string }>`SELECT id, dir FROM cells WHERE ${sql.in("id", ids)}`
-      )
-      const names = yield* lookup(
-        query.cellNames,
-        (chunk) => sql<{ name: string }>`SELECT name FROM cells WHERE ${sql.in("name", chunk)}`
-      )
-      const prefixed = yield* sql<
-        { name: string }
-      >`SELECT name FROM cells WHERE substr(name, 1, ${query.namePrefix.length}) = ${query.namePrefix}`
-      const jobs = yield* lookup(
-        query.jobIds,
-        (ids) => sql<{ id: string }>`SELECT id FROM jobs WHERE ${sql.in("id", ids)}`
-      )
-      return {
-        cells: new Map(cells.map((row) => [row.id, row.dir])),
-        cellNames: new Set([...names, ...prefixed].map((row) => row.name)),
-        jobIds: new Set(jobs.map((row) => row.id))
-      }
-    }, storageFailure("cannot read cells and jobs")),
-
-    importLegacy: Effect.fn("StateRepository.importLegacy")(function*(batch: LegacyImportBatch) {
-      const cells = yield* Effect.forEach(batch.cells, (cell) => encodeCell(cell))
-      const jobs = yield* Effect.forEach(batch.jobs, (job) => encodeJob(job))
-      const now = Date.now()
-      yield* sql.withTransaction(Effect.gen(function*() {
-        const [recorded] = yield* sql<{ id: number }>`INSERT INTO legacy_imports ${
-          sql.insert({ source: batch.source, at_ms: now, report_json: JSON.stringify(batch.report) })
-        } RETURNING id`
-        // Plain INSERTs: a row that exists already fails the whole import rather than being overwritten.
-        yield* inChunks(cells, (chunk) => sql`INSERT INTO cells ${sql.insert(chunk)}`)
-        yield* inChunks(jobs, (chunk) => sql`INSERT INTO jobs ${sql.insert(chunk)}`)
-        const events: Array<JournalEvent> = [
-          ...batch.events,
-          {
-            kind: "legacy_import",
-            cell_id: null,
-            job_id: null,
-            detail: { source: batch.source, import_id: recorded!.id, ...batch.summary }
-          }
-        ]
-        yield* inChunks(
-          events,
-          (chunk) => sql`INSERT INTO events ${sql.insert(chunk.map((event) => eventRow(event, now)))}`
+      takenIds: Effect.fn("StateRepository.takenIds")(function*(query) {
+        const cells = yield* lookup(
+          query.cellIds,
+          (ids) => sql<{ id: string; dir: string }>`SELECT id, dir FROM cells WHERE ${sql.in("id", ids)}`
         )
-        yield* inChunks(
-          batch.files,
-          (chunk) =>
-            sql`INSERT INTO legacy_import_files ${
-              sql.insert(chunk.map((file) => ({ source: batch.source, import_id: recorded!.id, ...file })))
-            } ON CONFLICT (source, path) DO UPDATE SET
+        const names = yield* lookup(
+          query.cellNames,
+          (chunk) => sql<{ name: string }>`SELECT name FROM cells WHERE ${sql.in("name", chunk)}`
+        )
+        const prefixed = yield* sql<
+          { name: string }
+        >`SELECT name FROM cells WHERE substr(name, 1, ${query.namePrefix.length}) = ${query.namePrefix}`
+        const jobs = yield* lookup(
+          query.jobIds,
+          (ids) => sql<{ id: string }>`SELECT id FROM jobs WHERE ${sql.in("id", ids)}`
+        )
+        return {
+          cells: new Map(cells.map((row) => [row.id, row.dir])),
+          cellNames: new Set([...names, ...prefixed].map((row) => row.name)),
+          jobIds: new Set(jobs.map((row) => row.id))
+        }
+      }, storageFailure("cannot read cells and jobs")),
+
+      importLegacy: Effect.fn("StateRepository.importLegacy")(function*(batch: LegacyImportBatch) {
+        const cells = yield* Effect.forEach(batch.cells, (cell) => encodeCell(cell))
+        const jobs = yield* Effect.forEach(batch.jobs, (job) => encodeJob(job))
+        const now = Date.now()
+        yield* sql.withTransaction(Effect.gen(function*() {
+          const [recorded] = yield* sql<{ id: number }>`INSERT INTO legacy_imports ${
+            sql.insert({ source: batch.source, at_ms: now, report_json: JSON.stringify(batch.report) })
+          } RETURNING id`
+          // Plain INSERTs: a row that exists already fails the whole import rather than being overwritten.
+          yield* inChunks(cells, (chunk) => sql`INSERT INTO cells ${sql.insert(chunk)}`)
+          yield* inChunks(jobs, (chunk) => sql`INSERT INTO jobs ${sql.insert(chunk)}`)
+          const events: Array<JournalEvent> = [
+            ...batch.events,
+            {
+              kind: "legacy_import",
+              cell_id: null,
+              job_id: null,
+              detail: { source: batch.source, import_id: recorded!.id, ...batch.summary }
+            }
+          ]
+          yield* inChunks(
+            events,
+            (chunk) => sql`INSERT INTO events ${sql.insert(chunk.map((event) => eventRow(event, now)))}`
+          )
+          yield* inChunks(
+            batch.files,
+            (chunk) =>
+              sql`INSERT INTO legacy_import_files ${
+                sql.insert(chunk.map((file) => ({ source: batch.source, import_id: recorded!.id, ...file })))
+              } ON CONFLICT (source, path) DO UPDATE SET
               import_id = excluded.import_id,
               record_id = excluded.record_id,
               outcome = excluded.outcome,
               reason = excluded.reason,
               fingerprint = excluded.fingerprint`
-        )
-      }))
-      yield* wake
-    }, storageFailure("cannot record the import of the prototype's state"))
+          )
+        }))
+        yield* wake
+      }, storageFailure("cannot record the import of the prototype's state"))
+    })
   })
-})
 
-/** The repository over an already provided SqlClient, after applying pending migrations. */
-const layerFromClient = Layer.effect(StateRepository, Effect.zipRight(runMigrations, make)).pipe(
-  Layer.provide(NodeContext.layer)
-)
+/** The repository over the provided SqlClient alone. */
+export const make = makeWith(null)
+
+/**
+ * The repository over an already provided SqlClient on `filename`, after applying pending migrations, with a
+ * direct connection to the same file for the statements of a job's start and end.
+ */
+const layerFromClient = (filename: string) =>
+  Layer.scoped(
+    StateRepository,
+    Effect.zipRight(runMigrations, Effect.flatMap(SqliteDirect.make(filename), (direct) => makeWith(direct)))
+  ).pipe(Layer.provide(NodeContext.layer))
 
 /** The repository on `filename` (WAL); closing the layer closes the database. */
-export const layer = (filename: string) => layerFromClient.pipe(Layer.provide(SqliteClient.layer({ filename })))
+export const layer = (filename: string) =>
+  layerFromClient(filename).pipe(Layer.provide(SqliteClient.layer({ filename })))
 
 /**
  * The repository on a private copy of the database at `filename` (and its

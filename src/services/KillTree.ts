@@ -96,7 +96,11 @@ const noneAlive = (tree: JobTree) =>
  * (pid + start time, or a descendant of such a process). Returns the pids
  * that had to be SIGKILLed.
  */
-export const killTree = Effect.fn("KillTree.killTree")(function*(tree: JobTree, options: KillTreeOptions) {
+export const killTree = (tree: JobTree, options: KillTreeOptions): Effect.Effect<Array<number>, never, ProcessProbe> =>
+  // The span Effect.fn would name, without the call-site stack it captures per call: this runs at every job's end.
+  sweepTree(tree, options).pipe(Effect.withSpan("KillTree.killTree", { captureStackTrace: false }))
+
+const sweepTree = Effect.fnUntraced(function*(tree: JobTree, options: KillTreeOptions) {
   if (options.markerJobId !== undefined) {
     const probe = yield* ProcessProbe
     for (const marked of yield* probe.markedBy(options.markerJobId)) tree.known.set(marked.pid, marked.startTime)

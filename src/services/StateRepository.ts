@@ -162,10 +162,15 @@ export interface StateRepositoryShape {
   readonly markJobRunning: (id: JobId, process: JobProcess) => Effect.Effect<void, StateError>
   /** Removes a job that never started (its process could not be spawned), journaling why. */
   readonly deleteStartingJob: (id: JobId, event: JournalEvent) => Effect.Effect<void, StateError>
+  /**
+   * `starting`/`running` → `exited`, journaled; only the first finish counts. Answers the stored record: `ended`
+   * (the record as this finish makes it) when this finish is the one stored, saving the read back, else the row.
+   */
   readonly finishJob: (
     id: JobId,
     finish: JobFinish,
-    event: JournalEvent
+    event: JournalEvent,
+    ended?: Job
   ) => Effect.Effect<Option.Option<Job>, StateError>
   readonly getJob: (id: JobId) => Effect.Effect<Option.Option<Job>, StateError>
   readonly listJobs: (cellId: CellId | null) => Effect.Effect<ReadonlyArray<Job>, StateError>

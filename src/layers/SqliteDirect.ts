@@ -1,0 +1,104 @@
+import { SqlError } from "@effect/sql/SqlError"
+import type { BetterSqlite3 } from "better-sqlite3"
+import Database from "better-sqlite3"
+import { Effect } from "effect"
+import type { Scope } from "effect"
+
+/**
+ * What a direct call did: `Done` with its answer, or `Unavailable` when the direct connection cannot take it now
+ * (another connection holds the database's write lock, or the connection could not be opened), in which case the
+ * caller runs the same statements through @effect/sql instead.
+ */
+export type DirectOutcome<A> =
+  | { readonly _tag: "Done"; readonly value: A }
+  | { readonly _tag: "Unavailable" }
+
+/** Prepares (once per text) a statement on the direct connection. */
+export type Prepare = (sql: string) => BetterSqlite3.Statement
+
+export interface SqliteDirect {
+  /** Runs `body` in one `BEGIN IMMEDIATE` transaction, synchronously: it commits, or rolls back and fails. */
+  readonly transaction: <A>(body: (prepare: Prepare) => A) => Effect.Effect<DirectOutcome<A>, SqlError>
+  /** Runs `body` outside a transaction (each write statement commits on its own). */
+  readonly run: <A>(body: (prepare: Prepare) => A) => Effect.Effect<DirectOutcome<A>, SqlError>
+}
+
+const UNAVAILABLE: DirectOutcome<never> = { _tag: "Unavailable" }
+
+/** SQLite's "someone else holds the lock": the other connection is inside a transaction. */
+const isBusy = (cause: unknown) => {
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"))
+}
+
+/**
+ * A second, synchronous connection to the state database for the statements of every job's start and end (the
+ * `starting` row, its pid, the audit row, the end, the cell lookup). Through @effect/sql each statement costs
+ * ~45 KB of allocation and a few hundred Effect steps (its span, the connection's semaphore, the prepared
+ * statement cache, the compiler): ~570 KB per job in all, one or two of the daemon's 1 MiB young-generation
+ * collections (docs/benchmarks.md, "50 starts"). Here they are plain better-sqlite3 calls (~210 KB with the
+ * repository's schemas and spans).
+ *
+ * Both connections write the same WAL database; this one never waits for the other: its busy timeout is 0 and
+ * its transactions run synchronously from BEGIN to COMMIT (no other code runs in between, so it never holds the
+ * lock across an await). When the other connection is inside a transaction (the migrator, an import, a cell
+ * removal…), the call answers `Unavailable` and the repository runs the same statements through @effect/sql,
+ * which queues behind that transaction. Opened on first use (the idle daemon does not carry it), with a small
+ * page cache (the hot statements touch the last pages of a few tables and indexes); closed with the repository.
+ * Its statement cache is bounded by the repository's fixed statement texts.
+ */
+export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let db: BetterSqlite3.Database | undefined
+    let failedToOpen = false
+    const statements = new Map<string, BetterSqlite3.Statement>()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        statements.clear()
+        db?.close()
+        db = undefined
+      })
+    )
+
+    const connection = (): BetterSqlite3.Database | undefined => {
+      if (db !== undefined || failedToOpen) return db
+      try {
+        const opened = new Database(filename)
+        opened.pragma("busy_timeout = 0")
+        opened.pragma("synchronous = NORMAL")
+        opened.pragma("foreign_keys = ON")
+        opened.pragma("cache_size = -256")
+        db = opened
+      } catch {
+        // The @effect/sql connection serves everything then; it reports the database's problems itself.
+        failedToOpen = true
+      }
+      return db
+    }
+
+    const prepare: Prepare = (sql) => {
+      let statement = statements.get(sql)
+      if (statement === undefined) {
+        statement = db!.prepare(sql)
+        statements.set(sql, statement)
+      }
+      return statement
+    }
+
+    const attempt = <A>(body: (connection: BetterSqlite3.Database) => A): Effect.Effect<DirectOutcome<A>, SqlError> =>
+      Effect.suspend((): Effect.Effect<DirectOutcome<A>, SqlError> => {
+        const open = connection()
+        if (open === undefined) return Effect.succeed(UNAVAILABLE)
+        try {
+          return Effect.succeed({ _tag: "Done", value: body(open) })
+        } catch (cause) {
+          if (isBusy(cause)) return Effect.succeed(UNAVAILABLE)
+          return Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
+        }
+      })
+
+    return {
+      transaction: (body) => attempt((open) => open.transaction(() => body(prepare)).immediate()),
+      run: (body) => attempt(() => body(prepare))
+    }
+  })
