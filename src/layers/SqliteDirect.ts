@@ -3,6 +3,7 @@ import type { BetterSqlite3 } from "better-sqlite3"
 import Database from "better-sqlite3"
 import { Effect } from "effect"
 import type { Scope } from "effect"
+import * as fs from "node:fs"
 
 /**
  * What a direct call did: `Done` with its answer, or `Unavailable` when the direct connection cannot take it now
@@ -46,24 +47,41 @@ const isBusy = (cause: unknown) => {
  * which queues behind that transaction. Opened on first use (the idle daemon does not carry it), with a small
  * page cache (the hot statements touch the last pages of a few tables and indexes); closed with the repository.
  * Its statement cache is bounded by the repository's fixed statement texts.
+ *
+ * It opens only the very file the other connection has open (the one there when this was made: same device
+ * and inode, checked before and after opening, never created): a state dir whose database was moved or replaced
+ * under the running daemon would otherwise get a new empty file, or job rows written to another database than
+ * the one every read sees. Then, and once the repository has closed, it answers `Unavailable` for good.
  */
 export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope.Scope> =>
   Effect.gen(function*() {
     let db: BetterSqlite3.Database | undefined
-    let failedToOpen = false
+    // Set when it cannot open (or may not: the file is another one now), and when the repository closed.
+    let unavailable = false
     const statements = new Map<string, BetterSqlite3.Statement>()
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        unavailable = true
         statements.clear()
         db?.close()
         db = undefined
       })
     )
 
+    const identity = (): string | undefined => {
+      const stat = fs.statSync(filename, { throwIfNoEntry: false })
+      return stat === undefined ? undefined : `${stat.dev}:${stat.ino}`
+    }
+    // The other connection's file: it has just run the migrations on it.
+    const expected = identity()
+
     const connection = (): BetterSqlite3.Database | undefined => {
-      if (db !== undefined || failedToOpen) return db
+      if (db !== undefined || unavailable) return db
+      let opened: BetterSqlite3.Database | undefined
       try {
-        const opened = new Database(filename)
+        if (expected === undefined || identity() !== expected) throw new Error("not the database the daemon opened")
+        opened = new Database(filename, { fileMustExist: true })
+        if (identity() !== expected) throw new Error("not the database the daemon opened")
         opened.pragma("busy_timeout = 0")
         opened.pragma("synchronous = NORMAL")
         opened.pragma("foreign_keys = ON")
@@ -71,7 +89,8 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
         db = opened
       } catch {
         // The @effect/sql connection serves everything then; it reports the database's problems itself.
-        failedToOpen = true
+        opened?.close()
+        unavailable = true
       }
       return db
     }

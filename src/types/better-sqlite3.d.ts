@@ -21,7 +21,7 @@ declare module "better-sqlite3" {
       close(): void
     }
   }
-  const Database: new(filename: string) => BetterSqlite3.Database
+  const Database: new(filename: string, options?: { readonly fileMustExist?: boolean }) => BetterSqlite3.Database
   export default Database
   export type { BetterSqlite3 }
 }

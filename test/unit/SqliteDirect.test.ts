@@ -150,4 +150,50 @@ describe("SqliteDirect: a job's statements on a second, synchronous connection",
       const refused = yield* Effect.either(direct.run((prepare) => prepare("SELECT * FROM no_such_table").all()))
       expect(refused._tag === "Left" && String(refused.left.cause)).toContain("no such table")
     }))
+
+  it.scoped("opens only the file the daemon has open: one moved away or replaced is never created or written", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* Effect.scoped(
+        Effect.provide(Effect.flatMap(StateRepository, (repo) => repo.insertCell(cell)), repoAndSql(file))
+      )
+      const count = (prepare: SqliteDirect.Prepare) =>
+        (prepare("SELECT COUNT(*) AS n FROM cells").get() as { readonly n: number }).n
+      // Moved away before the first job: no new empty database appears at the path.
+      const moved = yield* SqliteDirect.make(file)
+      fs.renameSync(file, `${file}.moved`)
+      expect(yield* moved.run(count)).toEqual({ _tag: "Unavailable" })
+      expect(fs.existsSync(file)).toBe(false)
+      // Another database put in its place: not the one every read sees, so not written either, for good.
+      fs.renameSync(`${file}.moved`, file)
+      const replaced = yield* SqliteDirect.make(file)
+      fs.renameSync(file, `${file}.old`)
+      const stranger = new Database(`${file}.new`)
+      stranger.prepare("CREATE TABLE cells (id TEXT)").run()
+      stranger.close()
+      fs.renameSync(`${file}.new`, file)
+      expect(yield* replaced.run(count)).toEqual({ _tag: "Unavailable" })
+      fs.renameSync(`${file}.old`, file)
+      expect(yield* replaced.run(count)).toEqual({ _tag: "Unavailable" })
+    }))
+
+  it.scoped("answers Unavailable once the repository has closed, without opening the file again", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* Effect.scoped(
+        Effect.provide(Effect.flatMap(StateRepository, (repo) => repo.insertCell(cell)), repoAndSql(file))
+      )
+      const direct = yield* Effect.scoped(SqliteDirect.make(file))
+      const fds = () =>
+        fs.readdirSync("/proc/self/fd").filter((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/self/fd/${fd}`) === file
+          } catch {
+            return false
+          }
+        }).length
+      const before = fds()
+      expect(yield* direct.run((prepare) => prepare("SELECT 1").get())).toEqual({ _tag: "Unavailable" })
+      expect(fds()).toBe(before)
+    }))
 })
