@@ -245,6 +245,13 @@ export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
     }
 
     const SELECT_JOB = "SELECT * FROM jobs WHERE id = ?"
+    // One text per hot statement, run on either connection (`?` parameters in this order).
+    const MARK_JOB_RUNNING =
+      "UPDATE jobs SET status = 'running', pid = ?, pid_start_time = ?, sandbox_json = ? WHERE id = ? AND status = 'starting'"
+    // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
+    const FINISH_JOB = `UPDATE jobs SET status = 'exited', exit_code = ?, signal = ?, termination_reason = ?,
+      finished_at_ms = ?, peak_rss_bytes = ?, cpu_ms = ?, limit_detail_json = ?
+      WHERE id = ? AND status IN ('starting', 'running') RETURNING id`
     const firstJob = (row: unknown) =>
       Effect.map(decodeJobs(row === undefined ? [] : [row]), (jobs) => Option.fromNullable(jobs[0]))
 
@@ -353,23 +360,14 @@ export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
 
       markJobRunning: (id, running: JobProcess) =>
         encodeSandbox(running.sandbox).pipe(
-          Effect.flatMap((sandbox) =>
-            preferDirect(
-              (direct) =>
-                direct.run((prepare) =>
-                  prepare(
-                    "UPDATE jobs SET status = 'running', pid = ?, pid_start_time = ?, sandbox_json = ? WHERE id = ? AND status = 'starting'"
-                  ).run(running.pid, running.pid_start_time, JSON.stringify(sandbox), id)
-                ),
+          Effect.flatMap((sandbox) => {
+            const params = [running.pid, running.pid_start_time, JSON.stringify(sandbox), id]
+            return preferDirect(
+              (direct) => direct.run((prepare) => prepare(MARK_JOB_RUNNING).run(...params)),
               () => Effect.void,
-              sql`UPDATE jobs SET
-              status = 'running',
-              pid = ${running.pid},
-              pid_start_time = ${running.pid_start_time},
-              sandbox_json = ${JSON.stringify(sandbox)}
-            WHERE id = ${id} AND status = 'starting'`.pipe(Effect.asVoid)
+              sql.unsafe(MARK_JOB_RUNNING, params)
             )
-          ),
+          }),
           Effect.asVoid,
           storageFailure("cannot record the job's process"),
           hotSpan("StateRepository.markJobRunning")
@@ -381,25 +379,21 @@ export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
         )
       }, storageFailure("cannot remove the job that did not start")),
 
-      finishJob: (id, finish: JobFinish, event, ended?: Job) =>
-        preferDirect(
+      finishJob: (id, finish: JobFinish, event, ended?: Job) => {
+        const params = [
+          finish.exit_code,
+          finish.signal,
+          finish.termination_reason,
+          finish.finished_at_ms,
+          finish.peak_rss_bytes ?? null,
+          finish.cpu_ms ?? null,
+          finish.limit_detail ? JSON.stringify(finish.limit_detail) : null,
+          id
+        ]
+        return preferDirect(
           (direct) =>
             direct.transaction((prepare) => {
-              // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
-              const updated = prepare(
-                `UPDATE jobs SET status = 'exited', exit_code = ?, signal = ?, termination_reason = ?, finished_at_ms = ?,
-                 peak_rss_bytes = ?, cpu_ms = ?, limit_detail_json = ?
-               WHERE id = ? AND status IN ('starting', 'running') RETURNING id`
-              ).all(
-                finish.exit_code,
-                finish.signal,
-                finish.termination_reason,
-                finish.finished_at_ms,
-                finish.peak_rss_bytes ?? null,
-                finish.cpu_ms ?? null,
-                finish.limit_detail ? JSON.stringify(finish.limit_detail) : null,
-                id
-              ).length > 0
+              const updated = prepare(FINISH_JOB).all(...params).length > 0
               if (updated) insertInto(prepare, "events", eventRow(event, Date.now()))
               return { updated, row: updated && ended !== undefined ? undefined : prepare(SELECT_JOB).get(id) }
             }),
@@ -410,23 +404,14 @@ export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
             ),
           sql.withTransaction(
             Effect.gen(function*() {
-              // Only the first finish counts: a kill racing the exit watcher must not overwrite it.
-              const updated = yield* sql`UPDATE jobs SET
-              status = 'exited',
-              exit_code = ${finish.exit_code},
-              signal = ${finish.signal},
-              termination_reason = ${finish.termination_reason},
-              finished_at_ms = ${finish.finished_at_ms},
-              peak_rss_bytes = ${finish.peak_rss_bytes ?? null},
-              cpu_ms = ${finish.cpu_ms ?? null},
-              limit_detail_json = ${finish.limit_detail ? JSON.stringify(finish.limit_detail) : null}
-            WHERE id = ${id} AND status IN ('starting', 'running') RETURNING id`
+              const updated = yield* sql.unsafe(FINISH_JOB, params)
               if (updated.length === 0) return yield* selectJob(id)
               yield* journal(event)
               return ended === undefined ? yield* selectJob(id) : Option.some(ended)
             })
           )
-        ).pipe(storageFailure("cannot record the job's end"), hotSpan("StateRepository.finishJob")),
+        ).pipe(storageFailure("cannot record the job's end"), hotSpan("StateRepository.finishJob"))
+      },
 
       getJob: (id) => selectJob(id).pipe(storageFailure("cannot read jobs"), Effect.withSpan("StateRepository.getJob")),
 

@@ -244,6 +244,26 @@ const headersOf = (fiber: Fiber.RuntimeFiber<any, any>, input: Headers.Input | u
   return Object.entries(headers)
 }
 
+/** A call's Request: its encoded payload, its span's trace ids (the daemon's span descends from it), its headers. */
+const requestMessage = (
+  fiber: Fiber.RuntimeFiber<any, any>,
+  codec: Codec,
+  id: string,
+  payload: unknown,
+  span: Tracer.Span | undefined,
+  opts: CallOptions | undefined
+): FromClientEncoded =>
+  ({
+    _tag: "Request",
+    id,
+    tag: codec.rpc._tag,
+    payload,
+    traceId: span?.traceId,
+    spanId: span?.spanId,
+    sampled: span?.sampled,
+    headers: headersOf(fiber, opts?.headers)
+  }) as FromClientEncoded
+
 /**
  * A client of `group` on the daemon's socket, connected by its first
  * request, closed with the scope it is made in (calls still waiting are
@@ -392,16 +412,7 @@ export const make = <Rpcs extends Rpc.Any>(
         }
         const span = tracing ? makeSpan(fiber, codec.spanName) : undefined
         const id = nextId()
-        const request: FromClientEncoded = {
-          _tag: "Request",
-          id,
-          tag: codec.rpc._tag,
-          payload: encoded,
-          traceId: span?.traceId,
-          spanId: span?.spanId,
-          sampled: span?.sampled,
-          headers: headersOf(fiber, opts?.headers)
-        } as FromClientEncoded
+        const request = requestMessage(fiber, codec, id, encoded, span, opts)
         if (opts?.discard === true) {
           send(request)
           if (span !== undefined) endSpan(fiber, span, Exit.void)
@@ -445,18 +456,7 @@ export const make = <Rpcs extends Rpc.Any>(
                 return mailbox
               }
               entries.set(id, { _tag: "Mailbox", codec, mailbox })
-              send(
-                {
-                  _tag: "Request",
-                  id,
-                  tag: codec.rpc._tag,
-                  payload: encoded.right,
-                  traceId: span?.traceId,
-                  spanId: span?.spanId,
-                  sampled: span?.sampled,
-                  headers: headersOf(fiber, opts?.headers)
-                } as FromClientEncoded
-              )
+              send(requestMessage(fiber, codec, id, encoded.right, span, opts))
               return mailbox
             })()
           ))
