@@ -29,24 +29,89 @@ export const parseProcStat = (
   pageSize = PAGE_SIZE,
   clockTicks = CLOCK_TICKS
 ): ProcessEntry | undefined => {
-  const open = text.indexOf("(")
-  const close = text.lastIndexOf(")")
-  if (open < 0 || close < 0) return undefined
-  const pid = Number(text.slice(0, open).trim())
-  const fields = text.slice(close + 2).split(" ")
-  // fields[0] is field 3 (state); starttime is field 22.
-  const state = fields[0]
-  const ppid = Number(fields[1])
-  const pgid = Number(fields[2])
-  const startTime = fields[19]
-  if (!Number.isInteger(pid) || state === undefined || startTime === undefined) return undefined
-  const ticks = Number(fields[11]) + Number(fields[12])
-  const pages = Number(fields[21])
+  const bytes = Buffer.from(text, "latin1")
+  return parseProcStatBytes(bytes, bytes.length, pageSize, clockTicks)
+}
+
+const SPACE = 0x20
+const DIGIT_0 = 0x30
+const OPEN_PAREN = 0x28
+const CLOSE_PAREN = 0x29
+const NEWLINE = 0x0a
+
+/** Fields counted from the one after the command name (field 3, the state), as the kernel numbers them minus 3. */
+const STAT_PPID = 1
+const STAT_PGID = 2
+const STAT_UTIME = 11
+const STAT_STIME = 12
+const STAT_STARTTIME = 19
+const STAT_RSS = 21
+
+/**
+ * `parseProcStat` on the bytes as read, without making a string per field:
+ * the monitor parses every process's stat line each tick (hundreds of lines a
+ * second with many jobs), and splitting each line into ~50 strings made most
+ * of the daemon's garbage while jobs merely ran. Only the start time becomes
+ * a string (it is the process's identity).
+ */
+export const parseProcStatBytes = (
+  bytes: Buffer,
+  length: number,
+  pageSize = PAGE_SIZE,
+  clockTicks = CLOCK_TICKS
+): ProcessEntry | undefined => {
+  const open = bytes.indexOf(OPEN_PAREN)
+  const close = bytes.lastIndexOf(CLOSE_PAREN, length - 1)
+  if (open < 0 || close < open || close + 2 >= length) return undefined
+  let pid = 0
+  let digits = 0
+  for (let at = 0; at < open; at++) {
+    const byte = bytes[at]!
+    if (byte === SPACE) continue
+    const digit = byte - DIGIT_0
+    if (digit < 0 || digit > 9) return undefined
+    pid = pid * 10 + digit
+    digits++
+  }
+  if (digits === 0) return undefined
+  const state = bytes[close + 2]!
+  let ppid = NaN
+  let pgid = NaN
+  let utime = NaN
+  let stime = NaN
+  let pages = NaN
+  let startTime: string | undefined
+  let field = 0
+  let start = close + 2
+  for (let at = start; at <= length && field <= STAT_RSS; at++) {
+    if (at < length && bytes[at] !== SPACE && bytes[at] !== NEWLINE) continue
+    if (field === STAT_STARTTIME) startTime = bytes.toString("latin1", start, at)
+    else if (field === STAT_PPID || field === STAT_PGID || field === STAT_UTIME || field === STAT_STIME || field === STAT_RSS) {
+      let value = at > start ? 0 : NaN
+      for (let digit = start; digit < at; digit++) {
+        const byte = bytes[digit]! - DIGIT_0
+        if (byte < 0 || byte > 9) {
+          value = NaN
+          break
+        }
+        value = value * 10 + byte
+      }
+      if (field === STAT_PPID) ppid = value
+      else if (field === STAT_PGID) pgid = value
+      else if (field === STAT_UTIME) utime = value
+      else if (field === STAT_STIME) stime = value
+      else pages = value
+    }
+    field++
+    start = at + 1
+  }
+  if (startTime === undefined) return undefined
+  const ticks = utime + stime
   return {
     pid,
     ppid,
     pgid,
-    zombie: state === "Z" || state === "X",
+    zombie: state === 0x5a /* Z */ || state === 0x58 /* X */,
     startTime,
     rssBytes: Number.isFinite(pages) ? pages * pageSize : 0,
     cpuMs: Number.isFinite(ticks) ? Math.round((ticks * 1000) / clockTicks) : 0
@@ -60,7 +125,8 @@ export const parseProcStat = (
  */
 const readProcEntry = (pid: number | string): ProcessEntry | undefined => {
   try {
-    return parseProcStat(readProcFile(`/proc/${pid}/stat`, statBuffer).toString("latin1"))
+    const bytes = readProcFile(`/proc/${pid}/stat`, statBuffer)
+    return parseProcStatBytes(bytes, bytes.length)
   } catch {
     return undefined
   }
@@ -210,11 +276,18 @@ const makeMarkerScan = () => {
 const markerScan = makeMarkerScan()
 
 const linux = ProcessProbe.of({
-  snapshot: Effect.sync(() =>
-    procPids()
-      .map(readProcEntry)
-      .filter((entry): entry is ProcessEntry => entry !== undefined)
-  ).pipe(Effect.withSpan("ProcessProbe.snapshot")),
+  snapshot: Effect.sync(() => {
+    // The kernel's threads are never a job's and are most of a quiet machine's table: one read of
+    // kthreadd's children spares a stat read of each, every monitor tick.
+    const kernel = kernelThreads()
+    const entries: Array<ProcessEntry> = []
+    for (const pid of procPids()) {
+      if (kernel.has(pid)) continue
+      const entry = readProcEntry(pid)
+      if (entry !== undefined) entries.push(entry)
+    }
+    return entries
+  }).pipe(Effect.withSpan("ProcessProbe.snapshot", { captureStackTrace: false })),
   entry: (pid) => Effect.sync(() => readProcEntry(pid)),
   markedBy: (jobId) =>
     markerScan(jobId).pipe(

@@ -55,7 +55,7 @@ export const usageOf = (
     log_bytes: logBytes,
     elapsed_ms: Math.max(0, now - job.started_at_ms),
     peak_rss_bytes: Math.max(tree.rssBytes, previous?.peak_rss_bytes ?? 0)
-  })
+  }, true) // unchecked: plain numbers computed here, made for every running job at every tick
 }
 
 const REASON: Record<Exclude<LimitName, "timeout_ms">, LimitReason> = {

@@ -9,13 +9,14 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import type { LimitReason } from "../services/JobSupervisor.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { fromStored } from "../services/Limits.js"
-import { ProcessProbe, sumUsage, treeView } from "../services/ProcessProbe.js"
+import { indexSnapshot, ProcessProbe, sumUsage, treeView } from "../services/ProcessProbe.js"
 import type { MonitorStats } from "./LimitMonitor.js"
 import { breachOf, LimitMonitor, usageOf } from "./LimitMonitor.js"
 
 const fileSize = (file: string) => {
   try {
-    return fs.statSync(file).size
+    // No exception for a missing file: each tick asks for every running job's two logs.
+    return fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
   } catch {
     return 0
   }
@@ -79,7 +80,7 @@ export const make = Effect.gen(function*() {
         // each tree's members as they are seen, so an unsandboxed child that
         // later leaves its group (setsid) and loses its parent is still known
         // to the kill: this tick is that tracker too.
-        const snapshot = yield* probe.snapshot
+        const snapshot = indexSnapshot(yield* probe.snapshot)
         const now = yield* Clock.currentTimeMillis
         for (const entry of entries) {
           const files = jobFiles(paths, entry.job.id)

@@ -86,48 +86,79 @@ export interface TreeView {
 }
 
 /**
+ * A snapshot indexed by pid, parent and group, so that finding one job's
+ * tree costs its members, not the whole process table: the monitor looks up
+ * every running job's tree in the same snapshot each tick.
+ */
+export interface SnapshotIndex {
+  readonly byPid: ReadonlyMap<number, ProcessEntry>
+  readonly byParent: ReadonlyMap<number, ReadonlyArray<ProcessEntry>>
+  readonly byGroup: ReadonlyMap<number, ReadonlyArray<ProcessEntry>>
+}
+
+const push = (map: Map<number, Array<ProcessEntry>>, key: number, entry: ProcessEntry) => {
+  const list = map.get(key)
+  if (list) list.push(entry)
+  else map.set(key, [entry])
+}
+
+export const indexSnapshot = (snapshot: ReadonlyArray<ProcessEntry>): SnapshotIndex => {
+  const byPid = new Map<number, ProcessEntry>()
+  const byParent = new Map<number, Array<ProcessEntry>>()
+  const byGroup = new Map<number, Array<ProcessEntry>>()
+  for (const entry of snapshot) {
+    byPid.set(entry.pid, entry)
+    push(byParent, entry.ppid, entry)
+    push(byGroup, entry.pgid, entry)
+  }
+  return { byPid, byParent, byGroup }
+}
+
+/**
  * The live members of a job's tree: its process group (which outlives the
  * leader) plus every descendant of a known member, which catches children
  * that moved to a group or session of their own while their parent lived.
  * Identity comes first: the leader counts only while it is the recorded
  * process (pid + start time), a known member only while its start time is
  * the one seen, so a reused pid is never taken for the job.
- * Adds what it finds to `known`, so a member orphaned later is still found.
+ * Adds what it finds to `known`, so a member orphaned later is still found,
+ * and drops from it the members that have gone.
  */
-export const treeView = (snapshot: ReadonlyArray<ProcessEntry>, tree: JobTree): TreeView => {
+export const treeView = (
+  snapshot: ReadonlyArray<ProcessEntry> | SnapshotIndex,
+  tree: JobTree
+): TreeView => {
+  const index = Array.isArray(snapshot) ? indexSnapshot(snapshot) : snapshot as SnapshotIndex
   const { known, leaderPid, leaderStartTime } = tree
-  const byParent = new Map<number, Array<ProcessEntry>>()
-  let leader: ProcessEntry | undefined
-  for (const entry of snapshot) {
-    if (entry.pid === leaderPid) leader = entry
-    const siblings = byParent.get(entry.ppid)
-    if (siblings) siblings.push(entry)
-    else byParent.set(entry.ppid, [entry])
-  }
+  const leader = index.byPid.get(leaderPid)
   const leaderIsJobs = leader !== undefined && (leaderStartTime === null || leader.startTime === leaderStartTime)
   const groupIsJobs = leader === undefined || leaderIsJobs
   const members = new Map<number, ProcessEntry>()
   const queue: Array<number> = []
-  for (const entry of snapshot) {
-    const isMember = (entry.pid === leaderPid && leaderIsJobs) ||
-      (entry.pgid === leaderPid && groupIsJobs) ||
-      known.get(entry.pid) === entry.startTime
-    if (isMember) {
-      members.set(entry.pid, entry)
-      queue.push(entry.pid)
-    }
+  const add = (entry: ProcessEntry) => {
+    if (members.has(entry.pid)) return
+    members.set(entry.pid, entry)
+    queue.push(entry.pid)
+  }
+  if (leaderIsJobs) add(leader!)
+  if (groupIsJobs) for (const entry of index.byGroup.get(leaderPid) ?? []) add(entry)
+  for (const [pid, startTime] of known) {
+    const entry = index.byPid.get(pid)
+    // A member gone from the table never comes back (a reused pid has another start time): forget it, so a job
+    // that forks for hours does not make every later look longer.
+    if (entry !== undefined && entry.startTime === startTime) add(entry)
+    else known.delete(pid)
   }
   while (queue.length > 0) {
     const pid = queue.pop()!
-    for (const child of byParent.get(pid) ?? []) {
-      if (!members.has(child.pid)) {
-        members.set(child.pid, child)
-        queue.push(child.pid)
-      }
-    }
+    for (const child of index.byParent.get(pid) ?? []) add(child)
   }
-  for (const member of members.values()) known.set(member.pid, member.startTime)
-  return { members: [...members.values()].filter((entry) => !entry.zombie), groupIsJobs }
+  const live: Array<ProcessEntry> = []
+  for (const member of members.values()) {
+    known.set(member.pid, member.startTime)
+    if (!member.zombie) live.push(member)
+  }
+  return { members: live, groupIsJobs }
 }
 
 /** The live members of a job's tree; see `treeView`. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { parseProcStat, parsePsLine } from "../../src/layers/ProcessProbeLive.js"
 import type { ProcessEntry } from "../../src/services/ProcessProbe.js"
 import type { JobTree } from "../../src/services/ProcessProbe.js"
-import { isRunning, treeMembers, treeView } from "../../src/services/ProcessProbe.js"
+import { indexSnapshot, isRunning, treeMembers, treeView } from "../../src/services/ProcessProbe.js"
 
 const tree = (leaderPid: number, leaderStartTime: string): JobTree => ({ leaderPid, leaderStartTime, known: new Map() })
 
@@ -76,6 +76,15 @@ describe("treeMembers", () => {
     // The leader died: 102 was re-parented to init and is in its own group.
     const later = treeMembers([entry(1, 0, 1), entry(102, 1, 102)], job)
     expect(later.map((m) => m.pid)).toEqual([102])
+  })
+
+  it("forgets members that have gone, and finds the same tree from an indexed snapshot", () => {
+    const job = tree(100, "1000")
+    treeMembers([entry(100, 1, 100), entry(101, 100, 100), entry(102, 100, 102)], job)
+    expect([...job.known.keys()].sort()).toEqual([100, 101, 102])
+    const index = indexSnapshot([entry(1, 0, 1), entry(100, 1, 100), entry(102, 100, 102), entry(103, 102, 102)])
+    expect(treeView(index, job).members.map((m) => m.pid).sort()).toEqual([100, 102, 103])
+    expect([...job.known.keys()].sort()).toEqual([100, 102, 103])
   })
 
   it("never takes a reused pid for a member it knew", () => {
