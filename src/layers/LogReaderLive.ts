@@ -10,6 +10,7 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import type { LogReadRequest } from "../services/LogReader.js"
 import { logFileName, LogReader, MARK_INTERVAL_MS, MARK_RECORD_BYTES, marksFileName } from "../services/LogReader.js"
+import { LogGrowth } from "./LogGrowth.js"
 
 /** How often a follower re-checks the file even without a change event (e.g. on file systems without inotify). */
 const FALLBACK_POLL_MS = 250
@@ -117,22 +118,47 @@ export const make = Effect.gen(function*() {
     }
   }
 
-  /** Samples every running job's logs; a job gone since the last tick gets a final sample, then is forgotten. */
-  let sampledLastTick = new Set<JobId>()
+  /**
+   * Samples the logs of every running job that may have grown (LogGrowth); a
+   * job gone since the last tick gets a final sample of both logs, then is
+   * forgotten.
+   */
+  const watched = new Map<JobId, ReadonlyArray<readonly [LogStream, LogGrowth]>>()
   const sample = Effect.gen(function*() {
     const now = yield* Clock.currentTimeMillis
     const running = yield* registry.all
     const current = new Set<JobId>()
-    for (const entry of running) current.add(entry.job.id)
-    for (const jobId of [...current, ...[...sampledLastTick].filter((id) => !current.has(id))]) {
-      for (const stream of STREAMS) {
-        const size = fileSize(path.join(logsDir, logFileName(jobId, stream)))
+    for (const entry of running) {
+      const jobId = entry.job.id
+      current.add(jobId)
+      let logs = watched.get(jobId)
+      if (logs === undefined) {
+        logs = STREAMS.map((stream) => [stream, new LogGrowth(path.join(logsDir, logFileName(jobId, stream)))] as const)
+        watched.set(jobId, logs)
+      }
+      for (const [stream, log] of logs) {
+        if (!log.mayHaveGrown()) continue
+        const size = fileSize(log.file)
         if (size > 0) observe(jobId, stream, size, now)
-        if (!current.has(jobId)) marked.delete(`${jobId}.${stream}`)
       }
     }
-    sampledLastTick = current
+    for (const [jobId, logs] of watched) {
+      if (current.has(jobId)) continue
+      for (const [stream, log] of logs) {
+        log.close()
+        const size = fileSize(log.file)
+        if (size > 0) observe(jobId, stream, size, now)
+        marked.delete(`${jobId}.${stream}`)
+      }
+      watched.delete(jobId)
+    }
   })
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const logs of watched.values()) for (const [, log] of logs) log.close()
+      watched.clear()
+    })
+  )
   yield* sample.pipe(
     Effect.catchAllCause((cause) => Effect.logWarning("log marks sample failed", cause)),
     Effect.repeat(Schedule.spaced(MARK_INTERVAL_MS)),

@@ -86,7 +86,9 @@ export const parseProcStatBytes = (
   for (let at = start; at <= length && field <= STAT_RSS; at++) {
     if (at < length && bytes[at] !== SPACE && bytes[at] !== NEWLINE) continue
     if (field === STAT_STARTTIME) startTime = bytes.toString("latin1", start, at)
-    else if (field === STAT_PPID || field === STAT_PGID || field === STAT_UTIME || field === STAT_STIME || field === STAT_RSS) {
+    else if (
+      field === STAT_PPID || field === STAT_PGID || field === STAT_UTIME || field === STAT_STIME || field === STAT_RSS
+    ) {
       let value = at > start ? 0 : NaN
       for (let digit = start; digit < at; digit++) {
         const byte = bytes[digit]! - DIGIT_0
@@ -111,7 +113,7 @@ export const parseProcStatBytes = (
     pid,
     ppid,
     pgid,
-    zombie: state === 0x5a /* Z */ || state === 0x58 /* X */,
+    zombie: state === 0x5a /* Z */ || state === 0x58, /* X */
     startTime,
     rssBytes: Number.isFinite(pages) ? pages * pageSize : 0,
     cpuMs: Number.isFinite(ticks) ? Math.round((ticks * 1000) / clockTicks) : 0

@@ -141,7 +141,7 @@ export const treeView = (
     queue.push(entry.pid)
   }
   if (leaderIsJobs) add(leader!)
-  if (groupIsJobs) for (const entry of index.byGroup.get(leaderPid) ?? []) add(entry)
+  if (groupIsJobs) { for (const entry of index.byGroup.get(leaderPid) ?? []) add(entry) }
   for (const [pid, startTime] of known) {
     const entry = index.byPid.get(pid)
     // A member gone from the table never comes back (a reused pid has another start time): forget it, so a job
