@@ -1,5 +1,6 @@
 import type { SuccessValue } from "@effect/rpc/RpcMiddleware"
 import { Cause, Clock, Context, Effect, Exit, FiberRef, Layer, Option, Schema } from "effect"
+import { constUndefined } from "effect/Function"
 import { Unauthorized } from "../rpc/Errors.js"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Caller, CallerMiddleware, type CallerShape, type Role } from "../rpc/Middleware.js"
@@ -7,6 +8,7 @@ import { actionOf, atLeast, decide, describeUid, roleOf } from "../services/Auth
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { JournalEvent } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { ConnectionContext } from "./ConnectionContext.js"
 import { FiberTree } from "./FiberTree.js"
 import type { PeerCredentials } from "./PeerCredentials.js"
 import { PeerRegistry } from "./PeerSocketProtocol.js"
@@ -88,8 +90,11 @@ const recordError = (
         }))
   )
 
-export const layer = Layer.effect(
-  CallerMiddleware,
+/**
+ * The CallerMiddleware, and the Caller of each connection for the RPC server to put in its requests'
+ * context once (ConnectionContext); the middleware still decides every request.
+ */
+export const layer = Layer.effectContext(
   Effect.gen(function*() {
     const config = yield* DaemonConfig
     const peers = yield* PeerRegistry
@@ -170,9 +175,17 @@ export const layer = Layer.effect(
       return entry
     }
 
+    /** A connection's Caller, for the server to put in its requests' context (none while its peer is unknown). */
+    const connectionContext = ConnectionContext.of({
+      forClient: (clientId) => {
+        const peer = peers.get(clientId)
+        return peer === undefined ? Context.empty() : Context.make(Caller, knownPeer(peer).caller)
+      }
+    })
+
     // Every request goes through here: plain functions and one fiber-runtime step rather than a generator,
     // `provideService` and `locally` (each a context or FiberRef copy inside an acquire/use/release).
-    return CallerMiddleware.of(({ clientId, next, payload, rpc }) => {
+    const middleware = CallerMiddleware.of(({ clientId, next, payload, rpc }) => {
       const peer = peers.get(clientId)
       if (peer === undefined) {
         return Effect.fail(new Unauthorized({ message: "this connection's peer credentials are unknown: reconnect" }))
@@ -197,6 +210,7 @@ export const layer = Layer.effect(
         }
       }
       const labels = requestLabels(rpc._tag, peer, facts, payload)
+      const handler = next as Effect.Effect<SuccessValue, Unauthorized>
       const served = Effect.withFiberRuntime<SuccessValue, Unauthorized>((fiber) => {
         const span = fiber.currentSpan
         if (span?._tag === "Span") {
@@ -204,11 +218,13 @@ export const layer = Layer.effect(
           span.attribute("planter.caller.role", role ?? "none")
         }
         fiberTree?.label(fiber, labels)
-        // This fiber serves this request only: the Caller can stay in its context until it ends, set once
-        // rather than provided (which restores the context afterwards), so `next` has it.
+        // The server put this connection's Caller in the fiber's context (ConnectionContext): nothing to add.
+        if (Context.getOrElse(fiber.currentContext, Caller, constUndefined) === caller) return handler
+        // Else: this fiber serves this request only, so the Caller can stay in its context until it ends, set
+        // once rather than provided (which restores the context afterwards), so `next` has it.
         return Effect.zipRight(
           FiberRef.update(FiberRef.currentContext, (context) => Context.add(context, Caller, caller)),
-          next as Effect.Effect<SuccessValue, Unauthorized>
+          handler
         )
       })
       const after = (exit: Exit.Exit<SuccessValue, Unauthorized>) =>
@@ -220,5 +236,6 @@ export const layer = Layer.effect(
         onSuccess: (value) => after(Exit.succeed(value))
       })
     })
+    return Context.make(CallerMiddleware, middleware).pipe(Context.add(ConnectionContext, connectionContext))
   })
 )

@@ -56,12 +56,13 @@ import {
 } from "effect"
 import * as DefaultServices from "effect/DefaultServices"
 import { constTrue, constVoid } from "effect/Function"
+import { ConnectionContext } from "./ConnectionContext.js"
 import { RequestDispatch } from "./RequestDispatch.js"
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- handlers, payloads and schemas are those of any RPC of the group, as in @effect/rpc's own server */
 
 interface Schemas {
-  /** Undefined: the payload is `Schema.Unknown`, taken as it came. */
+  /** Undefined: the payload is `Schema.Unknown` or `Schema.Void`, taken as it came. */
   readonly decode: ((u: unknown) => Either.Either<unknown, ParseResult.ParseError>) | undefined
   readonly encodeChunk: (u: unknown) => Either.Either<unknown, ParseResult.ParseError>
   readonly encodeExit: (u: unknown) => Either.Either<unknown, ParseResult.ParseError>
@@ -76,7 +77,12 @@ interface Client {
   readonly schemas: Map<RequestId, Schemas>
   /** The request fiber's base context per RPC handler, for the connection context it was merged with. */
   contexts:
-    | { readonly base: Context.Context<never>; readonly byHandler: Map<unknown, Context.Context<never>> }
+    | {
+      readonly base: Context.Context<never>
+      readonly byHandler: Map<unknown, Context.Context<never>>
+      /** ConnectionContext's services for this client. */
+      readonly extra: Context.Context<never> | undefined
+    }
     | undefined
   ended: boolean
 }
@@ -104,7 +110,9 @@ interface Origin {
   readonly fiberRefs: FiberRefs.FiberRefs
 }
 
-const isUnknownSchema = (schema: Schema.Schema.All) => schema.ast._tag === "UnknownKeyword"
+/** Payloads taken as they came: decoding with `Schema.Unknown` or `Schema.Void` answers the input itself. */
+const isTakenAsIs = (schema: Schema.Schema.All) =>
+  schema.ast._tag === "UnknownKeyword" || schema.ast._tag === "VoidKeyword"
 
 const formatDefect = (cause: Cause.Cause<unknown>) =>
   Cause.squash(
@@ -142,6 +150,7 @@ export const make = <Rpcs extends Rpc.Any>(
   Effect.gen(function*() {
     const protocol = yield* Protocol
     const dispatch = yield* Effect.serviceOption(RequestDispatch)
+    const connectionContext = Option.getOrUndefined(yield* Effect.serviceOption(ConnectionContext))
     const enableTracing = options.disableTracing !== true
     const enableSpanPropagation = protocol.supportsSpanPropagation
     const supportsAck = protocol.supportsAck
@@ -162,7 +171,7 @@ export const make = <Rpcs extends Rpc.Any>(
       if (schemas === undefined) {
         const streamSchemas = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
         schemas = {
-          decode: isUnknownSchema(rpc.payloadSchema)
+          decode: isTakenAsIs(rpc.payloadSchema)
             ? undefined
             : Schema.decodeUnknownEither(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
           encodeChunk: Schema.encodeUnknownEither(
@@ -337,14 +346,22 @@ export const make = <Rpcs extends Rpc.Any>(
       return Stream.runForEachChunk(stream as Stream.Stream<unknown, any>, writeChunk)
     }
 
-    /** The request fiber's context before its span: the handler's merged with the connection's, once per pair. */
+    /**
+     * The request fiber's context before its span: the handler's merged with the connection's (and what
+     * ConnectionContext adds for this client), once per pair.
+     */
     const baseContext = (client: Client, entry: Rpc.Handler<string>, connection: Context.Context<never>) => {
       if (client.contexts === undefined || client.contexts.base !== connection) {
-        client.contexts = { base: connection, byHandler: new Map() }
+        client.contexts = {
+          base: connection,
+          byHandler: new Map(),
+          extra: connectionContext === undefined ? undefined : connectionContext.forClient(client.id)
+        }
       }
       let merged = client.contexts.byHandler.get(entry)
       if (merged === undefined) {
         merged = Context.merge(entry.context, connection)
+        if (client.contexts.extra !== undefined) merged = Context.merge(merged, client.contexts.extra)
         client.contexts.byHandler.set(entry, merged)
       }
       return merged
