@@ -84,7 +84,24 @@ interface Client {
       readonly extra: Context.Context<never> | undefined
     }
     | undefined
+  /** What the request spans take from the connection's runtime, for the origin it was read from. */
+  spans: SpanSetup | undefined
   ended: boolean
+}
+
+/**
+ * What every request span of a connection takes from the runtime requests are forked from: read once per
+ * connection (its FiberRefs and context do not change) rather than looked up six times per request.
+ */
+interface SpanSetup {
+  readonly origin: Origin
+  /** False: tracing is off for the connection (Effect.withTracerEnabled(false)): no span. */
+  readonly enabled: boolean
+  readonly tracer: Tracer.Tracer
+  readonly timing: boolean
+  readonly annotations: HashMap.HashMap<string, unknown>
+  /** The span links of the connection's fiber, then one to the connection's span. */
+  readonly links: ReadonlyArray<Tracer.SpanLink>
 }
 
 interface RequestMessage {
@@ -414,7 +431,7 @@ export const make = <Rpcs extends Rpc.Any>(
       const base = baseContext(client, entry, origin.context)
       let span: Tracer.Span | undefined
       if (enableTracing) {
-        span = makeSpan(origin, base, request)
+        span = makeSpan(client, origin, base, request)
       }
       const runtime = Runtime.make({
         context: span === undefined ? base : Context.add(base, Tracer.ParentSpan, span),
@@ -447,14 +464,14 @@ export const make = <Rpcs extends Rpc.Any>(
      * connection's span.
      */
     const makeSpan = (
+      client: Client,
       origin: Origin,
       base: Context.Context<never>,
       request: RequestMessage
     ): Tracer.Span | undefined => {
-      const ref = <A>(fiberRef: FiberRef.FiberRef<A>) => FiberRefs.getOrDefault(origin.fiberRefs, fiberRef)
-      const connectionSpan = origin.context.unsafeMap.get(Tracer.ParentSpan.key) as
-        | Tracer.AnySpan
-        | undefined
+      const setup = spanSetup(client, origin)
+      // Tracing turned off for this fiber (Effect.withTracerEnabled(false)): no span, as no child span either.
+      if (!setup.enabled) return undefined
       const propagated = enableSpanPropagation && request.spanId !== undefined && request.traceId !== undefined
         ? Tracer.externalSpan({
           traceId: request.traceId,
@@ -465,28 +482,46 @@ export const make = <Rpcs extends Rpc.Any>(
       const parent: Option.Option<Tracer.AnySpan> = propagated !== undefined
         ? Option.some(propagated)
         : Context.getOption(base, Tracer.ParentSpan)
-      const name = `${spanPrefix}.${request.tag}`
-      // Tracing turned off for this fiber (Effect.withTracerEnabled(false)): no span, as no child span either.
-      if (!ref(FiberRef.currentTracerEnabled)) return undefined
+      const span = setup.tracer.span(
+        `${spanPrefix}.${request.tag}`,
+        parent,
+        Context.empty(),
+        // A copy: a span may add links to its own.
+        setup.links.slice(),
+        setup.timing ? clock.unsafeCurrentTimeNanos() : BigInt(0),
+        "internal"
+      )
+      if (HashMap.size(setup.annotations) > 0) {
+        for (const [key, value] of HashMap.toEntries(setup.annotations)) span.attribute(key, value)
+      }
+      span.attribute("requestId", String(request.id))
+      return span
+    }
+
+    const spanSetup = (client: Client, origin: Origin): SpanSetup => {
+      const known = client.spans
+      if (
+        known !== undefined && known.origin.fiberRefs === origin.fiberRefs && known.origin.context === origin.context
+      ) {
+        return known
+      }
+      const ref = <A>(fiberRef: FiberRef.FiberRef<A>) => FiberRefs.getOrDefault(origin.fiberRefs, fiberRef)
+      const connectionSpan = origin.context.unsafeMap.get(Tracer.ParentSpan.key) as Tracer.AnySpan | undefined
       const linksFromEnv = ref(FiberRef.currentTracerSpanLinks)
       const links: Array<Tracer.SpanLink> = Chunk.isEmpty(linksFromEnv) ? [] : [...linksFromEnv]
       if (enableSpanPropagation && connectionSpan !== undefined) {
         links.push({ _tag: "SpanLink", span: connectionSpan, attributes: {} })
       }
-      const span = Context.get(ref(DefaultServices.currentServices), Tracer.Tracer).span(
-        name,
-        parent,
-        Context.empty(),
-        links,
-        ref(FiberRef.currentTracerTimingEnabled) ? clock.unsafeCurrentTimeNanos() : BigInt(0),
-        "internal"
-      )
-      const annotations = ref(FiberRef.currentTracerSpanAnnotations)
-      if (HashMap.size(annotations) > 0) {
-        for (const [key, value] of HashMap.toEntries(annotations)) span.attribute(key, value)
+      const setup: SpanSetup = {
+        origin,
+        enabled: ref(FiberRef.currentTracerEnabled),
+        tracer: Context.get(ref(DefaultServices.currentServices), Tracer.Tracer),
+        timing: ref(FiberRef.currentTracerTimingEnabled),
+        annotations: ref(FiberRef.currentTracerSpanAnnotations),
+        links
       }
-      span.attribute("requestId", String(request.id))
-      return span
+      client.spans = setup
+      return setup
     }
 
     const write = (clientId: number, message: FromClient): Effect.Effect<void> =>
@@ -551,6 +586,7 @@ export const make = <Rpcs extends Rpc.Any>(
           fibers: new Map(),
           schemas: new Map(),
           contexts: undefined,
+          spans: undefined,
           ended: false
         }
         clients.set(clientId, client)
