@@ -202,7 +202,8 @@ export const make = (options: {
         send: (clientId, response) => {
           const client = clients.get(clientId)
           if (!client) return Effect.void
-          return Effect.orDie(client.write(response))
+          // Cannot fail: an answer that does not encode is written as a defect, and a failed write ends the connection.
+          return client.write(response)
         },
         end: (_clientId) => Effect.void,
         clientIds: Effect.sync(() => clientIds),
