@@ -114,12 +114,13 @@ export const make = (options: {
          * freed, and what waited for it let go, by the write's callback.
          */
         const writeEncoded = (response: FromServerEncoded, encoded: Uint8Array) =>
-          Effect.sync(() => {
-            if (net.destroyed) return release(gate.written(response, net.writableLength))
+          Effect.suspend(() => {
+            if (net.destroyed) return dispatch(gate.written(response, net.writableLength))
             // A failed write means the connection is going away; its scope ends everything.
             net.write(encoded, () => release(gate.written(response, net.writableLength)))
             // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
             gate.queuedBytes(net.writableLength)
+            return Effect.void
           })
         const write = (response: FromServerEncoded) => {
           try {
