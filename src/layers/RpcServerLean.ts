@@ -13,7 +13,8 @@
  *   its acquire/use/release per request, twice); the wire group's
  *   `Schema.Unknown` payloads are not decoded at all (the handlers do it);
  * - the request fiber's context (the handler's merged with the
- *   connection's) is built once per connection and RPC, not per request;
+ *   connection's, and with what ConnectionContext gives that connection:
+ *   its Caller) is built once per connection and RPC, not per request;
  * - the request's span is made before its fiber and put in the fiber's
  *   first context (no `withSpan`: its `provideService` copies the context
  *   and runs another acquire/use/release), and ended when the fiber ends;
