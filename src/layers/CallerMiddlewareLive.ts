@@ -1,12 +1,14 @@
 import type { SuccessValue } from "@effect/rpc/RpcMiddleware"
 import { Cause, Clock, Context, Effect, Exit, FiberRef, Layer, Option, Schema } from "effect"
+import { constUndefined } from "effect/Function"
 import { Unauthorized } from "../rpc/Errors.js"
 import { CellId, JobId } from "../rpc/Ids.js"
 import { Caller, CallerMiddleware, type CallerShape, type Role } from "../rpc/Middleware.js"
-import { actionOf, decide, describeUid } from "../services/Authz.js"
+import { actionOf, atLeast, decide, describeUid, roleOf } from "../services/Authz.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
 import type { JournalEvent } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
+import { ConnectionContext } from "./ConnectionContext.js"
 import { FiberTree } from "./FiberTree.js"
 import type { PeerCredentials } from "./PeerCredentials.js"
 import { PeerRegistry } from "./PeerSocketProtocol.js"
@@ -88,8 +90,11 @@ const recordError = (
         }))
   )
 
-export const layer = Layer.effect(
-  CallerMiddleware,
+/**
+ * The CallerMiddleware, and the Caller of each connection for the RPC server to put in its requests'
+ * context once (ConnectionContext); the middleware still decides every request.
+ */
+export const layer = Layer.effectContext(
   Effect.gen(function*() {
     const config = yield* DaemonConfig
     const peers = yield* PeerRegistry
@@ -101,6 +106,23 @@ export const layer = Layer.effect(
         Effect.catchAll((error) => Effect.logWarning(`cannot audit ${event.kind} by uid ${event.uid}`, error))
       )
 
+    /** A refusal, journaled with who asked for what and why. */
+    const auditDenied = (
+      rpc: string,
+      peer: PeerCredentials,
+      role: Role | null,
+      facts: Record<string, unknown>,
+      ids: { readonly cell_id: CellId | null; readonly job_id: JobId | null },
+      message: string | undefined
+    ) =>
+      audit({
+        kind: "denied",
+        ...ids,
+        uid: peer.uid,
+        pid: peer.pid,
+        detail: { rpc, role, ...facts, message }
+      })
+
     /** Ends a request: its error on the span, its audit row, then its answer. */
     const afterHandler = (
       rpc: string,
@@ -109,7 +131,6 @@ export const layer = Layer.effect(
       changesState: boolean,
       facts: Record<string, unknown>,
       ids: { readonly cell_id: CellId | null; readonly job_id: JobId | null },
-      auditDenied: (message: string | undefined) => Effect.Effect<void>,
       exit: Exit.Exit<SuccessValue, Unauthorized>
     ): Effect.Effect<SuccessValue, Unauthorized> => {
       if (Exit.isSuccess(exit) && !changesState) return exit
@@ -121,7 +142,7 @@ export const layer = Layer.effect(
         // RpcServer ends the RPC's span as a success whatever the answer: the error is written on it here.
         if (Exit.isFailure(exit)) yield* recordError(error)
         if (error?._tag === "Unauthorized") {
-          yield* auditDenied(error.message)
+          yield* auditDenied(rpc, peer, role, facts, ids, error.message)
         } else if (changesState) {
           const outcome = Exit.isSuccess(exit) ? "ok" : error?.code ?? "internal"
           const answered = Exit.isSuccess(exit) ? resultIds(exit.value) : { cell_id: null, job_id: null }
@@ -138,56 +159,83 @@ export const layer = Layer.effect(
       })
     }
 
+    /**
+     * What a connection's peer is to the policy, worked out at its first request: its name in messages,
+     * its role and the Caller handlers get. The policy is fixed for the daemon's life and the credentials
+     * for the connection's, so each request reuses them; held as long as the connection's credentials are.
+     */
+    const known = new WeakMap<PeerCredentials, { readonly who: string; readonly caller: CallerShape }>()
+    const knownPeer = (peer: PeerCredentials) => {
+      let entry = known.get(peer)
+      if (entry === undefined) {
+        const who = describeUid(peer.uid, userName(peer.uid))
+        entry = { who, caller: { ...peer, role: roleOf(config.authz, peer), name: who } }
+        known.set(peer, entry)
+      }
+      return entry
+    }
+
+    /** A connection's Caller, for the server to put in its requests' context (none while its peer is unknown). */
+    const connectionContext = ConnectionContext.of({
+      forClient: (clientId) => {
+        const peer = peers.get(clientId)
+        return peer === undefined ? Context.empty() : Context.make(Caller, knownPeer(peer).caller)
+      }
+    })
+
     // Every request goes through here: plain functions and one fiber-runtime step rather than a generator,
     // `provideService` and `locally` (each a context or FiberRef copy inside an acquire/use/release).
-    return CallerMiddleware.of(({ clientId, next, payload, rpc }) => {
+    const middleware = CallerMiddleware.of(({ clientId, next, payload, rpc }) => {
       const peer = peers.get(clientId)
       if (peer === undefined) {
         return Effect.fail(new Unauthorized({ message: "this connection's peer credentials are unknown: reconnect" }))
       }
       const action = actionOf(rpc._tag) ?? { role: "admin" as const, what: `call ${rpc._tag}`, changesState: true }
-      const who = describeUid(peer.uid, userName(peer.uid))
-      const decision = decide(config.authz, peer, action, { who })
+      const { caller, who } = knownPeer(peer)
+      const role = caller.role
       const facts = requestFacts(payload)
       const ids = {
         // A cell may be named by its name; only a valid id goes into the indexed column.
-        cell_id: isCellId(facts.cell_id) ? facts.cell_id : null,
-        job_id: isJobId(facts.job_id) ? facts.job_id : null
+        cell_id: facts.cell_id !== undefined && isCellId(facts.cell_id) ? facts.cell_id : null,
+        job_id: facts.job_id !== undefined && isJobId(facts.job_id) ? facts.job_id : null
       }
-      /** A refusal, journaled with who asked for what and why. */
-      const auditDenied = (message: string | undefined) =>
-        audit({
-          kind: "denied",
-          ...ids,
-          uid: peer.uid,
-          pid: peer.pid,
-          detail: { rpc: rpc._tag, role: decision.role, ...facts, message }
-        })
-      if (!decision.allowed) {
-        return Effect.zipRight(
-          auditDenied(decision.message),
-          Effect.fail(new Unauthorized({ message: decision.message }))
-        )
-      }
-      const caller: CallerShape = { ...peer, role: decision.role, name: who }
-      const labels = requestLabels(rpc._tag, peer, facts, payload)
-      return Effect.flatMap(
-        Effect.exit(Effect.withFiberRuntime<SuccessValue, Unauthorized>((fiber) => {
-          const span = fiber.currentSpan
-          if (span?._tag === "Span") {
-            span.attribute("planter.caller.uid", peer.uid)
-            span.attribute("planter.caller.role", decision.role ?? "none")
-          }
-          fiberTree?.label(fiber, labels)
-          // This fiber serves this request only: the Caller can stay in its context until it ends, set once
-          // rather than provided (which restores the context afterwards), so `next` has it.
+      // The peer's role is known: only a refusal needs the policy's decision, for its words.
+      if (action.role !== null && (role === null || !atLeast(role, action.role))) {
+        const decision = decide(config.authz, peer, action, { who })
+        if (!decision.allowed) {
           return Effect.zipRight(
-            FiberRef.update(FiberRef.currentContext, (context) => Context.add(context, Caller, caller)),
-            next as Effect.Effect<SuccessValue, Unauthorized>
+            auditDenied(rpc._tag, peer, role, facts, ids, decision.message),
+            Effect.fail(new Unauthorized({ message: decision.message }))
           )
-        })),
-        (exit) => afterHandler(rpc._tag, peer, decision.role, action.changesState, facts, ids, auditDenied, exit)
-      )
+        }
+      }
+      const labels = requestLabels(rpc._tag, peer, facts, payload)
+      const handler = next as Effect.Effect<SuccessValue, Unauthorized>
+      const served = Effect.withFiberRuntime<SuccessValue, Unauthorized>((fiber) => {
+        const span = fiber.currentSpan
+        if (span?._tag === "Span") {
+          span.attribute("planter.caller.uid", peer.uid)
+          span.attribute("planter.caller.role", role ?? "none")
+        }
+        fiberTree?.label(fiber, labels)
+        // The server put this connection's Caller in the fiber's context (ConnectionContext): nothing to add.
+        if (Context.getOrElse(fiber.currentContext, Caller, constUndefined) === caller) return handler
+        // Else: this fiber serves this request only, so the Caller can stay in its context until it ends, set
+        // once rather than provided (which restores the context afterwards), so `next` has it.
+        return Effect.zipRight(
+          FiberRef.update(FiberRef.currentContext, (context) => Context.add(context, Caller, caller)),
+          handler
+        )
+      })
+      const after = (exit: Exit.Exit<SuccessValue, Unauthorized>) =>
+        afterHandler(rpc._tag, peer, role, action.changesState, facts, ids, exit)
+      // A read's answer goes out as it is (no Exit made, no step after it); only its failure has more to do.
+      if (!action.changesState) return Effect.catchAllCause(served, (cause) => after(Exit.failCause(cause)))
+      return Effect.matchCauseEffect(served, {
+        onFailure: (cause) => after(Exit.failCause(cause)),
+        onSuccess: (value) => after(Exit.succeed(value))
+      })
     })
+    return Context.make(CallerMiddleware, middleware).pipe(Context.add(ConnectionContext, connectionContext))
   })
 )

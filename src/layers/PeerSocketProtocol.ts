@@ -95,26 +95,33 @@ export const make = (options: {
             step: () => {}
           })
         }
-        // The peer took what was queued: waiting requests may go, and the socket be read again.
-        const onDrain = () => {
-          const ready = gate.responseBytes(net.writableLength)
-          if (ready.length > 0) runFork(dispatch(ready))
+        /** The connection's runtime, once its socket is read: what its requests' fibers are forked from. */
+        let connection: Runtime.Runtime<never> | undefined
+        /** Messages the gate let go (a slot was freed): requests straight to the server, the rest in a fiber. */
+        const release = (ready: ReadonlyArray<FromClientEncoded>) => {
+          if (ready.length === 0) return
+          const rest = connection === undefined ? dispatch(ready) : dispatchRead(ready, connection)
+          if (rest !== undefined) runFork(rest)
         }
+        // The peer took what was queued: waiting requests may go, and the socket be read again.
+        const onDrain = () => release(gate.responseBytes(net.writableLength))
         net.on("drain", onDrain)
         yield* Effect.addFinalizer(() => Effect.sync(() => net.off("drain", onDrain)))
 
-        /** Writes an answer; once the socket has taken it, its request's slot is free. */
+        /**
+         * Writes an answer; once the socket has taken it, its request's slot is free. The request's fiber
+         * does not wait for that (it would be suspended and resumed once more per answer): the slot is
+         * freed, and what waited for it let go, by the write's callback.
+         */
         const writeEncoded = (response: FromServerEncoded, encoded: Uint8Array) =>
-          Effect.flatMap(
-            Effect.async<void>((resume) => {
-              if (net.destroyed) return resume(Effect.void)
-              // A failed write means the connection is going away; its scope ends everything.
-              net.write(encoded, () => resume(Effect.void))
-              // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
-              gate.queuedBytes(net.writableLength)
-            }),
-            () => dispatch(gate.written(response, net.writableLength))
-          )
+          Effect.suspend(() => {
+            if (net.destroyed) return dispatch(gate.written(response, net.writableLength))
+            // A failed write means the connection is going away; its scope ends everything.
+            net.write(encoded, () => release(gate.written(response, net.writableLength)))
+            // Past the cap the socket is no longer read: stop taking requests from a peer that does not read.
+            gate.queuedBytes(net.writableLength)
+            return Effect.void
+          })
         const write = (response: FromServerEncoded) => {
           try {
             const encoded = parser.encode(response)
@@ -133,13 +140,13 @@ export const make = (options: {
          * ~5 KB and a FiberSet entry each), in order; whatever is left to run
          * (another kind of message, and all after it) as one effect.
          */
-        const dispatchRead = (messages: ReadonlyArray<FromClientEncoded>, connection: Runtime.Runtime<never>) => {
+        const dispatchRead = (messages: ReadonlyArray<FromClientEncoded>, runtime: Runtime.Runtime<never>) => {
           const serve = requestDispatch.request
           if (serve === undefined) return dispatch(messages)
           for (let i = 0; i < messages.length; i++) {
             const message = messages[i]!
             if (message._tag !== "Request") return dispatch(messages.slice(i))
-            const rest = serve(id, message, connection)
+            const rest = serve(id, message, runtime)
             if (rest !== undefined) {
               return i + 1 < messages.length ? Effect.zipRight(rest, dispatch(messages.slice(i + 1))) : rest
             }
@@ -148,15 +155,16 @@ export const make = (options: {
         }
 
         // The runtime requests are forked from: this connection's (log annotations below included).
-        yield* Effect.flatMap(Effect.runtime<never>(), (connection) =>
-          socket.runRaw((data) => {
+        yield* Effect.flatMap(Effect.runtime<never>(), (runtime) => {
+          connection = runtime
+          return socket.runRaw((data) => {
             onActivity?.()
             try {
               const decoded = parser.decode(data) as ReadonlyArray<FromClientEncoded>
               if (decoded.length === 0) return Effect.void
               const ready: Array<FromClientEncoded> = []
               for (const message of decoded) ready.push(...gate.receive(message))
-              return dispatchRead(ready, connection)
+              return dispatchRead(ready, runtime)
             } catch (cause) {
               if (Predicate.isTagged(cause, "FrameRejected")) {
                 return Effect.zipRight(
@@ -173,18 +181,19 @@ export const make = (options: {
               }
               return writeRaw(parser.encode(ResponseDefectEncoded(cause))!)
             }
-          })).pipe(
-            Effect.interruptible,
-            Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
-            Effect.orDie,
-            Effect.withUnhandledErrorLogLevel(Option.none()),
-            // How `planter debug fibers` names this connection's fiber.
-            Effect.annotateLogs({
-              "planter.fiber": "connection",
-              "planter.peer.uid": peer.right.uid,
-              "planter.peer.pid": peer.right.pid ?? "unknown"
-            })
-          )
+          })
+        }).pipe(
+          Effect.interruptible,
+          Effect.catchIf((error) => error.reason === "Close", () => Effect.void),
+          Effect.orDie,
+          Effect.withUnhandledErrorLogLevel(Option.none()),
+          // How `planter debug fibers` names this connection's fiber.
+          Effect.annotateLogs({
+            "planter.fiber": "connection",
+            "planter.peer.uid": peer.right.uid,
+            "planter.peer.pid": peer.right.pid ?? "unknown"
+          })
+        )
       })
 
     const protocol = yield* RpcServer.Protocol.make((writeRequest_) => {
@@ -194,7 +203,8 @@ export const make = (options: {
         send: (clientId, response) => {
           const client = clients.get(clientId)
           if (!client) return Effect.void
-          return Effect.orDie(client.write(response))
+          // Cannot fail: an answer that does not encode is written as a defect, and a failed write ends the connection.
+          return client.write(response)
         },
         end: (_clientId) => Effect.void,
         clientIds: Effect.sync(() => clientIds),

@@ -304,21 +304,22 @@ export class HealthInfo extends Schema.Class<HealthInfo>("HealthInfo")({
     unavailable_reason: Schema.NullOr(Schema.String)
   }),
   running_jobs: Schema.Number,
-  /** The usage monitor: its last tick and its own cost (null before its first tick). */
-  monitor: Schema.optionalWith(
-    Schema.NullOr(Schema.Struct({
-      interval_ms: Schema.Number,
-      last_tick_at_ms: Schema.NullOr(Schema.Number),
-      ticks: Schema.Number,
-      restarts: Schema.Number,
-      /** CPU time of the daemon spent in the last tick, and on average per tick, in µs. */
-      last_tick_cpu_us: Schema.Number,
-      mean_tick_cpu_us: Schema.Number,
-      /** The average CPU share of one core the monitor uses at its interval. */
-      cpu_percent_of_core: Schema.Number
-    })),
-    { default: () => null }
-  )
+  /**
+   * The usage monitor: its last tick and its own cost (null before its first tick). Required: every daemon
+   * of this protocol sends it (a client refuses another protocol). As an optional field with a default it
+   * made the struct a transformation, which parsed every field twice to encode or decode a Health answer.
+   */
+  monitor: Schema.NullOr(Schema.Struct({
+    interval_ms: Schema.Number,
+    last_tick_at_ms: Schema.NullOr(Schema.Number),
+    ticks: Schema.Number,
+    restarts: Schema.Number,
+    /** CPU time of the daemon spent in the last tick, and on average per tick, in µs. */
+    last_tick_cpu_us: Schema.Number,
+    mean_tick_cpu_us: Schema.Number,
+    /** The average CPU share of one core the monitor uses at its interval. */
+    cpu_percent_of_core: Schema.Number
+  }))
 }) {}
 
 /**
