@@ -29,9 +29,12 @@ const removeQuietly = (file: string) => {
   }
 }
 
-/** Removes everything a job that never started created. */
-export const removeAllJobFiles = (files: JobFiles) =>
-  Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
+/** Removes everything a job that never started created; its TMPDIR is kept when `keepTmp` takes it back (TmpDirPool). */
+export const removeAllJobFiles = (files: JobFiles, keepTmp: () => boolean = () => false) =>
+  Effect.sync(() => {
+    ;[files.stdout, files.stderr, files.status, files.profile].forEach(removeQuietly)
+    if (!keepTmp()) removeQuietly(files.tmp)
+  })
 
 /** Removes an empty directory on the thread pool, or whatever it holds when it is not empty; never fails. */
 const removeDirInBackground = (dir: string) =>

@@ -307,12 +307,11 @@ export const make = Effect.gen(function*() {
       }, true)
       // The TMPDIR is made on the thread pool while the row is written: a crash in between leaves an
       // empty TMPDIR without a row, which the next daemon's reconciler removes with the other leftovers.
-      // A recycled TMPDIR (TmpDirPool) is there already.
+      // A recycled TMPDIR (TmpDirPool) is there already; a start refused goes back to the pool, still unused.
       const tmpReady = tmpExists ? undefined : yield* Effect.fork(prepareTmpDir(files))
+      const removeFiles = tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeAllJobFiles(files)
       yield* repo.insertJob(provisional).pipe(
-        Effect.tapError(() =>
-          Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeAllJobFiles(files))
-        ),
+        Effect.tapError(() => Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeFiles)),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
@@ -326,7 +325,7 @@ export const make = Effect.gen(function*() {
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
         Effect.zipRight(
-          removeAllJobFiles(files),
+          removeFiles,
           repo.deleteStartingJob(id, {
             kind: "job_start_failed",
             cell_id: cell.id,

@@ -71,6 +71,20 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
         return false
       }
     },
+    /**
+     * Takes back the TMPDIR of a job that did not start (it had taken `id` from `take`), under the same id, if
+     * it is still as new: a refused start leaves the state dir as it found it. False when it must be removed.
+     */
+    giveBack: (id: JobId): boolean => {
+      if (closed || listXattr === undefined || spare.length >= max) return false
+      try {
+        if (!isLikeNew(path.join(tmpRoot, id))) return false
+        spare.push(id)
+        return true
+      } catch {
+        return false
+      }
+    },
     /** Removes the spares (the daemon stops); later ends remove their TMPDIRs as before. */
     close: () => {
       closed = true
