@@ -35,8 +35,8 @@ import { SandboxRunner } from "../services/SandboxRunner.js"
 import type { StateError } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
-import { resolveCwd } from "./JobCwd.js"
 import { makeEndDeferral } from "./EndDeferral.js"
+import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
 import {
@@ -137,7 +137,7 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => Effect.sync(tmpDirs.close))
   const fibers = yield* FiberMap.make<JobId>()
   const ends = makeJobEnds(repo, scope)
-  const deferral = makeEndDeferral(Number(process.env.XDEFER ?? 40))
+  const deferral = makeEndDeferral()
   const grants = makeReadGrantPolicy(config)
 
   /** Kills the job's tree; every signal is checked against its recorded identity first. */
@@ -311,7 +311,9 @@ export const make = Effect.gen(function*() {
       const tmpReady = tmpExists ? undefined : yield* Effect.fork(prepareTmpDir(files))
       const removeFiles = tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeAllJobFiles(files)
       yield* repo.insertJob(provisional).pipe(
-        Effect.tapError(() => Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeFiles)),
+        Effect.tapError(() =>
+          Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeFiles)
+        ),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),

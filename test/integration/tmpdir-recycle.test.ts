@@ -20,36 +20,40 @@ interface EndedJob {
 }
 
 describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
-  it("hands an ended job's empty TMPDIR to the next job, private and empty, and removes it when the daemon stops", async () => {
-    const daemon = await startDaemon()
-    const tmpRoot = path.join(daemon.stateDir, "tmp")
-    const stdout = (id: string) => fs.readFileSync(path.join(daemon.stateDir, "logs", `${id}.stdout.log`), "utf8")
-    await daemon.json(["create", "--name", "demo"])
+  it(
+    "hands an ended job's empty TMPDIR to the next job, private and empty, and removes it when the daemon stops",
+    async () => {
+      const daemon = await startDaemon()
+      const tmpRoot = path.join(daemon.stateDir, "tmp")
+      const stdout = (id: string) => fs.readFileSync(path.join(daemon.stateDir, "logs", `${id}.stdout.log`), "utf8")
+      await daemon.json(["create", "--name", "demo"])
 
-    const first = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", "echo \"$TMPDIR\""])
-    expect(first.exit_code).toBe(0)
-    expect(stdout(first.id).trim()).toBe(path.join(tmpRoot, first.id))
-    expect(fs.existsSync(path.join(tmpRoot, first.id)), "the ended job's TMPDIR").toBe(false)
-    const spares = fs.readdirSync(tmpRoot)
-    expect(spares, "one spare: the first job's TMPDIR, renamed").toHaveLength(1)
+      const first = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", "echo \"$TMPDIR\""])
+      expect(first.exit_code).toBe(0)
+      expect(stdout(first.id).trim()).toBe(path.join(tmpRoot, first.id))
+      expect(fs.existsSync(path.join(tmpRoot, first.id)), "the ended job's TMPDIR").toBe(false)
+      const spares = fs.readdirSync(tmpRoot)
+      expect(spares, "one spare: the first job's TMPDIR, renamed").toHaveLength(1)
 
-    const script = "echo \"$TMPDIR\"; stat -c %a \"$TMPDIR\"; ls -A \"$TMPDIR\"; echo secret > \"$TMPDIR/left\""
-    const second = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", script])
-    expect(second.exit_code).toBe(0)
-    expect(second.id, "the next job took the spare").toBe(spares[0])
-    // Its own TMPDIR (named after it), mode 700, empty when it started.
-    expect(stdout(second.id).split("\n")).toEqual([path.join(tmpRoot, second.id), "700", ""])
-    // It left a file there: removed (on the thread pool, after the end was answered), not recycled.
-    await waitFor("the TMPDIR the job wrote in to be removed", () => fs.readdirSync(tmpRoot).length === 0)
+      const script = "echo \"$TMPDIR\"; stat -c %a \"$TMPDIR\"; ls -A \"$TMPDIR\"; echo secret > \"$TMPDIR/left\""
+      const second = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", script])
+      expect(second.exit_code).toBe(0)
+      expect(second.id, "the next job took the spare").toBe(spares[0])
+      // Its own TMPDIR (named after it), mode 700, empty when it started.
+      expect(stdout(second.id).split("\n")).toEqual([path.join(tmpRoot, second.id), "700", ""])
+      // It left a file there: removed (on the thread pool, after the end was answered), not recycled.
+      await waitFor("the TMPDIR the job wrote in to be removed", () => fs.readdirSync(tmpRoot).length === 0)
 
-    const third = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", "ls -A \"$TMPDIR\""])
-    expect(third.exit_code).toBe(0)
-    expect(stdout(third.id), "what the next job found in its TMPDIR").toBe("")
-    expect(fs.readdirSync(tmpRoot)).toHaveLength(1)
+      const third = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", "ls -A \"$TMPDIR\""])
+      expect(third.exit_code).toBe(0)
+      expect(stdout(third.id), "what the next job found in its TMPDIR").toBe("")
+      expect(fs.readdirSync(tmpRoot)).toHaveLength(1)
 
-    await daemon.stop()
-    expect(fs.readdirSync(tmpRoot), "spares once the daemon stopped").toEqual([])
-  }, TIMEOUT)
+      await daemon.stop()
+      expect(fs.readdirSync(tmpRoot), "spares once the daemon stopped").toEqual([])
+    },
+    TIMEOUT
+  )
 
   it("a daemon that crashed leaves spares that the next one removes at start", async () => {
     const crashed = await startDaemon()

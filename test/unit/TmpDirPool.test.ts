@@ -64,7 +64,14 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     for (const dir of [withFile, withDir, opened, marked, linked, path.join(root, "job-missing")]) {
       expect(pool.recycle(dir), dir).toBe(false)
     }
-    expect(fs.readdirSync(root).sort()).toEqual(["elsewhere", "job-dir", "job-file", "job-link", "job-mode", "job-xattr"])
+    expect(fs.readdirSync(root).sort()).toEqual([
+      "elsewhere",
+      "job-dir",
+      "job-file",
+      "job-link",
+      "job-mode",
+      "job-xattr"
+    ])
     expect(pool.take().tmpReady).toBe(false)
   })
 
