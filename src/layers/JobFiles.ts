@@ -29,9 +29,12 @@ const removeQuietly = (file: string) => {
   }
 }
 
-/** Removes everything a job that never started created. */
-export const removeAllJobFiles = (files: JobFiles) =>
-  Effect.sync(() => [files.stdout, files.stderr, files.tmp, files.status, files.profile].forEach(removeQuietly))
+/** Removes everything a job that never started created; its TMPDIR is kept when `keepTmp` takes it back (TmpDirPool). */
+export const removeAllJobFiles = (files: JobFiles, keepTmp: () => boolean = () => false) =>
+  Effect.sync(() => {
+    ;[files.stdout, files.stderr, files.status, files.profile].forEach(removeQuietly)
+    if (!keepTmp()) removeQuietly(files.tmp)
+  })
 
 /** Removes an empty directory on the thread pool, or whatever it holds when it is not empty; never fails. */
 const removeDirInBackground = (dir: string) =>
@@ -55,15 +58,16 @@ const removeDirInBackground = (dir: string) =>
  */
 export const removeJobLeftovers = (
   files: JobFiles,
-  options: { readonly status: boolean; readonly profile: boolean }
+  options: { readonly status: boolean; readonly profile: boolean },
+  recycleTmp: (dir: string) => boolean = () => false
 ) =>
-  Effect.zipRight(
-    Effect.sync(() =>
-      // Only files that can exist: a missing one still costs a thrown ENOENT inside rmSync.
-      [...(options.profile ? [files.profile] : []), ...(options.status ? [files.status] : [])].forEach(removeQuietly)
-    ),
-    Effect.promise(() => removeDirInBackground(files.tmp))
-  )
+  Effect.suspend(() => {
+    // Only files that can exist: a missing one still costs a thrown ENOENT inside rmSync.
+    if (options.profile) removeQuietly(files.profile)
+    if (options.status) removeQuietly(files.status)
+    // An empty TMPDIR as a new one would be becomes the next job's (TmpDirPool): no inode freed.
+    return recycleTmp(files.tmp) ? Effect.void : Effect.promise(() => removeDirInBackground(files.tmp))
+  })
 
 /**
  * Why the job's files could not be made, as the job's answer says it: where,

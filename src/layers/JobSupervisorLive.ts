@@ -35,6 +35,7 @@ import { SandboxRunner } from "../services/SandboxRunner.js"
 import type { StateError } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
+import { makeEndDeferral } from "./EndDeferral.js"
 import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
@@ -47,6 +48,7 @@ import {
   removeJobLeftovers
 } from "./JobFiles.js"
 import { makeReadGrantPolicy } from "./ReadGrants.js"
+import { makeTmpDirPool } from "./TmpDirPool.js"
 
 /** The environment every job starts from, before its cell's and its own variables. */
 const baseEnv = (id: JobId, cellDir: string, tmpDir: string): Record<string, string> => ({
@@ -130,8 +132,12 @@ export const make = Effect.gen(function*() {
   const registry = yield* JobRegistry
   const paths = statePaths(config.stateDir)
   const scope = yield* Effect.scope
+  // Closed after the job fibers (finalizers run last-added first): their ends may still recycle into it.
+  const tmpDirs = makeTmpDirPool(paths.tmp, newJobId)
+  yield* Effect.addFinalizer(() => Effect.sync(tmpDirs.close))
   const fibers = yield* FiberMap.make<JobId>()
   const ends = makeJobEnds(repo, scope)
+  const deferral = makeEndDeferral()
   const grants = makeReadGrantPolicy(config)
 
   /** Kills the job's tree; every signal is checked against its recorded identity first. */
@@ -180,6 +186,10 @@ export const make = Effect.gen(function*() {
         const chosen = current ?? (interrupted ? "daemon_shutdown" : "exited")
         return [chosen, chosen]
       })
+      // A leader that exited by itself while other jobs are starting: its end waits for them (bounded), so the
+      // starts are answered first and the ends that piled up meanwhile are swept together. A kill, a limit or a
+      // shutdown is never held. The reason is set first: a kill arriving meanwhile finds the job exited.
+      if (reason === "exited" && Exit.isSuccess(result)) yield* deferral.quiet
       yield* sweep(entry, false, graceFor(reason)).pipe(
         Effect.withSpan("job.kill", {
           captureStackTrace: false,
@@ -218,7 +228,7 @@ export const make = Effect.gen(function*() {
       yield* removeJobLeftovers(files, {
         status: isSandboxLauncher(entry.job) && ends.held(entry.job.id) === undefined,
         profile: entry.job.sandbox.backend === "sandbox-exec"
-      })
+      }, tmpDirs.recycle)
     })
 
   /**
@@ -265,7 +275,8 @@ export const make = Effect.gen(function*() {
     cwd: string,
     request: RunRequest,
     limits: Limits,
-    files: JobFiles
+    files: JobFiles,
+    tmpExists: boolean
   ) =>
     Effect.gen(function*() {
       const network = effectiveNetwork(cell.network, request.network)
@@ -296,9 +307,13 @@ export const make = Effect.gen(function*() {
       }, true)
       // The TMPDIR is made on the thread pool while the row is written: a crash in between leaves an
       // empty TMPDIR without a row, which the next daemon's reconciler removes with the other leftovers.
-      const tmpReady = yield* Effect.fork(prepareTmpDir(files))
+      // A recycled TMPDIR (TmpDirPool) is there already; a start refused goes back to the pool, still unused.
+      const tmpReady = tmpExists ? undefined : yield* Effect.fork(prepareTmpDir(files))
+      const removeFiles = tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeAllJobFiles(files)
       yield* repo.insertJob(provisional).pipe(
-        Effect.tapError(() => Effect.zipRight(Fiber.await(tmpReady), removeAllJobFiles(files))),
+        Effect.tapError(() =>
+          Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeFiles)
+        ),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(
           (error) => error.message.includes("UNIQUE constraint failed: jobs.cell_id, jobs.name"),
@@ -312,7 +327,7 @@ export const make = Effect.gen(function*() {
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
         Effect.zipRight(
-          removeAllJobFiles(files),
+          removeFiles,
           repo.deleteStartingJob(id, {
             kind: "job_start_failed",
             cell_id: cell.id,
@@ -324,7 +339,7 @@ export const make = Effect.gen(function*() {
           )
         )
       const started = yield* Effect.zipRight(
-        Fiber.join(tmpReady),
+        tmpReady === undefined ? Effect.void : Fiber.join(tmpReady),
         sandbox.start({
           jobId: id,
           argv,
@@ -384,7 +399,8 @@ export const make = Effect.gen(function*() {
       return { entry, exit: started.exit }
     })
 
-  const run = (cell: Cell, request: RunRequest) => runJob(cell, request).pipe(hotSpan("JobSupervisor.run"))
+  const run = (cell: Cell, request: RunRequest) =>
+    runJob(cell, request).pipe(deferral.starting, hotSpan("JobSupervisor.run"))
 
   const runJob = Effect.fnUntraced(function*(cell: Cell, request: RunRequest) {
     const [program, ...args] = request.argv
@@ -407,7 +423,7 @@ export const make = Effect.gen(function*() {
         })
       }
     }
-    const id = newJobId()
+    const { id, tmpReady } = tmpDirs.take()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const files = jobFiles(paths, id)
     const ready = yield* Deferred.make<Job, StartError>()
@@ -418,7 +434,7 @@ export const make = Effect.gen(function*() {
       id,
       supervise(
         Effect.tap(
-          start(cell, id, [program, ...args], cwd, request, limits, files),
+          start(cell, id, [program, ...args], cwd, request, limits, files, tmpReady),
           ({ entry }) => Deferred.succeed(ready, entry.job)
         ),
         files

@@ -1,7 +1,7 @@
 import { SqlError } from "@effect/sql/SqlError"
 import type { BetterSqlite3 } from "better-sqlite3"
 import Database from "better-sqlite3"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import type { Scope } from "effect"
 import * as fs from "node:fs"
 
@@ -22,6 +22,13 @@ export interface SqliteDirect {
   readonly transaction: <A>(body: (prepare: Prepare) => A) => Effect.Effect<DirectOutcome<A>, SqlError>
   /** Runs `body` outside a transaction (each write statement commits on its own). */
   readonly run: <A>(body: (prepare: Prepare) => A) => Effect.Effect<DirectOutcome<A>, SqlError>
+  /**
+   * Runs `body` as `transaction` does, in one `BEGIN IMMEDIATE` … `COMMIT` shared with the other bodies asked for
+   * in the same turn of the event loop (each in a savepoint of its own, so one that fails rolls back alone). Job
+   * ends come in batches (EndDeferral lets them go together): one commit writes the pages they share (the
+   * jobs and events tables' last pages and their indexes) once instead of once per job.
+   */
+  readonly batched: <A>(body: (prepare: Prepare) => A) => Effect.Effect<DirectOutcome<A>, SqlError>
 }
 
 const UNAVAILABLE: DirectOutcome<never> = { _tag: "Unavailable" }
@@ -116,8 +123,46 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
         }
       })
 
+    type Outcome = Exit.Exit<DirectOutcome<unknown>, SqlError>
+    let queued: Array<{ readonly body: (prepare: Prepare) => unknown; readonly done: (outcome: Outcome) => void }> = []
+
+    /** Runs the bodies queued this turn in one transaction, each in its savepoint, and answers each. */
+    const flush = () => {
+      const batch = queued
+      queued = []
+      if (batch.length === 0) return
+      const answers: Array<Outcome> = []
+      const outcome = Effect.runSync(Effect.exit(attempt((open) =>
+        open.transaction(() => {
+          answers.length = 0
+          for (const { body } of batch) {
+            try {
+              // A transaction function called inside one runs as a savepoint.
+              answers.push(Exit.succeed({ _tag: "Done", value: open.transaction(() => body(prepare))() }))
+            } catch (cause) {
+              answers.push(Exit.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+            }
+          }
+        }).immediate()
+      )))
+      batch.forEach(({ done }, index) => {
+        // The commit's outcome (or Unavailable) for all when it did not commit, else each body's own.
+        if (Exit.isFailure(outcome) || outcome.value._tag === "Unavailable") return done(outcome)
+        done(answers[index]!)
+      })
+    }
+
     return {
       transaction: (body) => attempt((open) => open.transaction(() => body(prepare)).immediate()),
-      run: (body) => attempt(() => body(prepare))
+      run: (body) => attempt(() => body(prepare)),
+      batched: <A>(body: (prepare: Prepare) => A) =>
+        Effect.async<DirectOutcome<A>, SqlError>((resume) => {
+          const entry = { body, done: (outcome: Outcome) => resume(outcome as Exit.Exit<DirectOutcome<A>, SqlError>) }
+          if (queued.length === 0) setImmediate(flush)
+          queued.push(entry)
+          return Effect.sync(() => {
+            queued = queued.filter((other) => other !== entry)
+          })
+        })
     }
   })

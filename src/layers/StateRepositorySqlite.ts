@@ -391,8 +391,9 @@ export const makeWith = (direct: SqliteDirect.SqliteDirect | null) =>
           id
         ]
         return preferDirect(
+          // Ends let go together (EndDeferral) share one commit.
           (direct) =>
-            direct.transaction((prepare) => {
+            direct.batched((prepare) => {
               const updated = prepare(FINISH_JOB).all(...params).length > 0
               if (updated) insertInto(prepare, "events", eventRow(event, Date.now()))
               return { updated, row: updated && ended !== undefined ? undefined : prepare(SELECT_JOB).get(id) }

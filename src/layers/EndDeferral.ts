@@ -1,0 +1,70 @@
+import { Effect } from "effect"
+
+/**
+ * How long a job's end bookkeeping may wait while starts are in progress. A burst of starts (50 pipelined `true`
+ * jobs) has its jobs ending during it, and each end (the kill sweep with its /proc scan, the end's transaction,
+ * the TMPDIR's clean-up, the waiters' answers) took the daemon's main thread between two starts: ~1 ms a job, a
+ * quarter of the burst (docs/benchmarks.md, "Ends after the starts"). `run --wait`, `logs -f` and `events -f`
+ * see an end at most this much later, and only while other jobs are starting: a tenth of a second, against the
+ * 40 ms bound's ~20 ms less gain per 50 starts (A/B in the same doc).
+ */
+export const END_DEFERRAL_MAX_MS = 100
+
+/**
+ * Lets job ends wait for a quiet moment among job starts, never longer than `maxWaitMs`. Starts mark
+ * themselves with `starting`; an end calls `quiet` first, which answers at once when no start is in progress,
+ * else when none has been for a whole turn of the event loop (a pipelining client's next start is often read
+ * in that same turn), or when the oldest waiting end has waited `maxWaitMs`. Every waiting end is let go at
+ * once, so their kill sweeps share one /proc pass (ProcessProbe.markedBy batches the searches of one turn).
+ * Holds only the ends waiting now: nothing is kept once they go.
+ */
+export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS) => {
+  let inProgress = 0
+  let waiting: Array<() => void> = []
+  let deadline: ReturnType<typeof setTimeout> | undefined
+  let check: ReturnType<typeof setImmediate> | undefined
+
+  const releaseAll = () => {
+    if (deadline !== undefined) clearTimeout(deadline)
+    if (check !== undefined) clearImmediate(check)
+    deadline = undefined
+    check = undefined
+    const released = waiting
+    waiting = []
+    for (const resume of released) resume()
+  }
+
+  const startEnded = () => {
+    inProgress--
+    if (inProgress === 0 && waiting.length > 0 && check === undefined) {
+      check = setImmediate(() => {
+        check = undefined
+        if (inProgress === 0) releaseAll()
+      })
+    }
+  }
+
+  return {
+    /** Runs a job's start, marking it in progress until it has answered (or failed). */
+    starting: <A, E, R>(start: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.suspend(() => {
+        inProgress++
+        return Effect.ensuring(start, Effect.sync(startEnded))
+      }),
+    /** Answers when the daemon is not starting jobs, or after at most `maxWaitMs`. */
+    quiet: Effect.suspend(() =>
+      inProgress === 0
+        ? Effect.void
+        : Effect.async<void>((resume) => {
+          const resumeOnce = () => resume(Effect.void)
+          waiting.push(resumeOnce)
+          if (deadline === undefined) deadline = setTimeout(releaseAll, maxWaitMs)
+          return Effect.sync(() => {
+            waiting = waiting.filter((other) => other !== resumeOnce)
+          })
+        })
+    )
+  }
+}
+
+export type EndDeferral = ReturnType<typeof makeEndDeferral>

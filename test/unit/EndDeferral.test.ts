@@ -1,0 +1,57 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber } from "effect"
+import { makeEndDeferral } from "../../src/layers/EndDeferral.js"
+
+describe("EndDeferral", () => {
+  it.live("lets an end go at once when no job is starting", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(10_000)
+      const fiber = yield* Effect.fork(deferral.quiet)
+      yield* Effect.yieldNow()
+      expect(fiber.unsafePoll(), "quiet answered").not.toBeNull()
+      yield* Fiber.join(fiber)
+    }))
+
+  it.live("holds ends while a start is in progress and lets them all go together once none is", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(10_000)
+      const gate = yield* Deferred.make<void>()
+      const start = yield* Effect.fork(deferral.starting(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      const order: Array<string> = []
+      const ends = yield* Effect.forEach(
+        ["a", "b", "c"],
+        (name) => Effect.fork(Effect.zipRight(deferral.quiet, Effect.sync(() => order.push(name)))),
+        { concurrency: "unbounded" }
+      )
+      yield* Effect.sleep("30 millis")
+      expect(order, "ended while a job was starting").toEqual([])
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(start)
+      yield* Fiber.joinAll(ends)
+      expect(order.sort()).toEqual(["a", "b", "c"])
+    }))
+
+  it.live("also counts a start that fails, and a start that is interrupted", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(10_000)
+      yield* Effect.flip(deferral.starting(Effect.fail("refused")))
+      const stuck = yield* Effect.fork(deferral.starting(Effect.never))
+      yield* Effect.yieldNow()
+      const end = yield* Effect.fork(deferral.quiet)
+      yield* Effect.sleep("20 millis")
+      expect(end.unsafePoll(), "held while the stuck start runs").toBeNull()
+      yield* Fiber.interrupt(stuck)
+      yield* Fiber.join(end)
+    }))
+
+  it.live("lets ends go after its bound while a start is still in progress", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(20)
+      const stuck = yield* Effect.fork(deferral.starting(Effect.never))
+      yield* Effect.yieldNow()
+      yield* Effect.forEach([1, 2], () => deferral.quiet, { concurrency: "unbounded" })
+      expect(stuck.unsafePoll(), "the start still runs").toBeNull()
+      yield* Fiber.interrupt(stuck)
+    }))
+})
