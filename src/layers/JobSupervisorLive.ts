@@ -50,6 +50,14 @@ import {
 import { makeReadGrantPolicy } from "./ReadGrants.js"
 import { makeTmpDirPool } from "./TmpDirPool.js"
 
+/**
+ * Whether an ended job's TMPDIR may become the next job's (TmpDirPool): only when none of the job's processes
+ * can have outlived it. Under bubblewrap the job's PID namespace ends with it, every process in it killed by
+ * the kernel; without a sandbox a descendant that left the job's group and cleared its marker can survive the
+ * kill, keep the directory as its cwd or an open descriptor, and would write into the next job's TMPDIR.
+ */
+const recyclesTmpDir = (job: Job) => job.sandbox.backend === "bubblewrap"
+
 /** The environment every job starts from, before its cell's and its own variables. */
 const baseEnv = (id: JobId, cellDir: string, tmpDir: string): Record<string, string> => ({
   PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -228,7 +236,7 @@ export const make = Effect.gen(function*() {
       yield* removeJobLeftovers(files, {
         status: isSandboxLauncher(entry.job) && ends.held(entry.job.id) === undefined,
         profile: entry.job.sandbox.backend === "sandbox-exec"
-      }, tmpDirs.recycle)
+      }, recyclesTmpDir(entry.job) ? tmpDirs.recycle : undefined)
     })
 
   /**
@@ -307,12 +315,17 @@ export const make = Effect.gen(function*() {
       }, true)
       // The TMPDIR is made on the thread pool while the row is written: a crash in between leaves an
       // empty TMPDIR without a row, which the next daemon's reconciler removes with the other leftovers.
-      // A recycled TMPDIR (TmpDirPool) is there already; a start refused goes back to the pool, still unused.
+      // A recycled TMPDIR (TmpDirPool) is there already. A start refused before its row was written goes back to
+      // the pool under the same id, still unused; once the row (and so the id) is in the journal, the id is never
+      // given to another job.
       const tmpReady = tmpExists ? undefined : yield* Effect.fork(prepareTmpDir(files))
-      const removeFiles = tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeAllJobFiles(files)
+      const removeFiles = removeAllJobFiles(files)
       yield* repo.insertJob(provisional).pipe(
         Effect.tapError(() =>
-          Effect.zipRight(tmpReady === undefined ? Effect.void : Fiber.await(tmpReady), removeFiles)
+          Effect.zipRight(
+            tmpReady === undefined ? Effect.void : Fiber.await(tmpReady),
+            tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeFiles
+          )
         ),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
         Effect.catchIf(

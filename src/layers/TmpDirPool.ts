@@ -29,8 +29,11 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * with that churn against ~130 µs without, in /tmp here (docs/benchmarks.md, "Spare TMPDIRs"). A rename
  * frees and allocates no inode.
  *
- * A TMPDIR is recycled only when it is empty, still a directory of the daemon's uid with mode 0700, and has
- * no extended attributes (nor ACLs, which are stored as such): nothing of one job reaches the next. Its id is
+ * The caller offers only the TMPDIRs of jobs none of whose processes can have outlived them (bubblewrap's PID
+ * namespace; JobSupervisorLive's `recyclesTmpDir`): a leftover process keeps the directory as its cwd or an open
+ * descriptor through the rename, and would write into the next job's. A TMPDIR is recycled only when it is
+ * empty, still a directory of the daemon's uid with mode 0700, and has no extended attributes (nor ACLs, which
+ * are stored as such): nothing of one job reaches the next. Its id is
  * a fresh random one, minted when it was recycled. Spares are removed when the daemon stops (`close`); after
  * a crash the next daemon's reconciler removes them with the other leftovers (they belong to no job).
  * Everything here is a few synchronous metadata calls (~20–40 µs), cheaper than a thread pool round trip.

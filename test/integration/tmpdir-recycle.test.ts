@@ -1,6 +1,8 @@
 /**
- * An ended job's empty TMPDIR becomes the next job's (src/layers/TmpDirPool.ts): the next job still gets a
- * private, empty, 0700 TMPDIR named after itself; one a job left anything in is removed, never handed on; and no
+ * An ended job's empty TMPDIR becomes the next job's (src/layers/TmpDirPool.ts) when none of the job's processes
+ * can have outlived it (bubblewrap's PID namespace): the next job still gets a private, empty, 0700 TMPDIR named
+ * after itself; one a job left anything in is removed, never handed on; an unsandboxed job's is never handed on
+ * (a leftover process could still write in it); an id a failed start journaled is never another job's; and no
  * spare outlives the daemon, whether it stops or crashes.
  */
 import * as fs from "node:fs"
@@ -9,6 +11,9 @@ import { afterAll, describe, expect, it } from "vitest"
 import { startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
 
 const TIMEOUT = 60_000
+
+/** Recycling needs a sandbox whose processes cannot outlive the job. */
+const SANDBOXED = { args: ["--sandbox-mode", "enforced"] }
 
 afterAll(async () => {
   await stopAllDaemons()
@@ -23,7 +28,7 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
   it(
     "hands an ended job's empty TMPDIR to the next job, private and empty, and removes it when the daemon stops",
     async () => {
-      const daemon = await startDaemon()
+      const daemon = await startDaemon(SANDBOXED)
       const tmpRoot = path.join(daemon.stateDir, "tmp")
       const stdout = (id: string) => fs.readFileSync(path.join(daemon.stateDir, "logs", `${id}.stdout.log`), "utf8")
       await daemon.json(["create", "--name", "demo"])
@@ -56,7 +61,7 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
   )
 
   it("a daemon that crashed leaves spares that the next one removes at start", async () => {
-    const crashed = await startDaemon()
+    const crashed = await startDaemon(SANDBOXED)
     const tmpRoot = path.join(crashed.stateDir, "tmp")
     await crashed.json(["create", "--name", "demo"])
     await crashed.json(["run", "demo", "--wait", "--", "true"])
@@ -64,9 +69,46 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
     await crashed.stop("SIGKILL")
     expect(fs.readdirSync(tmpRoot), "the spare after the crash").toHaveLength(1)
 
-    const next = await startDaemon({ stateDir: crashed.stateDir })
+    const next = await startDaemon({ ...SANDBOXED, stateDir: crashed.stateDir })
     expect(fs.readdirSync(tmpRoot), "spares after the next start").toEqual([])
     const job = await next.json<EndedJob>(["run", "demo", "--wait", "--", "true"])
     expect(job.exit_code).toBe(0)
+  }, TIMEOUT)
+
+  it("never hands on an unsandboxed job's TMPDIR: a process it left behind could still write in it", async () => {
+    const daemon = await startDaemon()
+    const tmpRoot = path.join(daemon.stateDir, "tmp")
+    await daemon.json(["create", "--name", "demo"])
+    // A descendant that leaves the job's group and clears its marker outlives the job's kill, its cwd in the TMPDIR.
+    const leaver = "cd \"$TMPDIR\"; env -u PLANTER_JOB_ID setsid sh -c 'sleep 1; echo leaked > left.txt' "
+      + "</dev/null >/dev/null 2>&1 & sleep 0.2"
+    const first = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", leaver])
+    expect(first.exit_code).toBe(0)
+    const second = await daemon.json<EndedJob>([
+      "run",
+      "demo",
+      "--wait",
+      "--",
+      "sh",
+      "-c",
+      "sleep 1.5; ls -A \"$TMPDIR\""
+    ])
+    expect(second.exit_code).toBe(0)
+    expect(fs.readFileSync(path.join(daemon.stateDir, "logs", `${second.id}.stdout.log`), "utf8")).toBe("")
+    await waitFor("no spare TMPDIR", () => fs.readdirSync(tmpRoot).length === 0)
+  }, TIMEOUT)
+
+  it("never gives the id of a start that failed after it was journaled to another job", async () => {
+    const daemon = await startDaemon(SANDBOXED)
+    await daemon.json(["create", "--name", "demo"])
+    await daemon.json(["run", "demo", "--wait", "--", "true"]) // leaves a spare
+    const failed = await daemon.cli(["run", "demo", "--", "/nonexistent/prog"])
+    expect(failed.code).not.toBe(0)
+    const events: Array<{ kind: string; job_id: string | null }> = await daemon.json(["events", "--since", "1h"])
+    const failedIds = events.filter((event) => event.kind === "job_start_failed").map((event) => event.job_id)
+    expect(failedIds).toHaveLength(1)
+    const next = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "true"])
+    expect(next.exit_code).toBe(0)
+    expect(next.id).not.toBe(failedIds[0])
   }, TIMEOUT)
 })
