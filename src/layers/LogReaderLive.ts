@@ -177,6 +177,11 @@ export const make = Effect.gen(function*() {
       const finished = Option.isNone(registry.get(request.jobId))
       const size = fileSize(file)
       if (request.offset > size && finished) {
+        // A log-quota kill cuts the logs back to the quota once the tree is gone (truncateToQuota), after a
+        // follower may have read past it: the end of what it could read, not a bad offset.
+        if ((yield* supervisor.get(request.jobId)).termination_reason === "log_quota") {
+          return new LogChunk({ data: new Uint8Array(0), offset: request.offset, eof: true, complete: true })
+        }
         return yield* new InvalidInput({
           message: `offset ${request.offset} is past the end of the ${request.stream} log (${size} bytes)`
         })

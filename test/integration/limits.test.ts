@@ -80,6 +80,14 @@ describe("resource limits", () => {
     expect(size).toBeGreaterThan(512 * 1024)
   }, TIMEOUT)
 
+  it("run --wait on a job cut back to its log quota ends with the job's outcome, not a bad offset", async () => {
+    const result = await daemon.cli(["run", "ci", "--max-log", "1M", "--wait", "--", "sh", "-c", "yes hello"])
+    expect(result.stderr).not.toContain("past the end")
+    expect(result.code).not.toBe(2)
+    const id = (await daemon.json<Array<JobJson>>(["job", "ls", "--limit", "1"]))[0]!.id
+    expect((await finished(daemon, id)).termination_reason).toBe("log_quota")
+  }, TIMEOUT)
+
   it("two limits at once: the first reason wins and only one is recorded", async () => {
     const id = await run(daemon, ["--timeout", "300ms", "--max-log", "1K", "--", "yes"])
     const job = await finished(daemon, id)
