@@ -29,6 +29,18 @@ const removeQuietly = (file: string) => {
   }
 }
 
+/**
+ * A file's size, 0 when it is missing or cannot be read. No exception for a missing file: the log-marks sampler
+ * and the limit monitor ask for running jobs' logs many times a second.
+ */
+export const fileSize = (file: string) => {
+  try {
+    return fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
+  } catch {
+    return 0
+  }
+}
+
 /** Removes everything a job that never started created; its TMPDIR is kept when `keepTmp` takes it back (TmpDirPool). */
 export const removeAllJobFiles = (files: JobFiles, keepTmp: () => boolean = () => false) =>
   Effect.sync(() => {

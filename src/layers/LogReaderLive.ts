@@ -10,19 +10,11 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import type { LogReadRequest } from "../services/LogReader.js"
 import { logFileName, LogReader, MARK_INTERVAL_MS, MARK_RECORD_BYTES, marksFileName } from "../services/LogReader.js"
+import { fileSize } from "./JobFiles.js"
 import { LogGrowth } from "./LogGrowth.js"
 
 /** How often a follower re-checks the file even without a change event (e.g. on file systems without inotify). */
 const FALLBACK_POLL_MS = 250
-
-const fileSize = (file: string) => {
-  try {
-    // No exception for a missing file: the marks sampler asks for every running job's logs four times a second.
-    return fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
-  } catch {
-    return 0
-  }
-}
 
 const readAt = (file: string, offset: number, length: number) =>
   Effect.async<Uint8Array, DaemonFault>((resume) => {

@@ -1,6 +1,6 @@
 import { Cause, Clock, Duration, Effect, FiberMap, Layer, Queue, Schedule } from "effect"
 import * as fs from "node:fs"
-import { jobFiles } from "../layers/JobFiles.js"
+import { fileSize, jobFiles } from "../layers/JobFiles.js"
 import type { JobId } from "../rpc/Ids.js"
 import type { Job } from "../rpc/Models.js"
 import { LimitDetail } from "../rpc/Models.js"
@@ -12,15 +12,6 @@ import { fromStored } from "../services/Limits.js"
 import { indexSnapshot, ProcessProbe, sumUsage, treeView } from "../services/ProcessProbe.js"
 import type { MonitorStats } from "./LimitMonitor.js"
 import { breachOf, LimitMonitor, usageOf } from "./LimitMonitor.js"
-
-const fileSize = (file: string) => {
-  try {
-    // No exception for a missing file: each tick asks for every running job's two logs.
-    return fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
-  } catch {
-    return 0
-  }
-}
 
 /**
  * Cuts a job's logs back to its quota once its tree is gone (stdout first,
