@@ -16,9 +16,11 @@ export const END_DEFERRAL_MAX_MS = 100
  * else when none has been for a whole turn of the event loop (a pipelining client's next start is often read
  * in that same turn), or when the oldest waiting end has waited `maxWaitMs`. Every waiting end is let go at
  * once, so their kill sweeps share one /proc pass (ProcessProbe.markedBy batches the searches of one turn).
- * Holds only the ends waiting now: nothing is kept once they go.
+ * Holds only the ends waiting now: nothing is kept once they go. `onQuiet` (if given) is called at each such
+ * quiet moment, after the waiting ends are let go, whether any waited or not: work that should not compete with
+ * starts (TmpDirPool.fill) goes there.
  */
-export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS) => {
+export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet?: () => void) => {
   let inProgress = 0
   let waiting: Array<() => void> = []
   let deadline: ReturnType<typeof setTimeout> | undefined
@@ -36,10 +38,12 @@ export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS) => {
 
   const startEnded = () => {
     inProgress--
-    if (inProgress === 0 && waiting.length > 0 && check === undefined) {
+    if (inProgress === 0 && (waiting.length > 0 || onQuiet !== undefined) && check === undefined) {
       check = setImmediate(() => {
         check = undefined
-        if (inProgress === 0) releaseAll()
+        if (inProgress > 0) return
+        releaseAll()
+        onQuiet?.()
       })
     }
   }
@@ -51,6 +55,8 @@ export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS) => {
         inProgress++
         return Effect.ensuring(start, Effect.sync(startEnded))
       }),
+    /** Whether a start is in progress now. */
+    busy: (): boolean => inProgress > 0,
     /** Answers when the daemon is not starting jobs, or after at most `maxWaitMs`. */
     quiet: Effect.suspend(() =>
       inProgress === 0

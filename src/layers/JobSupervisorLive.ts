@@ -35,7 +35,7 @@ import { SandboxRunner } from "../services/SandboxRunner.js"
 import type { StateError } from "../services/StateRepository.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { crashPoint } from "./CrashPoints.js"
-import { makeEndDeferral } from "./EndDeferral.js"
+import { END_DEFERRAL_MAX_MS, makeEndDeferral } from "./EndDeferral.js"
 import { resolveCwd } from "./JobCwd.js"
 import { makeJobEnds } from "./JobEnds.js"
 import type { JobFiles } from "./JobFiles.js"
@@ -145,7 +145,12 @@ export const make = Effect.gen(function*() {
   yield* Effect.addFinalizer(() => Effect.sync(tmpDirs.close))
   const fibers = yield* FiberMap.make<JobId>()
   const ends = makeJobEnds(repo, scope)
-  const deferral = makeEndDeferral()
+  // Unsandboxed jobs' TMPDIRs are never recycled: new ones are made ahead of the starts, between bursts.
+  const fillsTmpDirs = !(sandbox.status.available && sandbox.status.backend === "bubblewrap")
+  const deferral = makeEndDeferral(
+    END_DEFERRAL_MAX_MS,
+    fillsTmpDirs ? () => tmpDirs.fill(deferral.busy) : undefined
+  )
   const grants = makeReadGrantPolicy(config)
 
   /** Kills the job's tree; every signal is checked against its recorded identity first. */

@@ -37,12 +37,19 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * a fresh random one, minted when it was recycled. Spares are removed when the daemon stops (`close`); after
  * a crash the next daemon's reconciler removes them with the other leftovers (they belong to no job).
  * Everything here is a few synchronous metadata calls (~20–40 µs), cheaper than a thread pool round trip.
+ *
+ * Where TMPDIRs are not recycled (unsandboxed jobs), `fill` makes new, never used ones ahead of the starts
+ * instead, while the daemon starts no job: one `mkdir` at a time on the thread pool, stopping as soon as a start
+ * is in progress. A start then takes a TMPDIR made while the daemon was idle rather than waiting for a `mkdir`
+ * (~0.3 ms of ext4 kernel time each here, the thread that makes it preempting the event loop on a loaded machine).
+ * Such a TMPDIR never held anything of a job: nothing of one job can reach the next through it.
  */
 export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number = MAX_SPARE_TMPDIRS) => {
   const listXattr = loadListXattr()
   const uid = process.getuid?.()
   const spare: Array<JobId> = []
   let closed = false
+  let filling = false
 
   const isLikeNew = (dir: string) => {
     const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
@@ -87,6 +94,36 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       } catch {
         return false
       }
+    },
+    /**
+     * Makes new TMPDIRs until there are `max` spares, one `mkdir` at a time on the thread pool, and stops as soon
+     * as `busy` (a start in progress), the daemon stops, or a `mkdir` fails (a full disk: each start then makes
+     * its own, as without spares). A call while one is filling does nothing.
+     */
+    fill: (busy: () => boolean): void => {
+      if (filling) return
+      filling = true
+      const next = () => {
+        if (closed || spare.length >= max || busy()) {
+          filling = false
+          return
+        }
+        const id = newId()
+        const dir = path.join(tmpRoot, id)
+        fs.mkdir(dir, { mode: 0o700 }, (error) => {
+          if (error !== null) {
+            filling = false
+            return
+          }
+          if (closed) {
+            filling = false
+            return fs.rmdir(dir, () => {})
+          }
+          spare.push(id)
+          next()
+        })
+      }
+      next()
     },
     /** Removes the spares (the daemon stops); later ends remove their TMPDIRs as before. */
     close: () => {

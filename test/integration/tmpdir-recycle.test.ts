@@ -2,12 +2,13 @@
  * An ended job's empty TMPDIR becomes the next job's (src/layers/TmpDirPool.ts) when none of the job's processes
  * can have outlived it (bubblewrap's PID namespace): the next job still gets a private, empty, 0700 TMPDIR named
  * after itself; one a job left anything in is removed, never handed on; an unsandboxed job's is never handed on
- * (a leftover process could still write in it); an id a failed start journaled is never another job's; and no
- * spare outlives the daemon, whether it stops or crashes.
+ * (a leftover process could still write in it), new ones are made ahead for them instead; an id a failed start
+ * journaled is never another job's; and no spare outlives the daemon, whether it stops or crashes.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
+import { MAX_SPARE_TMPDIRS } from "../../src/layers/TmpDirPool.js"
 import { startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
 
 const TIMEOUT = 60_000
@@ -95,8 +96,37 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
     ])
     expect(second.exit_code).toBe(0)
     expect(fs.readFileSync(path.join(daemon.stateDir, "logs", `${second.id}.stdout.log`), "utf8")).toBe("")
-    await waitFor("no spare TMPDIR", () => fs.readdirSync(tmpRoot).length === 0)
+    await waitFor("the first job's TMPDIR to be removed", () => !fs.existsSync(path.join(tmpRoot, first.id)))
+    // What is left are new TMPDIRs made ahead of the next starts (TmpDirPool.fill): empty, never a job's.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    for (const spare of fs.readdirSync(tmpRoot)) {
+      expect(fs.readdirSync(path.join(tmpRoot, spare)), `the spare ${spare}`).toEqual([])
+    }
   }, TIMEOUT)
+
+  it(
+    "makes unsandboxed jobs' TMPDIRs ahead of their starts: new, private, empty, and gone when the daemon stops",
+    async () => {
+      const daemon = await startDaemon()
+      const tmpRoot = path.join(daemon.stateDir, "tmp")
+      await daemon.json(["create", "--name", "demo"])
+      expect(fs.readdirSync(tmpRoot), "before any job").toEqual([])
+      const first = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "true"])
+      expect(first.exit_code).toBe(0)
+      await waitFor("the first job's TMPDIR to be removed", () => !fs.existsSync(path.join(tmpRoot, first.id)))
+      await waitFor("spare TMPDIRs made while idle", () => fs.readdirSync(tmpRoot).length === MAX_SPARE_TMPDIRS)
+      const spares = fs.readdirSync(tmpRoot)
+      const script = "echo \"$TMPDIR\"; stat -c %a \"$TMPDIR\"; ls -A \"$TMPDIR\""
+      const second = await daemon.json<EndedJob>(["run", "demo", "--wait", "--", "sh", "-c", script])
+      expect(second.exit_code).toBe(0)
+      expect(spares, "the next job took a TMPDIR made ahead").toContain(second.id)
+      expect(fs.readFileSync(path.join(daemon.stateDir, "logs", `${second.id}.stdout.log`), "utf8").split("\n"))
+        .toEqual([path.join(tmpRoot, second.id), "700", ""])
+      await daemon.stop()
+      expect(fs.readdirSync(tmpRoot), "spares once the daemon stopped").toEqual([])
+    },
+    TIMEOUT
+  )
 
   it("never gives the id of a start that failed after it was journaled to another job", async () => {
     const daemon = await startDaemon(SANDBOXED)

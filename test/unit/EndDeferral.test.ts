@@ -54,4 +54,21 @@ describe("EndDeferral", () => {
       expect(stuck.unsafePoll(), "the start still runs").toBeNull()
       yield* Fiber.interrupt(stuck)
     }))
+
+  it.live("calls onQuiet once no start has been in progress for a whole turn, and says whether one is", () =>
+    Effect.gen(function*() {
+      let quiet = 0
+      const deferral = makeEndDeferral(10_000, () => quiet++)
+      const gate = yield* Deferred.make<void>()
+      const start = yield* Effect.fork(deferral.starting(Deferred.await(gate)))
+      yield* Effect.yieldNow()
+      expect(deferral.busy()).toBe(true)
+      yield* Effect.sleep("20 millis")
+      expect(quiet, "while a start is in progress").toBe(0)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(start)
+      expect(deferral.busy()).toBe(false)
+      yield* Effect.sleep("20 millis")
+      expect(quiet).toBe(1)
+    }))
 })

@@ -102,4 +102,43 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     fs.writeFileSync(path.join(root, taken.id, "used"), "")
     expect(pool.giveBack(taken.id), "a TMPDIR the job wrote in").toBe(false)
   })
+
+  it("fills up to `max` with new TMPDIRs while nothing is starting, stops when a start begins, and not after close", async () => {
+    const pool = makeTmpDirPool(root, newId, 3)
+    const filled = async (expected: number) => {
+      for (let i = 0; i < 200 && fs.readdirSync(root).length < expected; i++) await new Promise((r) => setTimeout(r, 5))
+      return fs.readdirSync(root).sort()
+    }
+    let starting = false
+    pool.fill(() => starting)
+    expect(await filled(3)).toEqual(["job-test0001", "job-test0002", "job-test0003"])
+    for (const id of ["job-test0001", "job-test0002", "job-test0003"]) {
+      const stat = fs.statSync(path.join(root, id))
+      expect(stat.isDirectory() && (stat.mode & 0o7777), id).toBe(0o700)
+    }
+    // Full: a start takes one with its TMPDIR made; none is made while a start is in progress.
+    const taken = pool.take()
+    expect(taken.tmpReady).toBe(true)
+    starting = true
+    pool.fill(() => starting)
+    await new Promise((r) => setTimeout(r, 30))
+    expect(fs.readdirSync(root)).toHaveLength(3)
+    starting = false
+    pool.fill(() => starting)
+    expect(await filled(4)).toHaveLength(4)
+    expect(fs.readdirSync(root)).toContain("job-test0004")
+    pool.close()
+    expect(fs.readdirSync(root), "the taken one is the job's; the spares are gone").toEqual([taken.id])
+    pool.fill(() => false)
+    await new Promise((r) => setTimeout(r, 30))
+    expect(fs.readdirSync(root)).toEqual([taken.id])
+  })
+
+  it("stops filling when a mkdir fails, and starts make their own TMPDIR", async () => {
+    const gone = path.join(root, "gone")
+    const pool = makeTmpDirPool(gone, newId, 3)
+    pool.fill(() => false)
+    await new Promise((r) => setTimeout(r, 30))
+    expect(pool.take()).toEqual({ id: "job-test0002", tmpReady: false })
+  })
 })
