@@ -289,7 +289,8 @@ export const make = Effect.gen(function*() {
     request: RunRequest,
     limits: Limits,
     files: JobFiles,
-    tmpExists: boolean
+    tmpExists: boolean,
+    logsExist: boolean
   ) =>
     Effect.gen(function*() {
       const network = effectiveNetwork(cell.network, request.network)
@@ -329,7 +330,7 @@ export const make = Effect.gen(function*() {
         Effect.tapError(() =>
           Effect.zipRight(
             tmpReady === undefined ? Effect.void : Fiber.await(tmpReady),
-            tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id)) : removeFiles
+            tmpExists ? removeAllJobFiles(files, () => tmpDirs.giveBack(id, logsExist)) : removeFiles
           )
         ),
         // Two runs of one name racing past run's check: the database's unique index refuses the second.
@@ -356,8 +357,17 @@ export const make = Effect.gen(function*() {
             Effect.catchAll((error) => Effect.logError(`cannot remove the record of ${id}, which did not start`, error))
           )
         )
+      // A made-ahead TMPDIR holds the job's log files: moved into place now that the row is on disk.
+      const logsPlaced = logsExist
+        ? Effect.try({
+          try: () => tmpDirs.takeLogs(id, files.stdout, files.stderr),
+          catch: (error) => jobFilesFault(files, String(error))
+        })
+        : tmpReady === undefined
+        ? Effect.void
+        : Fiber.join(tmpReady)
       const started = yield* Effect.zipRight(
-        tmpReady === undefined ? Effect.void : Fiber.join(tmpReady),
+        logsPlaced,
         sandbox.start({
           jobId: id,
           argv,
@@ -441,7 +451,7 @@ export const make = Effect.gen(function*() {
         })
       }
     }
-    const { id, tmpReady } = tmpDirs.take()
+    const { id, logsReady, tmpReady } = tmpDirs.take()
     yield* Effect.annotateCurrentSpan({ jobId: id, cellId: cell.id })
     const files = jobFiles(paths, id)
     const ready = yield* Deferred.make<Job, StartError>()
@@ -452,7 +462,7 @@ export const make = Effect.gen(function*() {
       id,
       supervise(
         Effect.tap(
-          start(cell, id, [program, ...args], cwd, request, limits, files, tmpReady),
+          start(cell, id, [program, ...args], cwd, request, limits, files, tmpReady, logsReady),
           ({ entry }) => Deferred.succeed(ready, entry.job)
         ),
         files

@@ -13,6 +13,9 @@ import { startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
 
 const TIMEOUT = 60_000
 
+/** What a TMPDIR made ahead for an unsandboxed job holds until its start: the job's empty log files. */
+const SPARE_LOGS = [".planter-spare-stderr", ".planter-spare-stdout"]
+
 /** Recycling needs a sandbox whose processes cannot outlive the job. */
 const SANDBOXED = { args: ["--sandbox-mode", "enforced"] }
 
@@ -97,10 +100,11 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
     expect(second.exit_code).toBe(0)
     expect(fs.readFileSync(path.join(daemon.stateDir, "logs", `${second.id}.stdout.log`), "utf8")).toBe("")
     await waitFor("the first job's TMPDIR to be removed", () => !fs.existsSync(path.join(tmpRoot, first.id)))
-    // What is left are new TMPDIRs made ahead of the next starts (TmpDirPool.fill): empty, never a job's.
+    // What is left are new TMPDIRs made ahead of the next starts (TmpDirPool.fill), never a job's: each holds only
+    // the empty log files of the job that will take it, which its start moves to the logs dir.
     await new Promise((resolve) => setTimeout(resolve, 1500))
     for (const spare of fs.readdirSync(tmpRoot)) {
-      expect(fs.readdirSync(path.join(tmpRoot, spare)), `the spare ${spare}`).toEqual([])
+      expect(fs.readdirSync(path.join(tmpRoot, spare)).sort(), `the spare ${spare}`).toEqual(SPARE_LOGS)
     }
   }, TIMEOUT)
 
@@ -122,8 +126,32 @@ describe.skipIf(process.platform !== "linux")("recycled TMPDIRs", () => {
       expect(spares, "the next job took a TMPDIR made ahead").toContain(second.id)
       expect(fs.readFileSync(path.join(daemon.stateDir, "logs", `${second.id}.stdout.log`), "utf8").split("\n"))
         .toEqual([path.join(tmpRoot, second.id), "700", ""])
+      const stderrLog = fs.statSync(path.join(daemon.stateDir, "logs", `${second.id}.stderr.log`))
+      expect([stderrLog.size, stderrLog.mode & 0o7777], "the job's stderr log, made ahead").toEqual([0, 0o600])
       await daemon.stop()
       expect(fs.readdirSync(tmpRoot), "spares once the daemon stopped").toEqual([])
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a crashed daemon's TMPDIRs made ahead, log files and all, are removed by the next one, and leave no log",
+    async () => {
+      const crashed = await startDaemon()
+      const tmpRoot = path.join(crashed.stateDir, "tmp")
+      const logsDir = path.join(crashed.stateDir, "logs")
+      await crashed.json(["create", "--name", "demo"])
+      const job = await crashed.json<EndedJob>(["run", "demo", "--wait", "--", "true"])
+      await waitFor("spare TMPDIRs made while idle", () => fs.readdirSync(tmpRoot).length === MAX_SPARE_TMPDIRS)
+      await crashed.stop("SIGKILL")
+      const logs = fs.readdirSync(logsDir).sort()
+      expect(logs, "the logs dir holds the job's logs only").toEqual([`${job.id}.stderr.log`, `${job.id}.stdout.log`])
+
+      const next = await startDaemon({ stateDir: crashed.stateDir })
+      expect(fs.readdirSync(tmpRoot), "spares after the next start").toEqual([])
+      expect(fs.readdirSync(logsDir).sort()).toEqual(logs)
+      const after = await next.json<EndedJob>(["run", "demo", "--wait", "--", "true"])
+      expect(after.exit_code).toBe(0)
     },
     TIMEOUT
   )

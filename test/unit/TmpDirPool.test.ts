@@ -30,7 +30,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
 
   it("hands a fresh id (no TMPDIR yet) while it has no spare", () => {
     const pool = makeTmpDirPool(root, newId)
-    expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: false })
+    expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: false, logsReady: false })
     expect(fs.readdirSync(root)).toEqual([])
   })
 
@@ -41,12 +41,12 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     expect(fs.existsSync(ended), "the ended job's TMPDIR").toBe(false)
     expect(fs.readdirSync(root)).toEqual(["job-test0001"])
     const next = pool.take()
-    expect(next).toEqual({ id: "job-test0001", tmpReady: true })
+    expect(next).toEqual({ id: "job-test0001", tmpReady: true, logsReady: false })
     const stat = fs.statSync(path.join(root, next.id))
     expect(stat.isDirectory() && (stat.mode & 0o7777)).toBe(0o700)
     expect(fs.readdirSync(path.join(root, next.id))).toEqual([])
     // Taken: the one after gets a fresh id.
-    expect(pool.take()).toEqual({ id: "job-test0002", tmpReady: false })
+    expect(pool.take()).toEqual({ id: "job-test0002", tmpReady: false, logsReady: false })
   })
 
   it("never recycles a TMPDIR a job left anything in, changed the mode of, or gave extended attributes", () => {
@@ -84,7 +84,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     ])
     expect(fs.readdirSync(root).sort()).toEqual(["job-c", "job-test0001", "job-test0002"])
     fs.rmdirSync(path.join(root, "job-test0002"))
-    expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: true })
+    expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: true, logsReady: false })
     expect(pool.recycle(jobTmp("job-d"))).toBe(true)
     pool.close()
     expect(fs.readdirSync(root).sort()).toEqual(["job-c", "job-test0001"])
@@ -98,7 +98,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     const taken = pool.take()
     expect(pool.giveBack(taken.id)).toBe(true)
     expect(fs.readdirSync(root)).toEqual([taken.id])
-    expect(pool.take()).toEqual({ id: taken.id, tmpReady: true })
+    expect(pool.take()).toEqual({ id: taken.id, tmpReady: true, logsReady: false })
     fs.writeFileSync(path.join(root, taken.id, "used"), "")
     expect(pool.giveBack(taken.id), "a TMPDIR the job wrote in").toBe(false)
   })
@@ -116,17 +116,35 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
       const stat = fs.statSync(path.join(root, id))
       expect(stat.isDirectory() && (stat.mode & 0o7777), id).toBe(0o700)
     }
-    // Full: a start takes one with its TMPDIR made; none is made while a start is in progress.
+    // Full: a start takes one with its TMPDIR made, holding the job's two empty 0600 log files until takeLogs
+    // moves them where the job's process opens them, which leaves the TMPDIR empty.
     const taken = pool.take()
-    expect(taken.tmpReady).toBe(true)
+    expect(taken).toMatchObject({ tmpReady: true, logsReady: true })
+    expect(fs.readdirSync(path.join(root, taken.id)).sort()).toEqual([".planter-spare-stderr", ".planter-spare-stdout"])
+    const logs = fs.mkdtempSync(path.join(os.tmpdir(), "planter-tmppool-logs-"))
+    try {
+      pool.takeLogs(taken.id, path.join(logs, "out.log"), path.join(logs, "err.log"))
+      expect(fs.readdirSync(path.join(root, taken.id)), "the job's TMPDIR").toEqual([])
+      for (const file of ["out.log", "err.log"]) {
+        const stat = fs.statSync(path.join(logs, file))
+        expect([stat.size, stat.mode & 0o7777], file).toEqual([0, 0o600])
+      }
+      // A file that cannot be moved (its logs dir is gone) is removed: the job's process creates its own.
+      const other = pool.take()
+      pool.takeLogs(other.id, path.join(logs, "gone", "out.log"), path.join(logs, "gone", "err.log"))
+      expect(fs.readdirSync(path.join(root, other.id))).toEqual([])
+      fs.rmdirSync(path.join(root, other.id))
+    } finally {
+      fs.rmSync(logs, { recursive: true, force: true })
+    }
     starting = true
     pool.fill(() => starting)
     await new Promise((r) => setTimeout(r, 30))
-    expect(fs.readdirSync(root)).toHaveLength(3)
+    expect(fs.readdirSync(root)).toHaveLength(2)
     starting = false
     pool.fill(() => starting)
     expect(await filled(4)).toHaveLength(4)
-    expect(fs.readdirSync(root)).toContain("job-test0004")
+    expect(fs.readdirSync(root)).toEqual(expect.arrayContaining(["job-test0004", "job-test0005"]))
     pool.close()
     expect(fs.readdirSync(root), "the taken one is the job's; the spares are gone").toEqual([taken.id])
     pool.fill(() => false)
@@ -134,11 +152,29 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     expect(fs.readdirSync(root)).toEqual([taken.id])
   })
 
+  it("takes back a made-ahead TMPDIR of a refused start with its untouched log files, and nothing else", async () => {
+    const pool = makeTmpDirPool(root, newId, 2)
+    pool.fill(() => false)
+    for (let i = 0; i < 200 && fs.readdirSync(root).length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    await new Promise((r) => setTimeout(r, 20))
+    const taken = pool.take()
+    expect(taken.logsReady).toBe(true)
+    expect(pool.giveBack(taken.id, true)).toBe(true)
+    expect(pool.take()).toEqual({ id: taken.id, tmpReady: true, logsReady: true })
+    fs.writeFileSync(path.join(root, taken.id, ".planter-spare-stdout"), "written")
+    expect(pool.giveBack(taken.id, true), "a log file with something in it").toBe(false)
+    const other = pool.take()
+    fs.writeFileSync(path.join(root, other.id, "extra"), "")
+    expect(pool.giveBack(other.id, true), "a TMPDIR with another file").toBe(false)
+  })
+
   it("stops filling when a mkdir fails, and starts make their own TMPDIR", async () => {
     const gone = path.join(root, "gone")
     const pool = makeTmpDirPool(gone, newId, 3)
     pool.fill(() => false)
     await new Promise((r) => setTimeout(r, 30))
-    expect(pool.take()).toEqual({ id: "job-test0002", tmpReady: false })
+    expect(pool.take()).toEqual({ id: "job-test0002", tmpReady: false, logsReady: false })
   })
 })
