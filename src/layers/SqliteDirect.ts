@@ -102,6 +102,18 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
       return db
     }
 
+    // One transaction function per connection, made once (better-sqlite3's `transaction` builds four wrapper
+    // functions and defines their properties on every call): `.immediate(body)` outside a transaction is
+    // `BEGIN IMMEDIATE` … `COMMIT`, and the plain call inside one is a savepoint.
+    type Wrapped = BetterSqlite3.Transaction<unknown, [body: () => unknown]>
+    let transactionOf: { readonly on: BetterSqlite3.Database; readonly run: Wrapped } | undefined
+    const inTransaction = (open: BetterSqlite3.Database) => {
+      if (transactionOf?.on !== open) {
+        transactionOf = { on: open, run: open.transaction((body: () => unknown) => body()) }
+      }
+      return transactionOf.run
+    }
+
     const prepare: Prepare = (sql) => {
       let statement = statements.get(sql)
       if (statement === undefined) {
@@ -132,19 +144,20 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
       queued = []
       if (batch.length === 0) return
       const answers: Array<Outcome> = []
-      const outcome = Effect.runSync(Effect.exit(attempt((open) =>
-        open.transaction(() => {
+      const outcome = Effect.runSync(Effect.exit(attempt((open) => {
+        const transaction = inTransaction(open)
+        return transaction.immediate(() => {
           answers.length = 0
           for (const { body } of batch) {
             try {
               // A transaction function called inside one runs as a savepoint.
-              answers.push(Exit.succeed({ _tag: "Done", value: open.transaction(() => body(prepare))() }))
+              answers.push(Exit.succeed({ _tag: "Done", value: transaction(() => body(prepare)) }))
             } catch (cause) {
               answers.push(Exit.fail(new SqlError({ cause, message: "Failed to execute statement" })))
             }
           }
-        }).immediate()
-      )))
+        })
+      })))
       batch.forEach(({ done }, index) => {
         // The commit's outcome (or Unavailable) for all when it did not commit, else each body's own.
         if (Exit.isFailure(outcome) || outcome.value._tag === "Unavailable") return done(outcome)
@@ -153,7 +166,8 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
     }
 
     return {
-      transaction: (body) => attempt((open) => open.transaction(() => body(prepare)).immediate()),
+      transaction: (body) =>
+        attempt((open) => inTransaction(open).immediate(() => body(prepare)) as ReturnType<typeof body>),
       run: (body) => attempt(() => body(prepare)),
       batched: <A>(body: (prepare: Prepare) => A) =>
         Effect.async<DirectOutcome<A>, SqlError>((resume) => {

@@ -10,14 +10,15 @@ declare module "better-sqlite3" {
       get(...params: ReadonlyArray<unknown>): unknown
       all(...params: ReadonlyArray<unknown>): Array<unknown>
     }
-    interface Transaction<A> {
-      (): A
-      immediate(): A
+    /** Its arguments are passed on to the wrapped function. */
+    interface Transaction<A, Args extends ReadonlyArray<unknown> = []> {
+      (...args: Args): A
+      immediate(...args: Args): A
     }
     interface Database {
       prepare(source: string): Statement
       pragma(source: string): unknown
-      transaction<A>(fn: () => A): Transaction<A>
+      transaction<A, Args extends ReadonlyArray<unknown> = []>(fn: (...args: Args) => A): Transaction<A, Args>
       close(): void
     }
   }
