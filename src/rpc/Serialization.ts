@@ -64,7 +64,18 @@ const FRAME_TAIL_BYTES = 4096
  * is then decoded once. Partial frames gather in a buffer that grows by
  * doubling, up to the cap.
  */
-export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerialization["Type"] =>
+export const makeMsgPack = (
+  maxBufferSize: number,
+  options: {
+    /**
+     * The bytes handed to `decode` are a read buffer that the next read
+     * overwrites (a socket's `onread` buffer): the binaries of frames
+     * decoded straight from them are copied out; those gathered from
+     * several reads are views of a buffer of their own, as always.
+     */
+    readonly transientReads?: boolean
+  } = {}
+): RpcSerialization.RpcSerialization["Type"] =>
   RpcSerialization.RpcSerialization.of({
     contentType: "application/msgpack",
     includesFraming: true,
@@ -99,7 +110,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             buffer.set(chunk, length)
             length += chunk.length
             input = buffer.subarray(0, length)
-          }
+          } // msgpackr's `copyBuffers` option, read on every unpack (the option is kept on the instance).
+
+          ;(unpackr as { copyBuffers?: boolean }).copyBuffers = options.transientReads === true && input === chunk
           const values: Array<unknown> = []
           let start = 0
           try {
@@ -154,4 +167,4 @@ export const ServerSerializationLive = Layer.succeed(
 )
 
 /** msgpack on a client's side of the socket. */
-export const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
+export const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES, { transientReads: true })
