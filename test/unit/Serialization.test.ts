@@ -85,6 +85,25 @@ describe("msgpack framing", () => {
     expect(received.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 4096)
   })
 
+  it("with transient reads, keeps no view of the read buffer: a binary decoded from it survives the next read", () => {
+    const parser = makeMsgPack(1 << 20, { transientReads: true }).unsafeMake()
+    const small = encodeAll([{ _tag: "Exit", data: new Uint8Array(100).fill(1) }])
+    const large = encodeAll([{ _tag: "Exit", data: new Uint8Array(100_000).fill(2) }])
+    const readBuffer = new Uint8Array(65_536)
+    const read = (bytes: Uint8Array) => {
+      readBuffer.set(bytes)
+      return parser.decode(readBuffer.subarray(0, bytes.length)) as Array<{ data: Uint8Array }>
+    }
+    const [whole] = read(small)
+    // A frame that takes two reads is gathered into a buffer of its own.
+    expect(read(large.subarray(0, 65_536))).toEqual([])
+    const [gathered] = read(large.subarray(65_536))
+    readBuffer.fill(0xee)
+    expect(whole!.data.every((byte) => byte === 1)).toBe(true)
+    expect(gathered!.data.length).toBe(100_000)
+    expect(gathered!.data.every((byte) => byte === 2)).toBe(true)
+  })
+
   it("refuses a frame larger than its limit, then decodes the next connection's frames", () => {
     const big = encodeAll([{ data: new Uint8Array(50_000) }])
     expect(() => decodeInPieces(big, 4096, 10_000)).toThrow(/refused a frame.*10000 bytes/)
