@@ -261,7 +261,14 @@ const jobLs = Command.make("ls", {
           return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
         })
       })
-      if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
+      if (shown === 0) {
+        const filtered = Option.isSome(cell) || Option.isSome(name) || Option.isSome(status) || label.length > 0
+        yield* printLine(
+          filtered
+            ? "no jobs match: `planter job ls` lists every job"
+            : "no jobs: start one with `planter run CELL -- COMMAND`"
+        )
+      }
       if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)
     })
   )).pipe(

@@ -118,6 +118,10 @@ describe("names and labels", () => {
         job.id
       ])
       expect(await daemon.json(["job", "ls", "--label", "branch=other"])).toEqual([])
+      // Jobs exist, none match: the table's stand-in says so, not that there are no jobs at all.
+      expect((await daemon.cli(["job", "ls", "--label", "branch=other"])).stdout).toBe(
+        "no jobs match: `planter job ls` lists every job\n"
+      )
       expect((await daemon.json<Array<any>>(["job", "ls", "--name", "build", "--cell", "demo"])).map((j) => j.id))
         .toEqual([job.id])
       expect((await daemon.json<any>(["job", "kill", "build"])).termination_reason).toBe("terminated_by_user")
