@@ -342,9 +342,13 @@ export const top = (name: string) =>
         )
         if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
         if (once) return yield* printLine(topRows(yield* running))
-        while (true) {
+        // On a terminal each refresh redraws the screen; into a pipe or a file, as `top -b`, the snapshots
+        // follow one another, each under its time, with no escape codes in the way.
+        const redraw = process.stdout.isTTY === true ? "\x1b[H\x1b[2J" : ""
+        for (let first = true;; first = false) {
           const text = topRows(yield* running)
-          yield* write(process.stdout, `\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n${text}\n`)
+          const separator = redraw === "" && !first ? "\n" : redraw
+          yield* write(process.stdout, `${separator}${new Date().toISOString()}  (Ctrl-C to stop)\n${text}\n`)
           yield* Effect.sleep(Math.max(100, interval))
         }
       })

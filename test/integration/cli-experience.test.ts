@@ -229,6 +229,24 @@ describe("run --wait", () => {
   }, SLOW)
 })
 
+describe("top", () => {
+  it("into a pipe prints one snapshot after another, without the terminal's redraw codes", async () => {
+    const job = await daemon.json<{ id: string }>(["run", "demo", "--name", "watched", "--", "sleep", "30"])
+    const watching = startCli(daemon.socketPath, ["top", "--interval-ms", "100"])
+    await waitFor("three snapshots", () => watching.stdout().split("(Ctrl-C to stop)").length > 3)
+    watching.child.kill("SIGINT")
+    await watching.exited
+    await daemon.json(["job", "kill", job.id])
+    expect(watching.stdout()).not.toContain("\x1b")
+    const snapshots = watching.stdout().split("\n\n")
+    expect(snapshots.length).toBeGreaterThanOrEqual(3)
+    for (const snapshot of snapshots.filter((text) => text.trim() !== "")) {
+      expect(snapshot).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z {2}\(Ctrl-C to stop\)\n/)
+      expect(snapshot).toContain(job.id)
+    }
+  }, SLOW)
+})
+
 describe("help and usage errors", () => {
   it("prints short plain help when piped, with the full command path and no boilerplate", async () => {
     const help = await runCli(daemon.socketPath, ["run", "--help"])
