@@ -25,6 +25,7 @@ import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { copyLog } from "./LogsCommand.js"
 import {
   encodeJob,
+  endNote,
   jobDetails,
   jobExitCode,
   jobRows,
@@ -169,6 +170,8 @@ export const run = Command.make("run", {
         ], { concurrency: 2 })
         if (feeder !== null) yield* Fiber.interrupt(feeder)
         const finished = yield* client.JobStatus({ job_id: job.id })
+        const note = endNote(finished)
+        if (!json && note !== undefined) yield* write(process.stderr, `planter: ${note}\n`)
         if (json) {
           // The job's output comes with its record (as UTF-8 text; `planter logs --json` for the exact bytes).
           yield* printJson({

@@ -196,16 +196,29 @@ const usageLines = (job: Job): Array<string> => {
   return []
 }
 
+/** `memory_limit (observed 612 MiB > limit 512 MiB)` for a job a limit ended, else undefined. */
+const limitKill = (job: Job): string | undefined => {
+  const name = limitOfReason(job.termination_reason)
+  if (name === undefined || job.limit_detail === null) return undefined
+  const { limit, observed } = job.limit_detail
+  return `${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${formatLimit(name, limit)})`
+}
+
 /** `killed: memory_limit (observed 612 MiB > limit 512 MiB)` for a job a limit ended. */
 export const killLine = (job: Job): Array<string> => {
-  const name = limitOfReason(job.termination_reason)
-  if (name === undefined || job.limit_detail === null) return []
-  const { limit, observed } = job.limit_detail
-  return [
-    `killed:       ${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${
-      formatLimit(name, limit)
-    })`
-  ]
+  const kill = limitKill(job)
+  return kill === undefined ? [] : [`killed:       ${kill}`]
+}
+
+/**
+ * What `run --wait` says on stderr when the job did not end on its own: a limit, a kill, the daemon's
+ * shutdown. Its exit code alone (137, 143) would not say which.
+ */
+export const endNote = (job: Job): string | undefined => {
+  const reason = job.termination_reason
+  if (reason === null || reason === "exited") return undefined
+  const kill = limitKill(job)
+  return kill !== undefined ? `${job.id} killed: ${kill}` : `${job.id} ${statusText(job)}: ${reason}`
 }
 
 export const topRows = (jobs: ReadonlyArray<Job>) =>
