@@ -67,10 +67,11 @@ const clip = (text: string, max: number) => (text.length <= max ? text : `${text
 const quoteArg = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)
 export const commandLine = (argv: ReadonlyArray<string>) => argv.map(quoteArg).join(" ")
 
-export const cellRows = (cells: ReadonlyArray<Cell>) =>
+/** `planter cell ls`: CREATED is relative, as `job ls`'s STARTED (`cell show` and `--json` give the time). */
+export const cellRows = (cells: ReadonlyArray<Cell>, nowMs: number = Date.now()) =>
   table(
     ["ID", "NAME", "NETWORK", "CREATED", "DIR"],
-    cells.map((cell) => [cell.id, cell.name, cell.network, time(cell.created_at_ms), cell.dir])
+    cells.map((cell) => [cell.id, cell.name, cell.network, ago(cell.created_at_ms, nowMs), cell.dir])
   )
 
 const statusColour = (job: Job): Colour | null => {

@@ -86,6 +86,12 @@ describe("job ls reads like docker ps", () => {
       expect(row(id).indexOf(row(id) === row(long.id) ? "killed" : "exited")).toBe(statusColumn)
     }
   }, SLOW)
+
+  it("cell ls tells when a cell was made the same way: relative", async () => {
+    const lines = (await daemon.cli(["cell", "ls"])).stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+NETWORK\s+CREATED\s+DIR$/)
+    expect(lines.find((line) => / demo /.test(line))).toMatch(/ demo\s+allow\s+(just now|\d+ seconds? ago)\s+\//)
+  })
 })
 
 describe("names and labels", () => {
