@@ -106,7 +106,9 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
   it("fills up to `max` with new TMPDIRs while nothing is starting, stops when a start begins, and not after close", async () => {
     const pool = makeTmpDirPool(root, newId, 3)
     const filled = async (expected: number) => {
-      for (let i = 0; i < 200 && fs.readdirSync(root).length < expected; i++) await new Promise((r) => setTimeout(r, 5))
+      for (let i = 0; i < 1000 && fs.readdirSync(root).length < expected; i++) {
+        await new Promise((r) => setTimeout(r, 5))
+      }
       return fs.readdirSync(root).sort()
     }
     let starting = false
@@ -145,6 +147,10 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     pool.fill(() => starting)
     expect(await filled(4)).toHaveLength(4)
     expect(fs.readdirSync(root)).toEqual(expect.arrayContaining(["job-test0004", "job-test0005"]))
+    // The last spare is listed once its two files are made: then the pool is full and filling has stopped.
+    const complete = (id: string) => fs.readdirSync(path.join(root, id)).length === 2
+    for (let i = 0; i < 1000 && !complete("job-test0005"); i++) await new Promise((r) => setTimeout(r, 5))
+    await new Promise((r) => setTimeout(r, 20))
     pool.close()
     expect(fs.readdirSync(root), "the taken one is the job's; the spares are gone").toEqual([taken.id])
     pool.fill(() => false)
@@ -152,10 +158,19 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     expect(fs.readdirSync(root)).toEqual([taken.id])
   })
 
+  it("removes a spare whose making was under way when it closed", async () => {
+    const pool = makeTmpDirPool(root, newId, 3)
+    pool.fill(() => false)
+    for (let i = 0; i < 1000 && fs.readdirSync(root).length === 0; i++) await new Promise((r) => setImmediate(r))
+    pool.close()
+    for (let i = 0; i < 1000 && fs.readdirSync(root).length > 0; i++) await new Promise((r) => setTimeout(r, 5))
+    expect(fs.readdirSync(root)).toEqual([])
+  })
+
   it("takes back a made-ahead TMPDIR of a refused start with its untouched log files, and nothing else", async () => {
     const pool = makeTmpDirPool(root, newId, 2)
     pool.fill(() => false)
-    for (let i = 0; i < 200 && fs.readdirSync(root).length < 2; i++) {
+    for (let i = 0; i < 1000 && fs.readdirSync(root).length < 2; i++) {
       await new Promise((r) => setTimeout(r, 5))
     }
     await new Promise((r) => setTimeout(r, 20))
