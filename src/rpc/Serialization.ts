@@ -26,8 +26,21 @@ export const MAX_RESPONSE_FRAME_BYTES = MAX_LOG_CHUNK_BYTES + 1024 * 1024
 const LARGE_ENCODE_BUFFER_BYTES = 1024 * 1024
 
 /**
- * msgpack framing, wire-compatible with `RpcSerialization.msgPack` (records
- * on), whose decoding work is bounded by the bytes received. The stock
+ * The one request whose exchange stays in msgpackr's records (see below): a client checks the
+ * daemon's protocol version with it before anything else, so it must read the same to a peer of any
+ * protocol version.
+ */
+const HANDSHAKE_TAG = "Version"
+
+/** Version requests whose answers are not encoded yet: more would be a peer that never reads them. */
+const MAX_PENDING_HANDSHAKES = 16
+
+const isHandshakeRequest = (message: unknown): message is { readonly id: unknown } =>
+  typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Request" &&
+  (message as { tag?: unknown }).tag === HANDSHAKE_TAG
+
+/**
+ * msgpack framing whose decoding work is bounded by the bytes received. The stock
  * decoder re-parses the whole partial frame on every socket read (a frame
  * fed 16 KiB at a time costs time in the square of its size) and trusts
  * its headers. Here a FrameScanner reads each byte once to find where a
@@ -41,8 +54,18 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
     contentType: "application/msgpack",
     includesFraming: true,
     unsafeMake() {
-      const unpackr = new Unpackr({ useRecords: true })
-      const packr = new Packr({ useRecords: true })
+      // Plain msgpack maps (protocol 7): msgpackr's records defined every record again in every message,
+      // which cost both sides more to write and read (and more code for V8 to compile) than the keys do
+      // (docs/benchmarks.md, "Health: maps instead of records"). This decoder reads both: `mapsAsObjects`
+      // makes maps plain objects, and records are always understood.
+      const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
+      const packr = new Packr({ useRecords: false })
+      // The version handshake in records, both ways, so that peers of different protocols still read it and
+      // can say which protocol the other speaks (a decoder of protocol 6 reads a map as a `Map`): a client
+      // sends its Version request so, and the daemon answers a Version request so.
+      const handshakePackr = new Packr({ useRecords: true })
+      /** Ids of the Version requests decoded and not answered yet. */
+      const handshakes = new Set<unknown>()
       const encoder = new TextEncoder()
       const scanner = new FrameScanner(maxBufferSize)
       // Pending bytes of an incomplete frame: buffer[0, length).
@@ -78,7 +101,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             while (start < input.length) {
               const end = scanner.scan(input, start)
               if (end < 0) break
-              values.push(unpackr.unpack(input.subarray(start, end)))
+              const value = unpackr.unpack(input.subarray(start, end))
+              if (isHandshakeRequest(value) && handshakes.size < MAX_PENDING_HANDSHAKES) handshakes.add(value.id)
+              values.push(value)
               start = end
             }
           } catch (error) {
@@ -106,6 +131,11 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
           return values
         },
         encode: (message) => {
+          const tag = (message as { _tag?: unknown })._tag
+          if (
+            isHandshakeRequest(message) ||
+            (tag === "Exit" && handshakes.size > 0 && handshakes.delete((message as { requestId?: unknown }).requestId))
+          ) return handshakePackr.pack(message)
           const bytes = packr.pack(message)
           if (bytes.buffer.byteLength > LARGE_ENCODE_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(8192))
           return bytes
