@@ -39,6 +39,9 @@ const isHandshakeRequest = (message: unknown): message is { readonly id: unknown
   typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Request" &&
   (message as { tag?: unknown }).tag === HANDSHAKE_TAG
 
+const isExit = (message: unknown): message is { readonly requestId: unknown } =>
+  typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Exit"
+
 /**
  * msgpack framing whose decoding work is bounded by the bytes received. The stock
  * decoder re-parses the whole partial frame on every socket read (a frame
@@ -131,10 +134,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
           return values
         },
         encode: (message) => {
-          const tag = (message as { _tag?: unknown })._tag
           if (
             isHandshakeRequest(message) ||
-            (tag === "Exit" && handshakes.size > 0 && handshakes.delete((message as { requestId?: unknown }).requestId))
+            (handshakes.size > 0 && isExit(message) && handshakes.delete(message.requestId))
           ) return handshakePackr.pack(message)
           const bytes = packr.pack(message)
           if (bytes.buffer.byteLength > LARGE_ENCODE_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(8192))
