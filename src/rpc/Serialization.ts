@@ -59,8 +59,8 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
     unsafeMake() {
       // Plain msgpack maps (protocol 7): msgpackr's records defined every record again in every message,
       // which cost both sides more to write and read (and more code for V8 to compile) than the keys do
-      // (docs/benchmarks.md, "Health: maps instead of records"). This decoder reads both: `mapsAsObjects`
-      // makes maps plain objects, and records are always understood.
+      // (docs/benchmarks.md, "Health: what the client's scavenges kept, and maps instead of records").
+      // This decoder reads both: `mapsAsObjects` makes maps plain objects, and records are always understood.
       const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
       const packr = new Packr({ useRecords: false })
       // The version handshake in records, both ways, so that peers of different protocols still read it and
