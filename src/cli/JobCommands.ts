@@ -25,6 +25,7 @@ import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { copyLog } from "./LogsCommand.js"
 import {
   encodeJob,
+  endNote,
   jobDetails,
   jobExitCode,
   jobRows,
@@ -169,6 +170,8 @@ export const run = Command.make("run", {
         ], { concurrency: 2 })
         if (feeder !== null) yield* Fiber.interrupt(feeder)
         const finished = yield* client.JobStatus({ job_id: job.id })
+        const note = endNote(finished)
+        if (!json && note !== undefined) yield* write(process.stderr, `planter: ${note}\n`)
         if (json) {
           // The job's output comes with its record (as UTF-8 text; `planter logs --json` for the exact bytes).
           yield* printJson({
@@ -261,7 +264,14 @@ const jobLs = Command.make("ls", {
           return printLine(first ? text : text.slice(text.indexOf("\n") + 1))
         })
       })
-      if (shown === 0) yield* printLine("no jobs: start one with `planter run CELL -- COMMAND`")
+      if (shown === 0) {
+        const filtered = Option.isSome(cell) || Option.isSome(name) || Option.isSome(status) || label.length > 0
+        yield* printLine(
+          filtered
+            ? "no jobs match: `planter job ls` lists every job"
+            : "no jobs: start one with `planter run CELL -- COMMAND`"
+        )
+      }
       if (more) yield* write(process.stderr, `(the newest ${shown} shown: --limit N for more, --all for every job)\n`)
     })
   )).pipe(
@@ -335,9 +345,13 @@ export const top = (name: string) =>
         )
         if (json) return yield* printJson((yield* running).map((job) => encodeJob(job)))
         if (once) return yield* printLine(topRows(yield* running))
-        while (true) {
+        // On a terminal each refresh redraws the screen; into a pipe or a file, as `top -b`, the snapshots
+        // follow one another, each under its time, with no escape codes in the way.
+        const redraw = process.stdout.isTTY === true ? "\x1b[H\x1b[2J" : ""
+        for (let first = true;; first = false) {
           const text = topRows(yield* running)
-          yield* write(process.stdout, `\x1b[H\x1b[2J${new Date().toISOString()}  (Ctrl-C to stop)\n${text}\n`)
+          const separator = redraw === "" && !first ? "\n" : redraw
+          yield* write(process.stdout, `${separator}${new Date().toISOString()}  (Ctrl-C to stop)\n${text}\n`)
           yield* Effect.sleep(Math.max(100, interval))
         }
       })

@@ -24,7 +24,7 @@ import {
   splitLines,
   tailStart
 } from "./LogLines.js"
-import { jobExitCode, printJson, usageError, write } from "./Output.js"
+import { endNote, jobExitCode, printJson, usageError, write } from "./Output.js"
 
 const FOLLOW_WAIT_MS = 30_000
 
@@ -310,7 +310,11 @@ export const logs = Command.make("logs", {
 
       const exitCode = Effect.gen(function*() {
         if (!options.follow) return 0
-        return jobExitCode(yield* client.JobStatus({ job_id: jobId }))
+        const status = yield* client.JobStatus({ job_id: jobId })
+        // As `run --wait`: a job that did not end on its own is said so, its exit code alone would not tell why.
+        const note = json ? undefined : endNote(status)
+        if (note !== undefined) yield* write(process.stderr, `planter: ${note}\n`)
+        return jobExitCode(status)
       })
 
       // The plain case, at disk speed: the bytes from `offset`, then (following) whatever arrives.

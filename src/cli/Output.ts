@@ -67,10 +67,11 @@ const clip = (text: string, max: number) => (text.length <= max ? text : `${text
 const quoteArg = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)
 export const commandLine = (argv: ReadonlyArray<string>) => argv.map(quoteArg).join(" ")
 
-export const cellRows = (cells: ReadonlyArray<Cell>) =>
+/** `planter cell ls`: CREATED is relative, as `job ls`'s STARTED (`cell show` and `--json` give the time). */
+export const cellRows = (cells: ReadonlyArray<Cell>, nowMs: number = Date.now()) =>
   table(
     ["ID", "NAME", "NETWORK", "CREATED", "DIR"],
-    cells.map((cell) => [cell.id, cell.name, cell.network, time(cell.created_at_ms), cell.dir])
+    cells.map((cell) => [cell.id, cell.name, cell.network, ago(cell.created_at_ms, nowMs), cell.dir])
   )
 
 const statusColour = (job: Job): Colour | null => {
@@ -196,16 +197,29 @@ const usageLines = (job: Job): Array<string> => {
   return []
 }
 
+/** `memory_limit (observed 612 MiB > limit 512 MiB)` for a job a limit ended, else undefined. */
+const limitKill = (job: Job): string | undefined => {
+  const name = limitOfReason(job.termination_reason)
+  if (name === undefined || job.limit_detail === null) return undefined
+  const { limit, observed } = job.limit_detail
+  return `${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${formatLimit(name, limit)})`
+}
+
 /** `killed: memory_limit (observed 612 MiB > limit 512 MiB)` for a job a limit ended. */
 export const killLine = (job: Job): Array<string> => {
-  const name = limitOfReason(job.termination_reason)
-  if (name === undefined || job.limit_detail === null) return []
-  const { limit, observed } = job.limit_detail
-  return [
-    `killed:       ${job.termination_reason} (observed ${formatLimit(name, observed)} > limit ${
-      formatLimit(name, limit)
-    })`
-  ]
+  const kill = limitKill(job)
+  return kill === undefined ? [] : [`killed:       ${kill}`]
+}
+
+/**
+ * What `run --wait` says on stderr when the job did not end on its own: a limit, a kill, the daemon's
+ * shutdown. Its exit code alone (137, 143) would not say which.
+ */
+export const endNote = (job: Job): string | undefined => {
+  const reason = job.termination_reason
+  if (reason === null || reason === "exited") return undefined
+  const kill = limitKill(job)
+  return kill !== undefined ? `${job.id} killed: ${kill}` : `${job.id} ${statusText(job)}: ${reason}`
 }
 
 export const topRows = (jobs: ReadonlyArray<Job>) =>

@@ -141,6 +141,10 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
               answers.push(Exit.succeed({ _tag: "Done", value: open.transaction(() => body(prepare))() }))
             } catch (cause) {
               answers.push(Exit.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+              // Some errors (SQLITE_FULL, SQLITE_IOERR, …) roll back the whole transaction, the bodies before
+              // this one included. The rest must not run on their own (each would commit alone while the
+              // batch is answered as failed): the COMMIT below fails, and every body is answered with it.
+              if (!open.inTransaction) break
             }
           }
         }).immediate()

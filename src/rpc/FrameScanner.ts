@@ -235,6 +235,11 @@ export class FrameScanner {
     return this.pause(p, frameStart)
   }
 
+  /** The fewest bytes the current, incomplete frame can have, from what its headers declared so far. */
+  get leastFrameBytes() {
+    return this.offset + this.owedTotal + this.skip
+  }
+
   /** Forgets the current frame (after an error: the connection is closed). */
   reset() {
     this.owed = [1]

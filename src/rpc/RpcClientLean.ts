@@ -98,6 +98,9 @@ export const currentHeaders: FiberRef.FiberRef<Headers.Headers> = globalValue(
 
 const PING_INTERVAL_MS = 10_000
 
+/** A connection's read buffer: node's own size for a socket read. */
+const READ_BUFFER_BYTES = 64 * 1024
+
 /** @effect/rpc's FiberId for "interrupted because the client went away" (its `fiberIdTransientInterrupt`). */
 const fiberIdTransientInterrupt = FiberId.make(-503, 0)
 
@@ -273,7 +276,10 @@ interface CallOptions {
 export interface LeanClientOptions {
   /** The daemon's Unix socket. */
   readonly socketPath: string
-  /** The framing and encoding on the socket (Serialization.ts's `clientSerialization`). */
+  /**
+   * The framing and encoding on the socket (Serialization.ts's `clientSerialization`). Its decode must keep
+   * no view of the bytes it is handed: they are the connection's read buffer, which the next read overwrites.
+   */
   readonly serialization: RpcSerialization.RpcSerialization["Type"]
   /** The calls' span names are `<spanPrefix>.<Rpc>`; default `RpcClient`, as @effect/rpc's. */
   readonly spanPrefix?: string | undefined
@@ -388,7 +394,19 @@ export const make = <Rpcs extends Rpc.Any>(
     }
 
     const open = (): Connection => {
-      const socket = net.createConnection({ path: options.socketPath })
+      // Reads land in one buffer per connection (the serialization copies out what it keeps), not a fresh
+      // 64 KiB one per read: at disk speed those were 16 allocations of external memory per MiB, for which V8
+      // ran full collections (docs/benchmarks.md, "LogsRead: the fallback path").
+      const socket = net.createConnection({
+        path: options.socketPath,
+        onread: {
+          buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+          callback: (length, buffer) => {
+            receive(current, buffer.subarray(0, length))
+            return true
+          }
+        }
+      })
       const current: Connection = {
         socket,
         parser: options.serialization.unsafeMake(),
@@ -399,7 +417,6 @@ export const make = <Rpcs extends Rpc.Any>(
       socket.once("connect", () => {
         current.opened = true
       })
-      socket.on("data", (bytes: Uint8Array) => receive(current, bytes))
       socket.on(
         "error",
         (cause) => connectionFailed(current, new SocketError({ reason: current.opened ? "Read" : "Open", cause }))

@@ -43,6 +43,35 @@ const isExit = (message: unknown): message is { readonly requestId: unknown } =>
   typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Exit"
 
 /**
+ * Room for a message's envelope around its one large binary value: the
+ * request id, the other fields and their keys.
+ */
+const ENVELOPE_BYTES = 64 * 1024
+
+/**
+ * The length of the large binary value a message carries, or 0: a log
+ * chunk's bytes in an answer (LogsRead), a job's input in a request
+ * (JobInput). msgpackr grows a buffer that is too small to 4 times what
+ * the message needs, copying what it wrote so far: for each 1 MiB log
+ * chunk a fresh 4 MiB buffer, whose external memory made V8 run a full
+ * collection every few chunks (docs/benchmarks.md, "LogsRead: the
+ * fallback path"). Sized from the start, the message is written once into
+ * a buffer of its own size.
+ */
+const binaryLength = (message: unknown): number => {
+  if (typeof message !== "object" || message === null) return 0
+  const m = message as {
+    readonly exit?: { readonly value?: { readonly data?: unknown } }
+    readonly payload?: { readonly data?: unknown }
+  }
+  const data = m.exit?.value?.data ?? m.payload?.data
+  return data instanceof Uint8Array ? data.length : 0
+}
+
+/** Room, after the bytes a frame's headers declared, for the fields that follow (a log chunk's offset and flags). */
+const FRAME_TAIL_BYTES = 4096
+
+/**
  * msgpack framing whose decoding work is bounded by the bytes received. The stock
  * decoder re-parses the whole partial frame on every socket read (a frame
  * fed 16 KiB at a time costs time in the square of its size) and trusts
@@ -52,7 +81,18 @@ const isExit = (message: unknown): message is { readonly requestId: unknown } =>
  * is then decoded once. Partial frames gather in a buffer that grows by
  * doubling, up to the cap.
  */
-export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerialization["Type"] =>
+export const makeMsgPack = (
+  maxBufferSize: number,
+  options: {
+    /**
+     * The bytes handed to `decode` are a read buffer that the next read
+     * overwrites (a socket's `onread` buffer): the binaries of frames
+     * decoded straight from them are copied out; those gathered from
+     * several reads are views of a buffer of their own, as always.
+     */
+    readonly transientReads?: boolean
+  } = {}
+): RpcSerialization.RpcSerialization["Type"] =>
   RpcSerialization.RpcSerialization.of({
     contentType: "application/msgpack",
     includesFraming: true,
@@ -97,7 +137,9 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             buffer.set(chunk, length)
             length += chunk.length
             input = buffer.subarray(0, length)
-          }
+          } // msgpackr's `copyBuffers` option, read on every unpack (the option is kept on the instance).
+
+          ;(unpackr as { copyBuffers?: boolean }).copyBuffers = options.transientReads === true && input === chunk
           const values: Array<unknown> = []
           let start = 0
           try {
@@ -120,11 +162,14 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             // A fresh buffer, never the old one: decoded binary values are
             // views into the bytes they were decoded from and must stay
             // intact. Uninitialised memory: every byte read is written
-            // first. A frame that already filled a whole socket read is
-            // likely large; start big.
+            // first. A large frame's headers have usually declared most of
+            // its size by now (a log chunk's binary): the buffer is made
+            // that size, with room for the fields after it, so it is
+            // neither grown nor twice too large.
             const rest = input.length - start
+            const least = scanner.leastFrameBytes
             const next: Uint8Array = Buffer.allocUnsafe(
-              Math.max(rest, rest >= 32 * 1024 ? Math.min(maxBufferSize, 2 * 1024 * 1024) : 64 * 1024)
+              Math.max(rest, Math.min(maxBufferSize, least >= 32 * 1024 ? least + FRAME_TAIL_BYTES : 64 * 1024))
             )
             next.set(input.subarray(start))
             buffer = next
@@ -138,6 +183,8 @@ export const makeMsgPack = (maxBufferSize: number): RpcSerialization.RpcSerializ
             isHandshakeRequest(message) ||
             (handshakes.size > 0 && isExit(message) && handshakes.delete(message.requestId))
           ) return handshakePackr.pack(message)
+          const binary = binaryLength(message)
+          if (binary > LARGE_ENCODE_BUFFER_BYTES / 2) packr.useBuffer(Buffer.allocUnsafeSlow(binary + ENVELOPE_BYTES))
           const bytes = packr.pack(message)
           if (bytes.buffer.byteLength > LARGE_ENCODE_BUFFER_BYTES) packr.useBuffer(Buffer.allocUnsafeSlow(8192))
           return bytes
@@ -153,4 +200,4 @@ export const ServerSerializationLive = Layer.succeed(
 )
 
 /** msgpack on a client's side of the socket. */
-export const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES)
+export const clientSerialization = makeMsgPack(MAX_RESPONSE_FRAME_BYTES, { transientReads: true })

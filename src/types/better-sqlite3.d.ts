@@ -18,6 +18,8 @@ declare module "better-sqlite3" {
       prepare(source: string): Statement
       pragma(source: string): unknown
       transaction<A>(fn: () => A): Transaction<A>
+      /** Whether a transaction is open (SQLite may roll one back on its own, e.g. on SQLITE_FULL). */
+      readonly inTransaction: boolean
       close(): void
     }
   }

@@ -86,6 +86,12 @@ describe("job ls reads like docker ps", () => {
       expect(row(id).indexOf(row(id) === row(long.id) ? "killed" : "exited")).toBe(statusColumn)
     }
   }, SLOW)
+
+  it("cell ls tells when a cell was made the same way: relative", async () => {
+    const lines = (await daemon.cli(["cell", "ls"])).stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+NETWORK\s+CREATED\s+DIR$/)
+    expect(lines.find((line) => / demo /.test(line))).toMatch(/ demo\s+allow\s+(just now|\d+ seconds? ago)\s+\//)
+  })
 })
 
 describe("names and labels", () => {
@@ -118,6 +124,10 @@ describe("names and labels", () => {
         job.id
       ])
       expect(await daemon.json(["job", "ls", "--label", "branch=other"])).toEqual([])
+      // Jobs exist, none match: the table's stand-in says so, not that there are no jobs at all.
+      expect((await daemon.cli(["job", "ls", "--label", "branch=other"])).stdout).toBe(
+        "no jobs match: `planter job ls` lists every job\n"
+      )
       expect((await daemon.json<Array<any>>(["job", "ls", "--name", "build", "--cell", "demo"])).map((j) => j.id))
         .toEqual([job.id])
       expect((await daemon.json<any>(["job", "kill", "build"])).termination_reason).toBe("terminated_by_user")
@@ -222,6 +232,24 @@ describe("run --wait", () => {
     await other.stop("SIGTERM")
     expect(await waiting.exited).toBe(4)
     expect(waiting.stderr()).toContain("lost the connection to planterd")
+  }, SLOW)
+})
+
+describe("top", () => {
+  it("into a pipe prints one snapshot after another, without the terminal's redraw codes", async () => {
+    const job = await daemon.json<{ id: string }>(["run", "demo", "--name", "watched", "--", "sleep", "30"])
+    const watching = startCli(daemon.socketPath, ["top", "--interval-ms", "100"])
+    await waitFor("three snapshots", () => watching.stdout().split("(Ctrl-C to stop)").length > 3)
+    watching.child.kill("SIGINT")
+    await watching.exited
+    await daemon.json(["job", "kill", job.id])
+    expect(watching.stdout()).not.toContain("\x1b")
+    const snapshots = watching.stdout().split("\n\n")
+    expect(snapshots.length).toBeGreaterThanOrEqual(3)
+    for (const snapshot of snapshots.filter((text) => text.trim() !== "")) {
+      expect(snapshot).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z {2}\(Ctrl-C to stop\)\n/)
+      expect(snapshot).toContain(job.id)
+    }
   }, SLOW)
 })
 

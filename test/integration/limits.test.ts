@@ -86,6 +86,21 @@ describe("resource limits", () => {
     expect(result.code).not.toBe(2)
     const id = (await daemon.json<Array<JobJson>>(["job", "ls", "--limit", "1"]))[0]!.id
     expect((await finished(daemon, id)).termination_reason).toBe("log_quota")
+    // Its last word says which limit ended it: the exit code alone (143) would not.
+    expect(result.stderr.trimEnd().split("\n").at(-1)).toMatch(
+      new RegExp(`^planter: ${id} killed: log_quota \\(observed .* > limit 1 MiB\\)$`)
+    )
+  }, TIMEOUT)
+
+  it("run --wait says why a job that a limit or a kill ended did not end on its own", async () => {
+    const timedOut = await daemon.cli(["run", "ci", "--timeout", "300ms", "--wait", "--", "sleep", "30"])
+    expect(timedOut.code).toBe(143)
+    expect(timedOut.stderr).toMatch(/^planter: job-\S+ killed: timeout \(observed .* > limit 300 ms\)$/m)
+    const followed = await daemon.cli(["logs", "-f", timedOut.stderr.split("\n")[0]!])
+    expect(followed.code).toBe(143)
+    expect(followed.stderr).toMatch(/^planter: job-\S+ killed: timeout \(observed .* > limit 300 ms\)$/m)
+    const exited = await daemon.cli(["run", "ci", "--wait", "--", "sh", "-c", "exit 3"])
+    expect(exited).toMatchObject({ code: 3, stderr: expect.not.stringContaining("planter:") })
   }, TIMEOUT)
 
   it("two limits at once: the first reason wins and only one is recorded", async () => {

@@ -56,6 +56,54 @@ describe("msgpack framing", () => {
     expect(data.every((byte) => byte === 9)).toBe(true)
   })
 
+  it("writes a log chunk's answer and a job's input into a buffer of their own size, not four times it", () => {
+    const parser = makeMsgPack(8 << 20).unsafeMake()
+    const data = new Uint8Array(1 << 20).fill(3)
+    const answer = {
+      _tag: "Exit",
+      requestId: "12",
+      exit: { _tag: "Success", value: { data, offset: 1 << 20, eof: false, complete: false } }
+    }
+    const input = { _tag: "Request", id: "13", tag: "JobInput", payload: { job_id: "job-a", data } }
+    for (const message of [answer, input]) {
+      const bytes = parser.encode(message) as Uint8Array
+      // msgpackr alone grows its buffer to 4 MiB for this message: external memory V8 collects for with full GCs.
+      expect(bytes.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 64 * 1024)
+      // Bytes for bytes what msgpackr alone writes (maps, protocol 7).
+      expect(Buffer.from(bytes).equals(new Packr({ useRecords: false }).pack(message))).toBe(true)
+    }
+  })
+
+  it("gathers a large frame read in socket-sized pieces into a buffer of the frame's size", () => {
+    const data = new Uint8Array(1 << 20).fill(5)
+    const bytes = encodeAll([{ _tag: "Exit", requestId: "1", exit: { _tag: "Success", value: { data, offset: 9 } } }])
+    const [decoded] = decodeInPieces(bytes, 65_536, 8 << 20) as Array<{ exit: { value: { data: Uint8Array } } }>
+    const received = decoded!.exit.value.data
+    expect(received.length).toBe(1 << 20)
+    expect(received.every((byte) => byte === 5)).toBe(true)
+    // The chunk a caller keeps holds the buffer it was decoded from: the frame and a little room, not 2 MiB.
+    expect(received.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 4096)
+  })
+
+  it("with transient reads, keeps no view of the read buffer: a binary decoded from it survives the next read", () => {
+    const parser = makeMsgPack(1 << 20, { transientReads: true }).unsafeMake()
+    const small = encodeAll([{ _tag: "Exit", data: new Uint8Array(100).fill(1) }])
+    const large = encodeAll([{ _tag: "Exit", data: new Uint8Array(100_000).fill(2) }])
+    const readBuffer = new Uint8Array(65_536)
+    const read = (bytes: Uint8Array) => {
+      readBuffer.set(bytes)
+      return parser.decode(readBuffer.subarray(0, bytes.length)) as Array<{ data: Uint8Array }>
+    }
+    const [whole] = read(small)
+    // A frame that takes two reads is gathered into a buffer of its own.
+    expect(read(large.subarray(0, 65_536))).toEqual([])
+    const [gathered] = read(large.subarray(65_536))
+    readBuffer.fill(0xee)
+    expect(whole!.data.every((byte) => byte === 1)).toBe(true)
+    expect(gathered!.data.length).toBe(100_000)
+    expect(gathered!.data.every((byte) => byte === 2)).toBe(true)
+  })
+
   it("refuses a frame larger than its limit, then decodes the next connection's frames", () => {
     const big = encodeAll([{ data: new Uint8Array(50_000) }])
     expect(() => decodeInPieces(big, 4096, 10_000)).toThrow(/refused a frame.*10000 bytes/)

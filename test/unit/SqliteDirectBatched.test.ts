@@ -87,4 +87,28 @@ describe("SqliteDirect.batched: the bodies asked for in one turn share one trans
       expect(yield* direct.batched(insert("z"))).toEqual({ _tag: "Done", value: 1 })
       expect(other.prepare("SELECT v FROM t").all()).toEqual([{ v: "z" }])
     }))
+
+  it.scoped("a body whose error ended the whole transaction fails the batch, and nothing after it commits", () =>
+    Effect.gen(function*() {
+      const { file, other } = yield* tempDb
+      const direct = yield* SqliteDirect.make(file)
+      const outcomes = yield* Effect.all(
+        [
+          direct.batched(insert("before")),
+          direct.batched((prepare) => {
+            insert("rolled-back")(prepare)
+            // What SQLite does on SQLITE_FULL or SQLITE_IOERR: the whole transaction is rolled back.
+            prepare("ROLLBACK").run()
+            throw new Error("disk full")
+          }),
+          direct.batched(insert("after"))
+        ].map(Effect.either),
+        { concurrency: "unbounded" }
+      )
+      // Nothing was committed, so nothing is answered as done.
+      expect(outcomes.map((outcome) => outcome._tag)).toEqual(["Left", "Left", "Left"])
+      expect(other.prepare("SELECT v FROM t").all()).toEqual([])
+      // The connection is usable again.
+      expect(yield* direct.batched(insert("later"))).toEqual({ _tag: "Done", value: 1 })
+    }))
 })
