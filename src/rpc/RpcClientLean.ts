@@ -160,17 +160,100 @@ const makeCodec = (rpc: Rpc.AnyWithProps, spanPrefix: string): Codec => {
   }
 }
 
-type Entry =
-  | {
-    readonly _tag: "Effect"
-    readonly codec: Codec
-    readonly resume: (exit: Exit.Exit<any, any>) => void
+/*
+ * Why the per-call objects below are class instances and not object literals. V8 counts, per object or
+ * array literal in the source (its allocation site), how many of its objects survive a scavenge; a site
+ * whose objects all survived one scavenge at the young generation's full size is "pretenured" for good:
+ * its objects are allocated in the old generation from then on. A per-call object allocated there dies
+ * at once but, until the next full GC, keeps alive every young object it pointed to, which the next
+ * scavenges copy and promote in turn: in the bench's client, sites that happened to be pretenured during
+ * its warm-up (the `{ onFailure, onSuccess }` literal of Effect's `onInterrupt`, used by `Effect.async`
+ * with a canceler; the Ended status of Effect's native span, which held the answer) made every scavenge
+ * promote ~1.3 MB of calls' objects, ~10 % of all the client allocated, and take 3-4 ms instead of ~1
+ * (docs/benchmarks.md, "Health: what the client's scavenges kept"). Objects made by `new` have no
+ * allocation site, so nothing per call here can be pretenured, and nothing per call is built with
+ * Effect combinators that take an options literal.
+ */
+
+/**
+ * A unary call waiting for its answer: what answering it, interrupting it and ending its span need.
+ * `Effect.matchCauseEffect` takes it as its handlers (it reads `onFailure` and `onSuccess`, and keeps
+ * neither this object).
+ */
+class PendingCall {
+  readonly _tag = "Effect"
+  /** The caller's fiber's resume, from the call's `Effect.async`; cleared once used. */
+  resume: ((exit: Exit.Exit<any, any>) => void) | undefined = undefined
+  constructor(
+    readonly id: string,
+    readonly codec: Codec,
+    readonly fiber: Fiber.RuntimeFiber<any, any>,
+    public span: Tracer.Span | undefined,
+    /** Forgets the call and, if it was still waiting, tells the daemon to stop it. */
+    readonly abandon: (id: string) => void
+  ) {}
+
+  /** The answer (or the connection's end): ends the span, then resumes the caller. */
+  complete(exit: Exit.Exit<any, any>) {
+    const resume = this.resume
+    this.resume = undefined
+    this.endSpan(exit)
+    if (resume !== undefined) resume(exit)
   }
-  | {
-    readonly _tag: "Mailbox"
-    readonly codec: Codec
-    readonly mailbox: Mailbox.Mailbox<any, any>
+
+  endSpan(exit: Exit.Exit<any, any>) {
+    const span = this.span
+    this.span = undefined
+    if (span !== undefined) endSpan(this.fiber, span, exit)
   }
+
+  /** The call failed or was interrupted; on interruption (what `Effect.onInterrupt` would run) the daemon is told. */
+  readonly onFailure = (cause: Cause.Cause<any>): Effect.Effect<never, any> => {
+    if (Cause.isInterruptedOnly(cause)) {
+      this.resume = undefined
+      this.endSpan(Exit.interrupt(FiberId.none))
+      this.abandon(this.id)
+    }
+    return Exit.failCause(cause)
+  }
+
+  readonly onSuccess: (value: any) => Effect.Effect<any> = Exit.succeed
+}
+
+/** A streaming call: its chunks go to its Mailbox. */
+class StreamEntry {
+  readonly _tag = "Mailbox"
+  constructor(readonly codec: Codec, readonly mailbox: Mailbox.Mailbox<any, any>) {}
+}
+
+type Entry = PendingCall | StreamEntry
+
+/** A call's Request (see above: a class, not a literal). The fields are in the order the stock client sent them. */
+class RequestMessage {
+  readonly _tag = "Request"
+  readonly id: string
+  readonly tag: string
+  readonly payload: unknown
+  readonly traceId: string | undefined
+  readonly spanId: string | undefined
+  readonly sampled: boolean | undefined
+  readonly headers: ReadonlyArray<[string, string]>
+  constructor(
+    id: string,
+    tag: string,
+    payload: unknown,
+    span: Tracer.Span | undefined,
+    headers: ReadonlyArray<[string, string]>
+  ) {
+    this.id = id
+    this.tag = tag
+    this.payload = payload
+    this.traceId = span?.traceId
+    this.spanId = span?.spanId
+    this.sampled = span?.sampled
+    this.headers = headers
+  }
+}
 
 /** The connection and what was read of it: a failed or closed one is replaced by the next request. */
 interface Connection {
@@ -237,11 +320,16 @@ const parentOf = (span: Option.Option<Tracer.AnySpan>): Option.Option<Tracer.Any
   return span.value._tag === "Span" ? parentOf(span.value.parent) : Option.none()
 }
 
+/**
+ * Ends a call's span with its Exit; a success as `Exit.void`: a span's status tells success from failure
+ * and a tracer reads no more of a success, while the answer itself would live as long as the span does
+ * (an exporter's batch; the whole answer promoted with a pretenured status, see above).
+ */
 const endSpan = (fiber: Fiber.RuntimeFiber<any, any>, span: Tracer.Span, exit: Exit.Exit<unknown, unknown>) => {
   if (span.status._tag === "Ended") return
   const timing = fiber.getFiberRef(FiberRef.currentTracerTimingEnabled)
   const clock = Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock)
-  span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), exit)
+  span.end(timing ? clock.unsafeCurrentTimeNanos() : BigInt(0), Exit.isSuccess(exit) ? Exit.void : exit)
 }
 
 const headersOf = (fiber: Fiber.RuntimeFiber<any, any>, input: Headers.Input | undefined) => {
@@ -259,16 +347,7 @@ const requestMessage = (
   span: Tracer.Span | undefined,
   opts: CallOptions | undefined
 ): FromClientEncoded =>
-  ({
-    _tag: "Request",
-    id,
-    tag: codec.rpc._tag,
-    payload,
-    traceId: span?.traceId,
-    spanId: span?.spanId,
-    sampled: span?.sampled,
-    headers: headersOf(fiber, opts?.headers)
-  }) as FromClientEncoded
+  new RequestMessage(id, codec.rpc._tag, payload, span, headersOf(fiber, opts?.headers)) as unknown as FromClientEncoded
 
 /**
  * A client of `group` on the daemon's socket, connected by its first
@@ -301,7 +380,7 @@ export const make = <Rpcs extends Rpc.Any>(
     const failEntries = (exit: Exit.Exit<never, unknown>) => {
       for (const [id, entry] of entries) {
         entries.delete(id)
-        if (entry._tag === "Effect") entry.resume(exit)
+        if (entry._tag === "Effect") entry.complete(exit)
         else entry.mailbox.unsafeDone(exit)
       }
     }
@@ -393,7 +472,7 @@ export const make = <Rpcs extends Rpc.Any>(
       entries.delete(requestId)
       const decoded = entry.codec.decodeExit(encoded)
       const exit = Either.isRight(decoded) ? decoded.right : Exit.die(decoded.left)
-      if (entry._tag === "Effect") entry.resume(exit)
+      if (entry._tag === "Effect") entry.complete(exit)
       else entry.mailbox.unsafeDone(Exit.asVoid(exit))
     }
 
@@ -418,6 +497,10 @@ export const make = <Rpcs extends Rpc.Any>(
 
     const nextId = () => String(++lastId)
 
+    const abandon = (id: string) => {
+      if (entries.delete(id)) sendIfConnected({ _tag: "Interrupt", requestId: id })
+    }
+
     const effectCall = (codec: Codec, payload: unknown, opts: CallOptions | undefined) =>
       Effect.withFiberRuntime<any, any>((fiber) => {
         if (isShutdown) return Effect.interrupt
@@ -435,22 +518,19 @@ export const make = <Rpcs extends Rpc.Any>(
           if (span !== undefined) endSpan(fiber, span, Exit.void)
           return Effect.void
         }
-        return Effect.async<any, any>((resume) => {
-          entries.set(id, {
-            _tag: "Effect",
-            codec,
-            resume(exit) {
-              if (span !== undefined) endSpan(fiber, span, exit)
-              resume(exit)
-            }
-          })
-          send(request)
-          return Effect.sync(() => {
-            if (span !== undefined) endSpan(fiber, span, Exit.interrupt(FiberId.none))
-            if (!entries.delete(id)) return
-            sendIfConnected({ _tag: "Interrupt", requestId: id })
-          })
-        })
+        // What `Effect.async` with a canceler does (`onInterrupt`: an uninterruptible region that runs the
+        // canceler when the wait is interrupted), with the call itself as the handlers: no options literal.
+        const call = new PendingCall(id, codec, fiber, span, abandon)
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.matchCauseEffect(
+            restore(Effect.async<any, any>((resume) => {
+              call.resume = resume
+              entries.set(id, call)
+              send(request)
+            })),
+            call
+          )
+        )
       })
 
     const streamCall = (codec: Codec, payload: unknown, opts: CallOptions | undefined) =>
@@ -472,7 +552,7 @@ export const make = <Rpcs extends Rpc.Any>(
                 mailbox.unsafeDone(Exit.die(encoded.left))
                 return mailbox
               }
-              entries.set(id, { _tag: "Mailbox", codec, mailbox })
+              entries.set(id, new StreamEntry(codec, mailbox))
               send(requestMessage(fiber, codec, id, encoded.right, span, opts))
               return mailbox
             })()

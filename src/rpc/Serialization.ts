@@ -26,8 +26,25 @@ export const MAX_RESPONSE_FRAME_BYTES = MAX_LOG_CHUNK_BYTES + 1024 * 1024
 const LARGE_ENCODE_BUFFER_BYTES = 1024 * 1024
 
 /**
+ * The one request whose exchange stays in msgpackr's records (see below): a client checks the
+ * daemon's protocol version with it before anything else, so it must read the same to a peer of any
+ * protocol version.
+ */
+const HANDSHAKE_TAG = "Version"
+
+/** Version requests whose answers are not encoded yet: more would be a peer that never reads them. */
+const MAX_PENDING_HANDSHAKES = 16
+
+const isHandshakeRequest = (message: unknown): message is { readonly id: unknown } =>
+  typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Request" &&
+  (message as { tag?: unknown }).tag === HANDSHAKE_TAG
+
+const isExit = (message: unknown): message is { readonly requestId: unknown } =>
+  typeof message === "object" && message !== null && (message as { _tag?: unknown })._tag === "Exit"
+
+/**
  * Room for a message's envelope around its one large binary value: the
- * request id, the other fields, and msgpackr's record definitions.
+ * request id, the other fields and their keys.
  */
 const ENVELOPE_BYTES = 64 * 1024
 
@@ -42,6 +59,7 @@ const ENVELOPE_BYTES = 64 * 1024
  * a buffer of its own size.
  */
 const binaryLength = (message: unknown): number => {
+  if (typeof message !== "object" || message === null) return 0
   const m = message as {
     readonly exit?: { readonly value?: { readonly data?: unknown } }
     readonly payload?: { readonly data?: unknown }
@@ -54,8 +72,7 @@ const binaryLength = (message: unknown): number => {
 const FRAME_TAIL_BYTES = 4096
 
 /**
- * msgpack framing, wire-compatible with `RpcSerialization.msgPack` (records
- * on), whose decoding work is bounded by the bytes received. The stock
+ * msgpack framing whose decoding work is bounded by the bytes received. The stock
  * decoder re-parses the whole partial frame on every socket read (a frame
  * fed 16 KiB at a time costs time in the square of its size) and trusts
  * its headers. Here a FrameScanner reads each byte once to find where a
@@ -80,8 +97,18 @@ export const makeMsgPack = (
     contentType: "application/msgpack",
     includesFraming: true,
     unsafeMake() {
-      const unpackr = new Unpackr({ useRecords: true })
-      const packr = new Packr({ useRecords: true })
+      // Plain msgpack maps (protocol 7): msgpackr's records defined every record again in every message,
+      // which cost both sides more to write and read (and more code for V8 to compile) than the keys do
+      // (docs/benchmarks.md, "Health: what the client's scavenges kept, and maps instead of records").
+      // This decoder reads both: `mapsAsObjects` makes maps plain objects, and records are always understood.
+      const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
+      const packr = new Packr({ useRecords: false })
+      // The version handshake in records, both ways, so that peers of different protocols still read it and
+      // can say which protocol the other speaks (a decoder of protocol 6 reads a map as a `Map`): a client
+      // sends its Version request so, and the daemon answers a Version request so.
+      const handshakePackr = new Packr({ useRecords: true })
+      /** Ids of the Version requests decoded and not answered yet. */
+      const handshakes = new Set<unknown>()
       const encoder = new TextEncoder()
       const scanner = new FrameScanner(maxBufferSize)
       // Pending bytes of an incomplete frame: buffer[0, length).
@@ -119,7 +146,9 @@ export const makeMsgPack = (
             while (start < input.length) {
               const end = scanner.scan(input, start)
               if (end < 0) break
-              values.push(unpackr.unpack(input.subarray(start, end)))
+              const value = unpackr.unpack(input.subarray(start, end))
+              if (isHandshakeRequest(value) && handshakes.size < MAX_PENDING_HANDSHAKES) handshakes.add(value.id)
+              values.push(value)
               start = end
             }
           } catch (error) {
@@ -150,6 +179,10 @@ export const makeMsgPack = (
           return values
         },
         encode: (message) => {
+          if (
+            isHandshakeRequest(message) ||
+            (handshakes.size > 0 && isExit(message) && handshakes.delete(message.requestId))
+          ) return handshakePackr.pack(message)
           const binary = binaryLength(message)
           if (binary > LARGE_ENCODE_BUFFER_BYTES / 2) packr.useBuffer(Buffer.allocUnsafeSlow(binary + ENVELOPE_BYTES))
           const bytes = packr.pack(message)

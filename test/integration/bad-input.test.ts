@@ -1,4 +1,3 @@
-import { RpcSerialization } from "@effect/rpc"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -7,6 +6,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { PlanterClientShape } from "../../src/rpc/client.js"
 import { make, MAX_FOLLOW_WAIT_MS, MAX_LOG_CHUNK_BYTES } from "../../src/rpc/client.js"
+import { clientSerialization } from "../../src/rpc/Serialization.js"
 import { pidAlive, planterBin, startDaemon, stopAllDaemons, type TestDaemon, waitFor } from "../support/daemon.js"
 
 /**
@@ -145,16 +145,16 @@ const rawExchange = (chunks: Iterable<Uint8Array>, settleMs: number) =>
     })
   })
 
-/** Encodes as the real client does (msgpackr records), one fresh encoder per connection. */
+/** Encodes as the real client does (plain msgpack maps), one fresh encoder per connection. */
 const encode = (value: unknown) => {
-  const bytes = RpcSerialization.msgPack.unsafeMake().encode(value)
+  const bytes = clientSerialization.unsafeMake().encode(value)
   return typeof bytes === "string" ? Buffer.from(bytes) : bytes!
 }
 
 /** Decodes what the daemon answered on a raw connection. */
 const decodeAll = (bytes: Buffer): ReadonlyArray<any> => {
   try {
-    return RpcSerialization.msgPack.unsafeMake().decode(bytes)
+    return clientSerialization.unsafeMake().decode(bytes)
   } catch {
     return []
   }

@@ -1,6 +1,6 @@
 /**
  * The lean client (src/rpc/RpcClientLean.ts) against @effect/rpc's own
- * server on a temporary Unix socket: answers and typed errors, defects,
+ * server (with the daemon's msgpack framing) on a temporary Unix socket: answers and typed errors, defects,
  * streams (as a Stream and as a Mailbox, with acks past the buffer),
  * interrupts reaching the server, the client span and its trace ids
  * reaching the server's span, and a connect that fails.
@@ -9,7 +9,6 @@ import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as Rpc from "@effect/rpc/Rpc"
 import { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
-import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
@@ -17,7 +16,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as RpcClientLean from "../../src/rpc/RpcClientLean.js"
-import { clientSerialization } from "../../src/rpc/Serialization.js"
+import { clientSerialization, ServerSerializationLive } from "../../src/rpc/Serialization.js"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { message: Schema.String }) {}
 
@@ -75,7 +74,7 @@ const listen = (socketPath: string) =>
       RpcServer.layer(TestRpcs).pipe(
         Layer.provide(handlers(signals)),
         Layer.provide(RpcServer.layerProtocolSocketServer),
-        Layer.provide(RpcSerialization.layerMsgPack),
+        Layer.provide(ServerSerializationLive),
         Layer.provide(NodeSocketServer.layer({ path: socketPath }))
       )
     )

@@ -69,8 +69,8 @@ describe("msgpack framing", () => {
       const bytes = parser.encode(message) as Uint8Array
       // msgpackr alone grows its buffer to 4 MiB for this message: external memory V8 collects for with full GCs.
       expect(bytes.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 64 * 1024)
-      // Bytes for bytes what msgpackr alone writes.
-      expect(Buffer.from(bytes).equals(new Packr({ useRecords: true }).pack(message))).toBe(true)
+      // Bytes for bytes what msgpackr alone writes (maps, protocol 7).
+      expect(Buffer.from(bytes).equals(new Packr({ useRecords: false }).pack(message))).toBe(true)
     }
   })
 
@@ -158,20 +158,72 @@ describe("msgpack framing", () => {
     )
   })
 
-  it("frames what msgpackr writes: records, redefined records, extensions, every width of header", () => {
+  it("frames what msgpackr writes, maps or records: redefined records, extensions, every width of header", () => {
     const samples: Array<unknown> = [
       { a: 1, b: [1, 2, 3], c: { d: "x".repeat(300), e: null, f: true } },
       Array.from({ length: 70 }, (_, i) => ({ [`k${i}`]: i })), // more record shapes than ids: ids are reused
       { big: "y".repeat(70_000), list: new Array(70_000).fill(0) },
-      { n: -1, m: -200, f: 1.5, i: 2 ** 40, neg: -(2 ** 40), u8: 200, u16: 60_000, u32: 4_000_000_000 },
-      { date: new Date(1_700_000_000_123), undef: undefined, empty: {}, emptyArray: [], map: new Map([[1, 2]]) },
+      { n: -1, m: -200, f: 1.5, i: 2 ** 40, neg: -(2 ** 40), u8: 200, u16: 60_000, u32: 4_000_000_000, small: 100 },
+      { date: new Date(1_700_000_000_123), undef: undefined, empty: {}, emptyArray: [] },
       "just a string",
       42
     ]
-    const bytes = encodeAll(samples)
-    for (const size of [1, 7, 4096, bytes.length]) {
-      const decoded = decodeInPieces(bytes, size)
-      expect(decoded).toEqual(samples)
+    // This encoder's maps, and the records a peer of protocol 6 (and the version handshake) writes.
+    const records = new Packr({ useRecords: true })
+    for (const bytes of [encodeAll(samples), Buffer.concat(samples.map((sample) => records.pack(sample)))]) {
+      for (const size of [1, 7, 4096, bytes.length]) {
+        const decoded = decodeInPieces(bytes, size)
+        expect(decoded).toEqual(samples)
+      }
     }
+  })
+})
+
+describe("maps on the wire, the version handshake in records", () => {
+  /** msgpackr's record definition (`d4 72 <id>`) starts a frame written with records. */
+  const startsWithRecord = (bytes: Uint8Array) => bytes[0] === 0xd4 && bytes[1] === 0x72
+  const request = (id: string, tag: string) => ({ _tag: "Request", id, tag, payload: { job_id: "j" }, headers: [] })
+  const exit = (requestId: string) => ({
+    _tag: "Exit",
+    requestId,
+    exit: { _tag: "Success", value: { version: "0.1.0", protocol_version: 7 } }
+  })
+  /** How a peer of protocol 6 decoded (msgpackr with records, maps as `Map`s). */
+  const protocol6 = () => new Unpackr({ useRecords: true })
+
+  it("writes every message as plain maps but a Version request", () => {
+    const client = makeMsgPack(1 << 20).unsafeMake()
+    const health = client.encode(request("1", "Health")) as Uint8Array
+    expect(health[0]).toBe(0xde) // a map (msgpackr writes every map as map 16)
+    expect(makeMsgPack(1 << 20).unsafeMake().decode(health)).toEqual([request("1", "Health")])
+    const version = client.encode(request("2", "Version")) as Uint8Array
+    expect(startsWithRecord(version)).toBe(true)
+    // A daemon of protocol 6 reads it as it read every request, and so can answer which protocol it speaks.
+    expect(protocol6().unpack(version)).toEqual(request("2", "Version"))
+  })
+
+  it("answers a Version request in records, once, and everything else in maps", () => {
+    const daemon = makeMsgPack(1 << 20).unsafeMake()
+    // A client of protocol 6 sends records; this decoder reads them.
+    const asked = daemon.decode(new Packr({ useRecords: true }).pack(request("7", "Version")))
+    expect(asked).toEqual([request("7", "Version")])
+    daemon.decode(daemon.encode(request("8", "Health")) as Uint8Array)
+    const answer = daemon.encode(exit("7")) as Uint8Array
+    expect(startsWithRecord(answer)).toBe(true)
+    // The client of protocol 6 reads the answer as plain objects, and can say the protocols differ.
+    expect(protocol6().unpack(answer)).toEqual(exit("7"))
+    expect(startsWithRecord(daemon.encode(exit("8")) as Uint8Array)).toBe(false)
+    expect(startsWithRecord(daemon.encode(exit("7")) as Uint8Array)).toBe(false) // answered already
+  })
+
+  it("remembers at most a few unanswered Version requests", () => {
+    const daemon = makeMsgPack(1 << 20).unsafeMake()
+    const client = makeMsgPack(1 << 20).unsafeMake()
+    for (let i = 0; i < 100; i++) daemon.decode(client.encode(request(String(i), "Version")) as Uint8Array)
+    const inRecords = Array.from(
+      { length: 100 },
+      (_, i) => startsWithRecord(daemon.encode(exit(String(i))) as Uint8Array)
+    )
+    expect(inRecords.filter(Boolean).length).toBe(16)
   })
 })
