@@ -36,7 +36,7 @@ import {
 import { expected, expectedShape } from "./RequestValidation.js"
 
 /** Bumped on any incompatible change to the RPCs below; the client refuses a daemon that speaks another. */
-export const PROTOCOL_VERSION = 7
+export const PROTOCOL_VERSION = 6
 
 /** The largest chunk one LogsRead may ask for; larger requests are refused, not truncated silently. */
 export const MAX_LOG_CHUNK_BYTES = 4 * 1024 * 1024

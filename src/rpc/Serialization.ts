@@ -97,14 +97,14 @@ export const makeMsgPack = (
     contentType: "application/msgpack",
     includesFraming: true,
     unsafeMake() {
-      // Plain msgpack maps (protocol 7): msgpackr's records defined every record again in every message,
+      // Plain msgpack maps (since protocol 6): msgpackr's records defined every record again in every message,
       // which cost both sides more to write and read (and more code for V8 to compile) than the keys do
       // (docs/benchmarks.md, "Health: what the client's scavenges kept, and maps instead of records").
       // This decoder reads both: `mapsAsObjects` makes maps plain objects, and records are always understood.
       const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
       const packr = new Packr({ useRecords: false })
       // The version handshake in records, both ways, so that peers of different protocols still read it and
-      // can say which protocol the other speaks (a decoder of protocol 6 reads a map as a `Map`): a client
+      // can say which protocol the other speaks (a decoder of protocol 5 (planter 0.1.0) reads a map as a `Map`): a client
       // sends its Version request so, and the daemon answers a Version request so.
       const handshakePackr = new Packr({ useRecords: true })
       /** Ids of the Version requests decoded and not answered yet. */

@@ -69,7 +69,7 @@ describe("msgpack framing", () => {
       const bytes = parser.encode(message) as Uint8Array
       // msgpackr alone grows its buffer to 4 MiB for this message: external memory V8 collects for with full GCs.
       expect(bytes.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 64 * 1024)
-      // Bytes for bytes what msgpackr alone writes (maps, protocol 7).
+      // Bytes for bytes what msgpackr alone writes (maps).
       expect(Buffer.from(bytes).equals(new Packr({ useRecords: false }).pack(message))).toBe(true)
     }
   })
@@ -168,7 +168,7 @@ describe("msgpack framing", () => {
       "just a string",
       42
     ]
-    // This encoder's maps, and the records a peer of protocol 6 (and the version handshake) writes.
+    // This encoder's maps, and the records a peer of protocol 5 (and the version handshake) writes.
     const records = new Packr({ useRecords: true })
     for (const bytes of [encodeAll(samples), Buffer.concat(samples.map((sample) => records.pack(sample)))]) {
       for (const size of [1, 7, 4096, bytes.length]) {
@@ -186,10 +186,10 @@ describe("maps on the wire, the version handshake in records", () => {
   const exit = (requestId: string) => ({
     _tag: "Exit",
     requestId,
-    exit: { _tag: "Success", value: { version: "0.1.0", protocol_version: 7 } }
+    exit: { _tag: "Success", value: { version: "0.1.0", protocol_version: 6 } }
   })
-  /** How a peer of protocol 6 decoded (msgpackr with records, maps as `Map`s). */
-  const protocol6 = () => new Unpackr({ useRecords: true })
+  /** How a peer of protocol 5 (planter 0.1.0) decoded (msgpackr with records, maps as `Map`s). */
+  const protocol5 = () => new Unpackr({ useRecords: true })
 
   it("writes every message as plain maps but a Version request", () => {
     const client = makeMsgPack(1 << 20).unsafeMake()
@@ -198,20 +198,20 @@ describe("maps on the wire, the version handshake in records", () => {
     expect(makeMsgPack(1 << 20).unsafeMake().decode(health)).toEqual([request("1", "Health")])
     const version = client.encode(request("2", "Version")) as Uint8Array
     expect(startsWithRecord(version)).toBe(true)
-    // A daemon of protocol 6 reads it as it read every request, and so can answer which protocol it speaks.
-    expect(protocol6().unpack(version)).toEqual(request("2", "Version"))
+    // A daemon of protocol 5 reads it as it read every request, and so can answer which protocol it speaks.
+    expect(protocol5().unpack(version)).toEqual(request("2", "Version"))
   })
 
   it("answers a Version request in records, once, and everything else in maps", () => {
     const daemon = makeMsgPack(1 << 20).unsafeMake()
-    // A client of protocol 6 sends records; this decoder reads them.
+    // A client of protocol 5 sends records; this decoder reads them.
     const asked = daemon.decode(new Packr({ useRecords: true }).pack(request("7", "Version")))
     expect(asked).toEqual([request("7", "Version")])
     daemon.decode(daemon.encode(request("8", "Health")) as Uint8Array)
     const answer = daemon.encode(exit("7")) as Uint8Array
     expect(startsWithRecord(answer)).toBe(true)
-    // The client of protocol 6 reads the answer as plain objects, and can say the protocols differ.
-    expect(protocol6().unpack(answer)).toEqual(exit("7"))
+    // The client of protocol 5 reads the answer as plain objects, and can say the protocols differ.
+    expect(protocol5().unpack(answer)).toEqual(exit("7"))
     expect(startsWithRecord(daemon.encode(exit("8")) as Uint8Array)).toBe(false)
     expect(startsWithRecord(daemon.encode(exit("7")) as Uint8Array)).toBe(false) // answered already
   })
