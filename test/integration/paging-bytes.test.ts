@@ -5,6 +5,7 @@
  * used to fail as if the daemon had crashed.
  */
 import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
@@ -12,7 +13,7 @@ import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
 import { StateRepository } from "../../src/services/StateRepository.js"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, startDaemon, stopAllDaemons } from "../support/daemon.js"
+import { makeTempDir, planterCommand, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
 
 const TIMEOUT = 120_000
 const SEEDED = 1200
@@ -84,5 +85,38 @@ describe("pages of large rows", () => {
     expect(listed.code, listed.stdout.slice(0, 500) + listed.stderr).toBe(0)
     const rows = JSON.parse(listed.stdout) as Array<{ job_id: string; detail: { argv?: Array<string> } }>
     expect(rows.filter((row) => row.detail.argv?.[2] === SCRIPT)).toHaveLength(SEEDED)
+  }, TIMEOUT)
+
+  it("events -f streams the history in chunks the client can take, then follows", async () => {
+    const child = spawn(planterCommand, [
+      "--socket",
+      daemon.socketPath,
+      "events",
+      "-f",
+      "--since",
+      "1h",
+      "--cell",
+      "big"
+    ], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (data) => (stdout += data))
+    child.stderr.on("data", (data) => (stderr += data))
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+    let code: number | null | undefined
+    void exited.then((c) => (code = c))
+    try {
+      await waitFor(
+        "the newest job's event",
+        () => stdout.includes(`job-b${SEEDED - 1}`) || code !== undefined,
+        60_000
+      )
+      expect(code, stderr).toBeUndefined()
+    } finally {
+      child.kill("SIGINT")
+      await exited
+    }
   }, TIMEOUT)
 })
