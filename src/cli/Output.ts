@@ -219,7 +219,10 @@ export const endNote = (job: Job): string | undefined => {
   const reason = job.termination_reason
   if (reason === null || reason === "exited") return undefined
   const kill = limitKill(job)
-  return kill !== undefined ? `${job.id} killed: ${kill}` : `${job.id} ${statusText(job)}: ${reason}`
+  if (kill !== undefined) return `${job.id} killed: ${kill}`
+  // `lost`, or a limit without its detail: the status is the reason already.
+  const status = statusText(job)
+  return status === reason ? `${job.id} ${reason}` : `${job.id} ${status}: ${reason}`
 }
 
 export const topRows = (jobs: ReadonlyArray<Job>) =>

@@ -156,8 +156,9 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
               answers.push(Exit.fail(new SqlError({ cause, message: "Failed to execute statement" })))
               // Some errors (SQLITE_FULL, SQLITE_IOERR, …) roll back the whole transaction, the bodies before
               // this one included. The rest must not run on their own (each would commit alone while the
-              // batch is answered as failed): the COMMIT below fails, and every body is answered with it.
-              if (!open.inTransaction) break
+              // batch is answered as failed): the batch fails, every body answered with this error (not the
+              // COMMIT's "no transaction is active" that would follow, which hides a full disk).
+              if (!open.inTransaction) throw cause
             }
           }
         })

@@ -46,7 +46,9 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * instead, while the daemon starts no job: one `mkdir` at a time on the thread pool, stopping as soon as a start
  * is in progress. A start then takes a TMPDIR made while the daemon was idle rather than waiting for a `mkdir`
  * (~0.3 ms of ext4 kernel time each here, the thread that makes it preempting the event loop on a loaded machine).
- * Such a TMPDIR never held anything of a job: nothing of one job can reach the next through it. It also holds
+ * Such a TMPDIR never held anything of a job; but it waits in the state dir, which an unsandboxed job's processes
+ * can reach, so `take` hands it on only as `fill` left it, and `takeLogs` moves only the empty files it made
+ * (a symlink planted there would send the next job's output to another file). It also holds
  * the job's two log files, made empty (0600) with it: the start renames them into the logs dir (`takeLogs`)
  * before the job's process opens them, which then creates no inode before its `exec` (two more ~0.3 ms of
  * kernel time a start). After a crash, the reconciler removes such a spare, files and all, with the other
@@ -87,6 +89,19 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       SPARE_LOGS.every((name) => isEmptySpareLog(path.join(dir, name)))
   }
 
+  /** A made-ahead spare as `fill` left it: a 0700 directory of ours holding its two empty log files, nothing else. */
+  const isMadeAhead = (dir: string) => {
+    try {
+      if (listXattr !== undefined) return isLikeNew(dir, true)
+      const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
+      if (stat === undefined || !stat.isDirectory() || (stat.mode & 0o7777) !== 0o700 || stat.uid !== uid) return false
+      const entries = fs.readdirSync(dir)
+      return entries.length === 2 && SPARE_LOGS.every((name) => isEmptySpareLog(path.join(dir, name)))
+    } catch {
+      return false
+    }
+  }
+
   return {
     /**
      * The next job's id, whether its TMPDIR exists already (a recycled or made-ahead one), and whether it holds
@@ -95,8 +110,16 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
     take: (): { readonly id: JobId; readonly tmpReady: boolean; readonly logsReady: boolean } => {
       for (let id = spare.pop(); id !== undefined; id = spare.pop()) {
         const logsReady = withLogs.delete(id)
+        const dir = path.join(tmpRoot, id)
+        if (logsReady) {
+          // Made ahead, it sat in the state dir where an unsandboxed job's processes can reach it: handed on only
+          // as `fill` made it (a symlink planted for its log file would send the next job's output elsewhere).
+          if (isMadeAhead(dir)) return { id, tmpReady: true, logsReady }
+          fs.rm(dir, { recursive: true, force: true }, () => {})
+          continue
+        }
         // Still there unless someone removed it by hand from the daemon's state dir.
-        if (fs.lstatSync(path.join(tmpRoot, id), { throwIfNoEntry: false })?.isDirectory() === true) {
+        if (fs.lstatSync(dir, { throwIfNoEntry: false })?.isDirectory() === true) {
           return { id, tmpReady: true, logsReady }
         }
       }
@@ -111,10 +134,15 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       for (const [stream, to] of [["stdout", stdoutPath], ["stderr", stderrPath]] as const) {
         const from = spareLog(id, stream)
         try {
-          fs.renameSync(from, to)
+          // Only the empty file `fill` made (checked again: `take` looked a moment ago); else the process makes its own.
+          if (isEmptySpareLog(from)) {
+            fs.renameSync(from, to)
+            continue
+          }
         } catch {
-          fs.rmSync(from, { force: true })
+          // Removed below.
         }
+        fs.rmSync(from, { recursive: true, force: true })
       }
     },
     /** Keeps an ended job's TMPDIR as a spare if it is as a new one would be: false when it must be removed. */

@@ -443,6 +443,13 @@ export const make = <Rpcs extends Rpc.Any>(
       try {
         messages = current.parser.decode(bytes) as ReadonlyArray<FromServerEncoded>
       } catch (defect) {
+        // Past a frame it could not read (one larger than the client takes, or garbage) the connection is out of
+        // step: the rest of that frame's bytes (a job's argv, a log's bytes) must never be read as answers.
+        if (!current.failed) {
+          current.failed = true
+          if (connection === current) connection = undefined
+          current.socket.destroy()
+        }
         failEntries(Exit.fail(
           new RpcClientError({ reason: "Protocol", message: "Error decoding message", cause: Cause.fail(defect) })
         ))

@@ -115,6 +115,15 @@ export const makeMsgPack = (
       let buffer: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
       let length = 0
 
+      /**
+       * The room a pending frame of which `received` bytes are here gets from
+       * what its headers declared (a log chunk's binary), or 0. Only once
+       * the frame has brought 32 KiB: a header alone (5 bytes declaring a
+       * 3 MiB binary, then nothing) sets aside no more than the bytes sent.
+       */
+      const declaredRoom = (received: number) =>
+        received >= 32 * 1024 ? Math.min(maxBufferSize, scanner.leastFrameBytes + FRAME_TAIL_BYTES) : 0
+
       const forget = () => {
         length = 0
         buffer = new Uint8Array(0)
@@ -130,7 +139,9 @@ export const makeMsgPack = (
           } else {
             // The scanner has checked the frame against the cap; this only sizes the buffer.
             if (length + chunk.length > buffer.length) {
-              const grown: Uint8Array = Buffer.allocUnsafe(Math.max(buffer.length * 2, length + chunk.length))
+              const grown: Uint8Array = Buffer.allocUnsafe(
+                Math.max(buffer.length * 2, length + chunk.length, declaredRoom(length + chunk.length))
+              )
               grown.set(buffer.subarray(0, length))
               buffer = grown
             }
@@ -167,10 +178,7 @@ export const makeMsgPack = (
             // that size, with room for the fields after it, so it is
             // neither grown nor twice too large.
             const rest = input.length - start
-            const least = scanner.leastFrameBytes
-            const next: Uint8Array = Buffer.allocUnsafe(
-              Math.max(rest, Math.min(maxBufferSize, least >= 32 * 1024 ? least + FRAME_TAIL_BYTES : 64 * 1024))
-            )
+            const next: Uint8Array = Buffer.allocUnsafe(Math.max(rest, declaredRoom(rest) || 64 * 1024))
             next.set(input.subarray(start))
             buffer = next
             length = rest

@@ -41,6 +41,41 @@ export const decodeCursor = (text: string, kind: "job" | "cell"): Effect.Effect<
  * page: null when there is none.
  */
 export const pageOf = <A>(rows: ReadonlyArray<A>, limit: number, cursorOf: (row: A) => string) => {
-  const items = rows.length > limit ? rows.slice(0, limit) : rows
-  return { items, next: rows.length > limit ? cursorOf(items[items.length - 1]!) : null }
+  const count = rowsWithinBytes(rows, Math.min(limit, rows.length))
+  const items = count < rows.length ? rows.slice(0, count) : rows
+  return { items, next: count < rows.length ? cursorOf(items[items.length - 1]!) : null }
+}
+
+/**
+ * The most bytes of rows one page answers. A client takes frames of at most
+ * MAX_RESPONSE_FRAME_BYTES (5 MiB) and refuses a larger one (the connection is
+ * lost); a page always holds at least one row, and one job's record is at most
+ * what one request could carry (3 MiB of argv and env). 1000 jobs of a 6 KB
+ * `sh -c` script each were 6 MB: `job ls --all` failed as if the daemon had
+ * crashed. A page cut short by size still says where the next one starts.
+ */
+export const MAX_PAGE_BYTES = 2 * 1024 * 1024
+
+/** Roughly the bytes `value` takes encoded (msgpack): its strings' UTF-8 bytes, and a few bytes for each value. */
+export const encodedBytes = (value: unknown): number => {
+  if (typeof value === "string") return Buffer.byteLength(value) + 5
+  if (value === null || typeof value !== "object") return 9
+  if (value instanceof Uint8Array) return value.length + 5
+  let total = 5
+  if (Array.isArray(value)) {
+    for (const item of value) total += encodedBytes(item)
+    return total
+  }
+  for (const key in value) total += Buffer.byteLength(key) + 5 + encodedBytes((value as Record<string, unknown>)[key])
+  return total
+}
+
+/** How many of the first `upTo` rows (at least one, when there is one) fit in `budget` bytes. */
+export const rowsWithinBytes = (rows: ReadonlyArray<unknown>, upTo: number, budget = MAX_PAGE_BYTES): number => {
+  let total = 0
+  for (let i = 0; i < upTo; i++) {
+    total += encodedBytes(rows[i])
+    if (total > budget && i > 0) return i
+  }
+  return upTo
 }

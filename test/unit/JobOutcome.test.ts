@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { ago, shortDuration } from "../../src/cli/HumanTime.js"
-import { jobRows } from "../../src/cli/Output.js"
+import { endNote, jobRows } from "../../src/cli/Output.js"
 import type { CellId, JobId } from "../../src/rpc/Ids.js"
 import { jobOutcome, statusText } from "../../src/rpc/JobOutcome.js"
 import { Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
@@ -36,6 +36,16 @@ describe("job outcome and status words", () => {
     expect(statusText(job({ exit_code: null, signal: "SIGTERM", termination_reason: "timeout" }))).toBe("timeout")
     expect(statusText(job({ exit_code: null, termination_reason: "lost" }))).toBe("lost")
     expect(jobOutcome(job({ exit_code: null, signal: "SIGSEGV", termination_reason: "exited" }))).toBe("killed")
+  })
+
+  it("run --wait's and logs -f's end note says why a job did not end on its own, each word once", () => {
+    expect(endNote(job())).toBeUndefined()
+    expect(endNote(job({ exit_code: null, signal: "SIGTERM", termination_reason: "terminated_by_user" })))
+      .toBe("job-abc123 killed (SIGTERM): terminated_by_user")
+    expect(endNote(job({ exit_code: null, termination_reason: "lost" }))).toBe("job-abc123 lost")
+    expect(endNote(job({ exit_code: null, signal: "SIGTERM", termination_reason: "timeout" }))).toBe(
+      "job-abc123 timeout"
+    )
   })
 
   it("reads bubblewrap's 128+N as signal N, and leaves other codes alone", () => {

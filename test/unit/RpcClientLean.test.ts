@@ -13,10 +13,16 @@ import * as RpcServer from "@effect/rpc/RpcServer"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as RpcClientLean from "../../src/rpc/RpcClientLean.js"
-import { clientSerialization, ServerSerializationLive } from "../../src/rpc/Serialization.js"
+import {
+  clientSerialization,
+  makeMsgPack,
+  MAX_RESPONSE_FRAME_BYTES,
+  ServerSerializationLive
+} from "../../src/rpc/Serialization.js"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { message: Schema.String }) {}
 
@@ -207,6 +213,45 @@ describe("the lean RPC client", () => {
       expect(down).toBeInstanceOf(RpcClientError)
       yield* listen(socketPath)
       expect((yield* client.Greet({ name: "two" })).text).toBe("hello two")
+    }))
+
+  it.scoped("drops a connection whose answer it could not decode: the rest of that frame is never read as answers", () =>
+    Effect.gen(function*() {
+      const socketPath = yield* tempSocketPath
+      // On its first connection, the server starts an answer larger than the client takes, then goes on with
+      // that frame's bytes: an encoded answer to whatever the client asks next (say, a job's argv in a job list).
+      let connections = 0
+      const server = net.createServer((socket) => {
+        const first = ++connections === 1
+        const parser = makeMsgPack(1 << 20).unsafeMake()
+        const answer = (requestId: string, text: string) =>
+          parser.encode({
+            _tag: "Exit",
+            requestId,
+            exit: { _tag: "Success", value: { text, length: 1 } }
+          }) as Uint8Array
+        let requests = 0
+        socket.on("data", (data) => {
+          for (const message of parser.decode(data) as Array<{ _tag: string; id: string }>) {
+            if (message._tag !== "Request") continue
+            if (!first) socket.write(answer(message.id, "honest"))
+            else if (++requests === 1) {
+              const declared = MAX_RESPONSE_FRAME_BYTES + 1
+              socket.write(Buffer.from([0xc6, declared >>> 24, (declared >>> 16) & 255, (declared >>> 8) & 255, 255]))
+            } else socket.write(answer(message.id, "smuggled"))
+          }
+        })
+        socket.on("error", () => {})
+      })
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void server.listen(socketPath, () => resume(Effect.void))),
+        () => Effect.sync(() => server.close())
+      )
+      const client = yield* RpcClientLean.make(TestRpcs, { socketPath, serialization: clientSerialization })
+      expect(yield* Effect.flip(client.Greet({ name: "one" }))).toBeInstanceOf(RpcClientError)
+      const next = yield* Effect.either(client.Greet({ name: "two" }))
+      expect(next._tag === "Right" ? next.right.text : "failed").not.toBe("smuggled")
+      expect(connections).toBe(2)
     }))
 
   it.scoped("interrupts calls still waiting when its scope closes", () =>

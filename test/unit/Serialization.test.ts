@@ -85,6 +85,32 @@ describe("msgpack framing", () => {
     expect(received.buffer.byteLength).toBeLessThanOrEqual(bytes.length + 4096)
   })
 
+  it("sizes a pending frame's buffer by what its headers declare only once the bytes arrive in earnest", () => {
+    // A peer that sends a header declaring a 3 MiB binary and nothing more must not make the daemon set aside
+    // 3 MiB for it (per connection: 5 bytes each, hundreds of connections); a frame whose first read already
+    // brought 64 KiB is likely real and large.
+    const parser = makeMsgPack(3 << 20).unsafeMake()
+    const declared = (3 << 20) - 1024
+    const header = Buffer.from([0xc6, declared >>> 24, (declared >>> 16) & 255, (declared >>> 8) & 255, declared & 255])
+    const allocUnsafe = vi.spyOn(Buffer, "allocUnsafe")
+    try {
+      expect(parser.decode(Buffer.concat([header, Buffer.alloc(3, 1)]))).toEqual([])
+      const sizes = allocUnsafe.mock.calls.map(([size]) => size)
+      expect(Math.max(0, ...sizes), `buffers made for a 8-byte partial frame: ${sizes.join(", ")}`)
+        .toBeLessThanOrEqual(64 * 1024)
+      // Once the bytes come, the buffer grows to the declared size at once, not by doubling.
+      allocUnsafe.mockClear()
+      expect(parser.decode(Buffer.alloc(65_536, 1))).toEqual([])
+      expect(allocUnsafe.mock.calls.map(([size]) => size)).toEqual([Math.min(3 << 20, declared + 5 + 4096)])
+      allocUnsafe.mockClear()
+      const sizable = makeMsgPack(3 << 20).unsafeMake()
+      expect(sizable.decode(Buffer.concat([header, Buffer.alloc(65_536 - header.length, 2)]))).toEqual([])
+      expect(Math.max(0, ...allocUnsafe.mock.calls.map(([size]) => size))).toBeGreaterThanOrEqual(declared)
+    } finally {
+      allocUnsafe.mockRestore()
+    }
+  })
+
   it("with transient reads, keeps no view of the read buffer: a binary decoded from it survives the next read", () => {
     const parser = makeMsgPack(1 << 20, { transientReads: true }).unsafeMake()
     const small = encodeAll([{ _tag: "Exit", data: new Uint8Array(100).fill(1) }])

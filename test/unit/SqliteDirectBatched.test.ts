@@ -99,7 +99,7 @@ describe("SqliteDirect.batched: the bodies asked for in one turn share one trans
             insert("rolled-back")(prepare)
             // What SQLite does on SQLITE_FULL or SQLITE_IOERR: the whole transaction is rolled back.
             prepare("ROLLBACK").run()
-            throw new Error("disk full")
+            throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" })
           }),
           direct.batched(insert("after"))
         ].map(Effect.either),
@@ -107,6 +107,11 @@ describe("SqliteDirect.batched: the bodies asked for in one turn share one trans
       )
       // Nothing was committed, so nothing is answered as done.
       expect(outcomes.map((outcome) => outcome._tag)).toEqual(["Left", "Left", "Left"])
+      // Each is answered with what ended the transaction (the repository words SQLITE_FULL as a full disk), not
+      // with the COMMIT's "no transaction is active" that follows it.
+      for (const outcome of outcomes) {
+        expect(outcome._tag === "Left" && (outcome.left.cause as { code?: string }).code).toBe("SQLITE_FULL")
+      }
       expect(other.prepare("SELECT v FROM t").all()).toEqual([])
       // The connection is usable again.
       expect(yield* direct.batched(insert("later"))).toEqual({ _tag: "Done", value: 1 })

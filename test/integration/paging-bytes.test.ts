@@ -1,0 +1,122 @@
+/**
+ * Pages the client can take: a client refuses an answer larger than MAX_RESPONSE_FRAME_BYTES (and the
+ * connection is lost), so the daemon cuts a page of large rows short by size, with the cursor of the next.
+ * 1200 jobs of a 6 KB `sh -c` script each (and their events, which hold the argv) are over 7 MB: `job ls --all` and `events`
+ * used to fail as if the daemon had crashed.
+ */
+import { Effect, Layer } from "effect"
+import { spawn } from "node:child_process"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
+import type { CellId, JobId } from "../../src/rpc/Ids.js"
+import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
+import { StateRepository } from "../../src/services/StateRepository.js"
+import type { TestDaemon } from "../support/daemon.js"
+import { makeTempDir, planterCommand, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+
+const TIMEOUT = 120_000
+const SEEDED = 1200
+const SCRIPT = `echo ${"x".repeat(6000)}`
+
+let daemon: TestDaemon
+
+const seed = (stateDir: string) =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const repo = yield* StateRepository
+      yield* repo.insertCell(
+        new Cell({
+          id: "cell-big" as CellId,
+          name: "big",
+          env: {},
+          read_paths: [],
+          network: "allow",
+          dir: path.join(stateDir, "cells", "cell-big"),
+          created_at_ms: 1
+        })
+      )
+      for (let n = 0; n < SEEDED; n++) {
+        const id = `job-b${String(n).padStart(4, "0")}` as JobId
+        yield* repo.insertJob(
+          new Job({
+            id,
+            cell_id: "cell-big" as CellId,
+            command: new JobCommand({ argv: ["sh", "-c", SCRIPT], cwd: "/", env: {}, limits: null }),
+            status: "exited",
+            exit_code: 0,
+            signal: null,
+            termination_reason: "exited",
+            pid: null,
+            pid_start_time: null,
+            started_at_ms: 1_700_000_000_000 + n,
+            finished_at_ms: 1_700_000_000_000 + n,
+            sandbox: new JobSandbox({ mode: "disabled", backend: "none", network: "allow", fallback_reason: null })
+          })
+        )
+      }
+    }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))
+  )
+
+beforeAll(async () => {
+  const stateDir = makeTempDir()
+  await seed(stateDir)
+  daemon = await startDaemon({ stateDir })
+}, TIMEOUT)
+
+afterAll(stopAllDaemons)
+
+describe("pages of large rows", () => {
+  it("job ls --all and --limit list every job, however large their commands", async () => {
+    const all = await daemon.cli(["--json", "job", "ls", "--all"])
+    expect(all.code, all.stdout.slice(0, 500) + all.stderr).toBe(0)
+    const jobs = JSON.parse(all.stdout) as Array<{ id: string; command: { argv: Array<string> } }>
+    expect(jobs).toHaveLength(SEEDED)
+    expect(jobs[0]!.id).toBe(`job-b${SEEDED - 1}`)
+    expect(jobs.every((job) => job.command.argv[2] === SCRIPT)).toBe(true)
+    const limited = await daemon.json<Array<{ id: string }>>(["job", "ls", "--limit", "1000"])
+    expect(limited.map((job) => job.id)).toEqual(jobs.slice(0, 1000).map((job) => job.id))
+  }, TIMEOUT)
+
+  it("events lists every event, however large their details", async () => {
+    const events = await daemon.cli(["--json", "events", "--job", `job-b${SEEDED - 1}`, "--limit", "5"])
+    expect(events.code, events.stderr).toBe(0)
+    const listed = await daemon.cli(["--json", "events", "--cell", "big", "--limit", "5000"])
+    expect(listed.code, listed.stdout.slice(0, 500) + listed.stderr).toBe(0)
+    const rows = JSON.parse(listed.stdout) as Array<{ job_id: string; detail: { argv?: Array<string> } }>
+    expect(rows.filter((row) => row.detail.argv?.[2] === SCRIPT)).toHaveLength(SEEDED)
+  }, TIMEOUT)
+
+  it("events -f streams the history in chunks the client can take, then follows", async () => {
+    const child = spawn(planterCommand, [
+      "--socket",
+      daemon.socketPath,
+      "events",
+      "-f",
+      "--since",
+      "1h",
+      "--cell",
+      "big"
+    ], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (data) => (stdout += data))
+    child.stderr.on("data", (data) => (stderr += data))
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+    let code: number | null | undefined
+    void exited.then((c) => (code = c))
+    try {
+      await waitFor(
+        "the newest job's event",
+        () => stdout.includes(`job-b${SEEDED - 1}`) || code !== undefined,
+        60_000
+      )
+      expect(code, stderr).toBeUndefined()
+    } finally {
+      child.kill("SIGINT")
+      await exited
+    }
+  }, TIMEOUT)
+})
