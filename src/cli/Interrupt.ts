@@ -1,15 +1,23 @@
-/**
- * Whether the person pressed Ctrl-C (SIGINT reached the CLI). The runtime
- * interrupts the command on SIGINT; a command's clean-up reads this to
- * tell a Ctrl-C from an interruption for another reason (the daemon's
- * connection closing), and acts only on a Ctrl-C.
- */
-let received = false
+import * as os from "node:os"
 
-export const watchSigint = () => {
-  process.prependListener("SIGINT", () => {
-    received = true
-  })
+/**
+ * Which stop signal reached the CLI, if one did: Ctrl-C (SIGINT) or a
+ * SIGTERM (a CI runner cancelling, `kill`). The runtime interrupts the
+ * command on either; a command's clean-up reads this to tell a stop asked
+ * for from an interruption for another reason (the daemon's connection
+ * closing), and acts only on the former.
+ */
+let received: "SIGINT" | "SIGTERM" | undefined
+
+export const watchStopSignals = () => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.prependListener(signal, () => {
+      received ??= signal
+    })
+  }
 }
 
-export const sigintReceived = () => received
+export const stopSignalReceived = (): "SIGINT" | "SIGTERM" | undefined => received
+
+/** The exit code for a command a stop signal ended, as shells report it: 130 for SIGINT, 143 for SIGTERM. */
+export const stopSignalExitCode = (signal: "SIGINT" | "SIGTERM") => 128 + os.constants.signals[signal]

@@ -20,7 +20,7 @@ import {
   timeoutOption,
   withClient
 } from "./Global.js"
-import { sigintReceived } from "./Interrupt.js"
+import { stopSignalReceived } from "./Interrupt.js"
 import { forEachPage, jsonArrayWriter, listSpan } from "./ListPages.js"
 import { copyLog } from "./LogsCommand.js"
 import {
@@ -55,14 +55,15 @@ const pumpStdin = (client: PlanterClientShape, jobId: string) =>
   }).pipe(Effect.catchAll(() => Effect.void))
 
 /**
- * Ctrl-C during `run --wait`: the job is killed (its whole tree, as `job
- * kill` does) and the CLI says so, or with --detach-on-interrupt it keeps
- * running and the CLI says how to follow and stop it. An interruption that
- * is not a Ctrl-C (the daemon went away) does nothing here.
+ * Ctrl-C (or a SIGTERM) during `run --wait`: the job is killed (its whole
+ * tree, as `job kill` does) and the CLI says so, or with
+ * --detach-on-interrupt it keeps running and the CLI says how to follow and
+ * stop it. An interruption without a stop signal (the daemon went away)
+ * does nothing here.
  */
 const onInterrupt = (client: PlanterClientShape, job: Job, detach: boolean, json: boolean) =>
   Effect.gen(function*() {
-    if (!sigintReceived()) return
+    if (stopSignalReceived() === undefined) return
     const ref = job.name ?? job.id
     if (detach) {
       if (json) return yield* printJson({ interrupted: true, action: "detached", job: encodeJob(job) })

@@ -12,7 +12,7 @@ import * as CliPlatform from "./CliPlatform.js"
 import { command } from "./Commands.js"
 import { lostMessage } from "./Global.js"
 import { interpret } from "./Help.js"
-import { sigintReceived, watchSigint } from "./Interrupt.js"
+import { stopSignalExitCode, stopSignalReceived, watchStopSignals } from "./Interrupt.js"
 import { CliFailure, ExitCode, printJson, write } from "./Output.js"
 import { withPlainConsole } from "./Style.js"
 
@@ -117,13 +117,13 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
     )
   }
 
-  watchSigint()
+  watchStopSignals()
 
   /**
-   * Ctrl-C ends with 130, as shells report SIGINT (`run --wait` has killed
-   * its job or detached first, and said so). An interruption without a
-   * Ctrl-C is the daemon's connection closing under a waiting command: say
-   * so, and end with 4.
+   * Ctrl-C ends with 130 and SIGTERM with 143, as shells report them (`run
+   * --wait` has killed its job or detached first, and said so). An
+   * interruption without either is the daemon's connection closing under a
+   * waiting command: say so, and end with 4.
    */
   const lostConnection = () => {
     const message = lostMessage("")
@@ -135,13 +135,18 @@ export const runPlanter = (argv: ReadonlyArray<string>): void => {
     return ExitCode.connectionLost
   }
 
+  const stopSignalExit = () => {
+    const signal = stopSignalReceived()
+    return signal === undefined ? lostConnection() : stopSignalExitCode(signal)
+  }
+
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,
     teardown: (exit, onExit) => {
       const code = Exit.isSuccess(exit)
         ? Number(exit.value)
         : Cause.isInterruptedOnly(exit.cause)
-        ? sigintReceived() ? 130 : lostConnection()
+        ? stopSignalExit()
         : ExitCode.daemonError
       // The command is over and its output written (synchronously, on Linux): end now rather than wait for
       // node to wind down the closed connection's handles (~10 ms), and without koffi's exit-time fsync.

@@ -182,6 +182,26 @@ describe("run --wait", () => {
     expect((await daemon.cli(["run", "demo", "-i", "--", "cat"])).code).toBe(2)
   }, SLOW)
 
+  it("on SIGTERM, as on Ctrl-C, kills the job and says so, and ends with 143", async () => {
+    const waiting = startCli(daemon.socketPath, [
+      "run",
+      "demo",
+      "--wait",
+      "--name",
+      "sigterm",
+      "--",
+      "sh",
+      "-c",
+      "echo started; sleep 60"
+    ])
+    await waitFor("the job's first line", () => waiting.stdout().includes("started"))
+    waiting.child.kill("SIGTERM")
+    expect(await waiting.exited).toBe(143)
+    expect(waiting.stderr()).toMatch(/killed job-\S+: killed \(SIGTERM\) \(terminated_by_user\)/)
+    expect(waiting.stderr()).not.toContain("lost the connection")
+    expect(await daemon.json(["job", "status", "sigterm"])).toMatchObject({ termination_reason: "terminated_by_user" })
+  }, SLOW)
+
   it("on Ctrl-C kills the job and says so; with --detach-on-interrupt leaves it running and says so", async () => {
     const waiting = startCli(daemon.socketPath, [
       "run",
@@ -244,6 +264,12 @@ describe("top", () => {
     await watching.exited
     await daemon.json(["job", "kill", job.id])
     expect(watching.stdout()).not.toContain("\x1b")
+    // A SIGTERM (a CI runner cancelling, `kill`) ends it as shells report it, not as a lost daemon.
+    const terminated = startCli(daemon.socketPath, ["top", "--interval-ms", "100"])
+    await waitFor("a snapshot", () => terminated.stdout().includes("(Ctrl-C to stop)"))
+    terminated.child.kill("SIGTERM")
+    expect(await terminated.exited).toBe(143)
+    expect(terminated.stderr()).not.toContain("lost the connection")
     const snapshots = watching.stdout().split("\n\n")
     expect(snapshots.length).toBeGreaterThanOrEqual(3)
     for (const snapshot of snapshots.filter((text) => text.trim() !== "")) {
