@@ -14,11 +14,11 @@ import {
   makeTempDir,
   pidAlive,
   planterBin,
-  planterCommand,
   repoRoot,
   runCli,
   runNodeScript,
   sleep,
+  startCli,
   startDaemon,
   stopAllDaemons,
   waitFor,
@@ -38,21 +38,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAllDaemons()
 })
-
-/** Starts `planter …` without waiting for it: for Ctrl-C and daemon-gone cases. */
-const startCli = (socketPath: string, args: ReadonlyArray<string>) => {
-  // The bin as it ships (the snapshot-started CLI where the build made one), so Ctrl-C and a daemon going away are
-  // checked on the path people run.
-  const child = spawn(planterCommand, ["--socket", socketPath, ...args], {
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let stdout = ""
-  let stderr = ""
-  child.stdout.on("data", (data) => (stdout += data))
-  child.stderr.on("data", (data) => (stderr += data))
-  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
-  return { child, exited, stdout: () => stdout, stderr: () => stderr }
-}
 
 describe("job ls reads like docker ps", () => {
   it("shows names, cells by name, status words, relative start and duration, without colour when piped", async () => {

@@ -5,15 +5,15 @@
  * used to fail as if the daemon had crashed.
  */
 import { Effect, Layer } from "effect"
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import type { CellId, JobId } from "../../src/rpc/Ids.js"
-import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
+import { Cell } from "../../src/rpc/Models.js"
 import { StateRepository } from "../../src/services/StateRepository.js"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, planterCommand, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { makeTempDir, startCli, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { finishedJob } from "../support/seed.js"
 
 const TIMEOUT = 120_000
 const SEEDED = 1200
@@ -38,22 +38,7 @@ const seed = (stateDir: string) =>
       )
       for (let n = 0; n < SEEDED; n++) {
         const id = `job-b${String(n).padStart(4, "0")}` as JobId
-        yield* repo.insertJob(
-          new Job({
-            id,
-            cell_id: "cell-big" as CellId,
-            command: new JobCommand({ argv: ["sh", "-c", SCRIPT], cwd: "/", env: {}, limits: null }),
-            status: "exited",
-            exit_code: 0,
-            signal: null,
-            termination_reason: "exited",
-            pid: null,
-            pid_start_time: null,
-            started_at_ms: 1_700_000_000_000 + n,
-            finished_at_ms: 1_700_000_000_000 + n,
-            sandbox: new JobSandbox({ mode: "disabled", backend: "none", network: "allow", fallback_reason: null })
-          })
-        )
+        yield* repo.insertJob(finishedJob(id, "cell-big", ["sh", "-c", SCRIPT], 1_700_000_000_000 + n))
       }
     }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))
   )
@@ -88,35 +73,19 @@ describe("pages of large rows", () => {
   }, TIMEOUT)
 
   it("events -f streams the history in chunks the client can take, then follows", async () => {
-    const child = spawn(planterCommand, [
-      "--socket",
-      daemon.socketPath,
-      "events",
-      "-f",
-      "--since",
-      "1h",
-      "--cell",
-      "big"
-    ], {
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (data) => (stdout += data))
-    child.stderr.on("data", (data) => (stderr += data))
-    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+    const following = startCli(daemon.socketPath, ["events", "-f", "--since", "1h", "--cell", "big"])
     let code: number | null | undefined
-    void exited.then((c) => (code = c))
+    void following.exited.then((c) => (code = c))
     try {
       await waitFor(
         "the newest job's event",
-        () => stdout.includes(`job-b${SEEDED - 1}`) || code !== undefined,
+        () => following.stdout().includes(`job-b${SEEDED - 1}`) || code !== undefined,
         60_000
       )
-      expect(code, stderr).toBeUndefined()
+      expect(code, following.stderr()).toBeUndefined()
     } finally {
-      child.kill("SIGINT")
-      await exited
+      following.child.kill("SIGINT")
+      await following.exited
     }
   }, TIMEOUT)
 })

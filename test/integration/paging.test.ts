@@ -9,11 +9,12 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import { make } from "../../src/rpc/client.js"
-import type { CellId, JobId } from "../../src/rpc/Ids.js"
-import { Cell, Job, JobCommand, JobSandbox } from "../../src/rpc/Models.js"
+import type { CellId } from "../../src/rpc/Ids.js"
+import { Cell, Job } from "../../src/rpc/Models.js"
 import { StateRepository } from "../../src/services/StateRepository.js"
 import type { TestDaemon } from "../support/daemon.js"
 import { makeTempDir, startDaemon, stopAllDaemons } from "../support/daemon.js"
+import { finishedJob } from "../support/seed.js"
 
 const TIMEOUT = 120_000
 const SEEDED = 2100
@@ -40,20 +41,12 @@ const seed = (stateDir: string) =>
       }
       for (let n = 0; n < SEEDED; n++) {
         yield* repo.insertJob(
-          new Job({
-            id: `job-s${String(n).padStart(4, "0")}` as JobId,
-            cell_id: (n % 2 === 0 ? "cell-even" : "cell-odd") as CellId,
-            command: new JobCommand({ argv: ["true"], cwd: "/", env: {}, limits: null }),
-            status: "exited",
-            exit_code: 0,
-            signal: null,
-            termination_reason: "exited",
-            pid: null,
-            pid_start_time: null,
-            started_at_ms: 1_700_000_000_000 + n,
-            finished_at_ms: 1_700_000_000_000 + n,
-            sandbox: new JobSandbox({ mode: "disabled", backend: "none", network: "allow", fallback_reason: null })
-          })
+          finishedJob(
+            `job-s${String(n).padStart(4, "0")}`,
+            n % 2 === 0 ? "cell-even" : "cell-odd",
+            ["true"],
+            1_700_000_000_000 + n
+          )
         )
       }
     }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))

@@ -66,6 +66,20 @@ export const runCli = (
   options: { readonly env?: NodeJS.ProcessEnv; readonly timeoutMs?: number; readonly cwd?: string } = {}
 ): Promise<CliResult> => runProgram(planterCommand, ["--socket", socketPath, ...args], options, "planter")
 
+/**
+ * Starts `planter …` (the bin as it ships) without waiting for it: for Ctrl-C, SIGTERM, following commands and a
+ * daemon that goes away. The caller stops it (by its pid, through `child`) and awaits `exited`.
+ */
+export const startCli = (socketPath: string, args: ReadonlyArray<string>) => {
+  const child = spawn(planterCommand, ["--socket", socketPath, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+  let stdout = ""
+  let stderr = ""
+  child.stdout!.on("data", (data) => (stdout += data))
+  child.stderr!.on("data", (data) => (stderr += data))
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
+  return { child, exited, stdout: () => stdout, stderr: () => stderr }
+}
+
 /** Runs `planter --json …` and parses its one JSON document. */
 export const runJson = async <A = any>(socketPath: string, args: ReadonlyArray<string>): Promise<A> => {
   const result = await runCli(socketPath, ["--json", ...args])
