@@ -2,7 +2,7 @@ import { Chunk, Effect, Option, Stream } from "effect"
 import { JournalEntry } from "../rpc/Models.js"
 import { MAX_EVENTS_PAGE } from "../rpc/Rpcs.js"
 import type { JournalFeedShape } from "../services/JournalFeed.js"
-import { rowsWithinBytes } from "../services/Paging.js"
+import { cutToPageBytes } from "../services/Paging.js"
 import type { StateRepository } from "../services/StateRepository.js"
 import { onWire } from "./ErrorMapping.js"
 
@@ -40,12 +40,11 @@ export const followEvents = (
       }).pipe(
         Effect.map((page) => {
           // A chunk the client can take (a job's argv is in its events); one cut short by size goes on from there.
-          const count = rowsWithinBytes(page, page.length)
-          const rows = count < page.length ? page.slice(0, count) : page
+          const { cut, rows } = cutToPageBytes(page)
           if (rows.length > 0) {
             cursor = rows[rows.length - 1]!.id
           }
-          const more = count < page.length || page.length === MAX_EVENTS_PAGE ? Option.some(undefined) : Option.none()
+          const more = cut || page.length === MAX_EVENTS_PAGE ? Option.some(undefined) : Option.none()
           return [Chunk.fromIterable(rows.map((row) => new JournalEntry({ ...row }))), more] as const
         })
       ))

@@ -36,7 +36,7 @@ import { JobRegistry } from "../services/JobRegistry.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { JournalFeed } from "../services/JournalFeed.js"
 import { LogReader } from "../services/LogReader.js"
-import { decodeCursor, rowsWithinBytes } from "../services/Paging.js"
+import { cutToPageBytes, decodeCursor } from "../services/Paging.js"
 import { SandboxRunner } from "../services/SandboxRunner.js"
 import { StateRepository } from "../services/StateRepository.js"
 import { onWire } from "./ErrorMapping.js"
@@ -246,11 +246,10 @@ export const HandlersLive = PlanterWireRpcs.toLayer(Effect.gen(function*() {
           const { cellId, jobId } = yield* eventFilters(cell_id, job_id)
           const rows = yield* repo.pageEvents({ afterId: after_id, sinceMs: since_ms, cellId, jobId, limit })
           // A page the client can take (a job's argv is in its events): one cut short by size says where to go on.
-          const count = rowsWithinBytes(rows, rows.length)
-          const events = count < rows.length ? rows.slice(0, count) : rows
+          const page = cutToPageBytes(rows)
           return new JournalPage({
-            events: events.map((row) => new JournalEntry({ ...row })),
-            next_id: count < rows.length || rows.length === limit ? events[events.length - 1]!.id : null
+            events: page.rows.map((row) => new JournalEntry({ ...row })),
+            next_id: page.cut || rows.length === limit ? page.rows[page.rows.length - 1]!.id : null
           })
         }))
     ),

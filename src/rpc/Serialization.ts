@@ -102,10 +102,12 @@ export const makeMsgPack = (
       // (docs/benchmarks.md, "Health: what the client's scavenges kept, and maps instead of records").
       // This decoder reads both: `mapsAsObjects` makes maps plain objects, and records are always understood.
       const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true })
+      // msgpackr's `copyBuffers` option, kept on the instance and read on every unpack: set per decode.
+      const copying = unpackr as { copyBuffers?: boolean }
       const packr = new Packr({ useRecords: false })
       // The version handshake in records, both ways, so that peers of different protocols still read it and
-      // can say which protocol the other speaks (a decoder of protocol 5 (planter 0.1.0) reads a map as a `Map`): a client
-      // sends its Version request so, and the daemon answers a Version request so.
+      // can say which protocol the other speaks (planter 0.1.0's decoder, protocol 5, reads a map as a `Map`):
+      // a client sends its Version request so, and the daemon answers a Version request so.
       const handshakePackr = new Packr({ useRecords: true })
       /** Ids of the Version requests decoded and not answered yet. */
       const handshakes = new Set<unknown>()
@@ -148,9 +150,8 @@ export const makeMsgPack = (
             buffer.set(chunk, length)
             length += chunk.length
             input = buffer.subarray(0, length)
-          } // msgpackr's `copyBuffers` option, read on every unpack (the option is kept on the instance).
-
-          ;(unpackr as { copyBuffers?: boolean }).copyBuffers = options.transientReads === true && input === chunk
+          }
+          copying.copyBuffers = options.transientReads === true && input === chunk
           const values: Array<unknown> = []
           let start = 0
           try {

@@ -79,3 +79,14 @@ export const rowsWithinBytes = (rows: ReadonlyArray<unknown>, upTo: number, budg
   }
   return upTo
 }
+
+/**
+ * `rows` as one answer the client can take: all of them, or (`cut`) the first ones within MAX_PAGE_BYTES, the
+ * next answer going on after the last of them.
+ */
+export const cutToPageBytes = <A>(
+  rows: ReadonlyArray<A>
+): { readonly rows: ReadonlyArray<A>; readonly cut: boolean } => {
+  const count = rowsWithinBytes(rows, rows.length)
+  return count < rows.length ? { rows: rows.slice(0, count), cut: true } : { rows, cut: false }
+}

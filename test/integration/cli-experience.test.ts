@@ -141,6 +141,21 @@ describe("names and labels", () => {
   }, SLOW)
 })
 
+/** `run --wait` of a job that prints `started` and then sleeps, named `name`, not waited for: for signals. */
+const startWaiting = (name: string, flags: ReadonlyArray<string> = []) =>
+  startCli(daemon.socketPath, [
+    "run",
+    "demo",
+    "--wait",
+    ...flags,
+    "--name",
+    name,
+    "--",
+    "sh",
+    "-c",
+    "echo started; sleep 60"
+  ])
+
 describe("run --wait", () => {
   it("forwards stdin with -i, and gives the job none without it", async () => {
     const input = "hello\nworld\n"
@@ -168,17 +183,7 @@ describe("run --wait", () => {
   }, SLOW)
 
   it("on SIGTERM, as on Ctrl-C, kills the job and says so, and ends with 143", async () => {
-    const waiting = startCli(daemon.socketPath, [
-      "run",
-      "demo",
-      "--wait",
-      "--name",
-      "sigterm",
-      "--",
-      "sh",
-      "-c",
-      "echo started; sleep 60"
-    ])
+    const waiting = startWaiting("sigterm")
     await waitFor("the job's first line", () => waiting.stdout().includes("started"))
     waiting.child.kill("SIGTERM")
     expect(await waiting.exited).toBe(143)
@@ -188,17 +193,7 @@ describe("run --wait", () => {
   }, SLOW)
 
   it("on Ctrl-C kills the job and says so; with --detach-on-interrupt leaves it running and says so", async () => {
-    const waiting = startCli(daemon.socketPath, [
-      "run",
-      "demo",
-      "--wait",
-      "--name",
-      "ctrl-c",
-      "--",
-      "sh",
-      "-c",
-      "echo started; sleep 60"
-    ])
+    const waiting = startWaiting("ctrl-c")
     await waitFor("the job's first line", () => waiting.stdout().includes("started"))
     waiting.child.kill("SIGINT")
     expect(await waiting.exited).toBe(130)
@@ -209,18 +204,7 @@ describe("run --wait", () => {
       termination_reason: "terminated_by_user"
     })
 
-    const detaching = startCli(daemon.socketPath, [
-      "run",
-      "demo",
-      "--wait",
-      "--detach-on-interrupt",
-      "--name",
-      "detached",
-      "--",
-      "sh",
-      "-c",
-      "echo started; sleep 60"
-    ])
+    const detaching = startWaiting("detached", ["--detach-on-interrupt"])
     await waitFor("the job's first line", () => detaching.stdout().includes("started"))
     detaching.child.kill("SIGINT")
     expect(await detaching.exited).toBe(130)
