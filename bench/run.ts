@@ -64,8 +64,19 @@ const progress = (line: string) => process.stderr.write(`bench: ${line}\n`)
 // stays well under three minutes on two cores.
 const SPAWN_WARMUP = 20
 const SPAWN_ITERATIONS = 200
-const HEALTH_WARMUP = 1000
+/**
+ * Health's warm-up: until both sides run optimized code. V8 optimizes a function once it has run
+ * (3 + its bytecode length / 150) times 66 KB of its own bytecode, and not within 500 calls of its last
+ * inline-cache change: a small function that runs once per call gets there after ~1 500–2 500 calls. With
+ * 1 000 warm-up calls, the client optimized ~38 and the daemon ~37 functions inside the measured window
+ * (~320 ms of compiler threads' CPU beside the two main threads on 2 cores), which made the whole p99
+ * (docs/benchmarks.md, "Health: the tail was V8 still optimizing"). That window is still measured and
+ * printed below the table (`TIER_UP_WINDOW`), with no target.
+ */
+const HEALTH_WARMUP = 5000
 const HEALTH_ITERATIONS = 2000
+/** The calls that were the window with a 1 000-call warm-up: V8 optimizes the call path during them. */
+const TIER_UP_WINDOW = { from: 1000, to: 3000 } as const
 const LOG_BYTES = 256 * 1024 * 1024
 const LOG_CHUNK = 1024 * 1024
 const LOG_ROUNDS = 3
@@ -245,23 +256,27 @@ const spawnComparison = (client: PlanterClientShape, cellId: string, baseline: (
 // The figures
 
 const benchHealth = async (client: PlanterClientShape, scratch: string) => {
-  progress(`Health round trip vs a raw Node echo over a Unix socket (${HEALTH_ITERATIONS} each)`)
+  progress(
+    `Health round trip vs a raw Node echo over a Unix socket (${HEALTH_WARMUP} warm-up + ${HEALTH_ITERATIONS} each)`
+  )
   const echo = await startEcho(path.join(scratch, "echo.sock"))
   const message = Buffer.alloc(64, 0x61)
   const results = await Effect.runPromise(Effect.gen(function*() {
     const health: Array<number> = []
     const raw: Array<number> = []
+    const tierUp: Array<number> = []
     for (let i = 0; i < HEALTH_WARMUP + HEALTH_ITERATIONS; i++) {
       const rawMs = yield* Effect.promise(() => echo.roundTrip(message))
       const start = performance.now()
       yield* client.Health()
       const healthMs = performance.now() - start
+      if (i >= TIER_UP_WINDOW.from && i < TIER_UP_WINDOW.to) tierUp.push(healthMs)
       if (i >= HEALTH_WARMUP) {
         health.push(healthMs)
         raw.push(rawMs)
       }
     }
-    return { health: summarize(health), raw: summarize(raw) }
+    return { health: summarize(health), raw: summarize(raw), tierUp: summarize(tierUp) }
   })).finally(() => echo.close())
   const name = "Health round trip"
   const p50Pass = results.health.p50 <= 0.3
@@ -270,13 +285,28 @@ const benchHealth = async (client: PlanterClientShape, scratch: string) => {
     id: "health_round_trip",
     name,
     unit: "ms",
-    measured: latencyFields(results.health),
+    measured: {
+      ...latencyFields(results.health),
+      warm_up_calls: HEALTH_WARMUP,
+      tier_up_window_p50_ms: round(results.tierUp.p50),
+      tier_up_window_p99_ms: round(results.tierUp.p99)
+    },
     baseline: latencyFields(results.raw),
     checks: [
       { target: "p50 <= 0.3 ms", threshold: 0.3, pass: p50Pass },
       { target: "p99 <= 1 ms", threshold: 1, pass: p99Pass }
-    ]
+    ],
+    note: `after ${HEALTH_WARMUP} warm-up calls; calls ${
+      TIER_UP_WINDOW.from + 1
+    }-${TIER_UP_WINDOW.to}, while V8 optimizes both sides' code, are in tier_up_window_*`
   })
+  notes.push(
+    `Health round trip while V8 still optimizes the call path (calls ${
+      TIER_UP_WINDOW.from + 1
+    }–${TIER_UP_WINDOW.to}, no target): p50 ${ms(results.tierUp.p50)}, p99 ${
+      ms(results.tierUp.p99)
+    }; the checks above are over calls ${HEALTH_WARMUP + 1}–${HEALTH_WARMUP + HEALTH_ITERATIONS}`
+  )
   checks.push({
     figure: `${name} (p50)`,
     measured: ms(results.health.p50),
