@@ -47,11 +47,11 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * is in progress. A start then takes a TMPDIR made while the daemon was idle rather than waiting for a `mkdir`
  * (~0.3 ms of ext4 kernel time each here, the thread that makes it preempting the event loop on a loaded machine).
  * Such a TMPDIR never held anything of a job; but it waits in the state dir, which an unsandboxed job's processes
- * can reach, so `take` hands it on only as `fill` left it, and `takeLogs` moves only the empty files it made
- * (a symlink planted there would send the next job's output to another file). It also holds
+ * can reach, so `take` hands on a spare (of either kind) only as it was made, and `takeLogs` moves only the empty
+ * files `fill` made (a symlink planted there would send the next job's output to another file). It also holds
  * the job's two log files, made empty (0600) with it: the start renames them into the logs dir (`takeLogs`)
  * before the job's process opens them, which then creates no inode before its `exec` (two more ~0.3 ms of
- * kernel time a start). After a crash, the reconciler removes such a spare, files and all, with the other
+ * kernel time a start); where the logs dir is on another filesystem, spares are made without them. After a crash, the reconciler removes such a spare, files and all, with the other
  * leftovers.
  */
 export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number = MAX_SPARE_TMPDIRS) => {
@@ -89,18 +89,29 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       SPARE_LOGS.every((name) => isEmptySpareLog(path.join(dir, name)))
   }
 
-  /** A made-ahead spare as `fill` left it: a 0700 directory of ours holding its two empty log files, nothing else. */
-  const isMadeAhead = (dir: string) => {
+  /**
+   * A spare as it was made or recycled: a 0700 directory of ours, empty, or holding nothing but its two empty
+   * log files (`spareLogs`, made ahead by `fill`).
+   */
+  const isAsMade = (dir: string, spareLogs: boolean) => {
     try {
-      if (listXattr !== undefined) return isLikeNew(dir, true)
+      if (listXattr !== undefined) return isLikeNew(dir, spareLogs)
       const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
       if (stat === undefined || !stat.isDirectory() || (stat.mode & 0o7777) !== 0o700 || stat.uid !== uid) return false
       const entries = fs.readdirSync(dir)
+      if (!spareLogs) return entries.length === 0
       return entries.length === 2 && SPARE_LOGS.every((name) => isEmptySpareLog(path.join(dir, name)))
     } catch {
       return false
     }
   }
+
+  /**
+   * Whether `fill` makes a spare's log files too: not once one could not be moved to the logs dir because that
+   * is on another filesystem than the TMPDIRs (a tmpfs mounted on the state dir's `tmp`, say): each such file
+   * would only be made, found unmovable and removed again.
+   */
+  let logsAhead = true
 
   return {
     /**
@@ -111,17 +122,11 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       for (let id = spare.pop(); id !== undefined; id = spare.pop()) {
         const logsReady = withLogs.delete(id)
         const dir = path.join(tmpRoot, id)
-        if (logsReady) {
-          // Made ahead, it sat in the state dir where an unsandboxed job's processes can reach it: handed on only
-          // as `fill` made it (a symlink planted for its log file would send the next job's output elsewhere).
-          if (isMadeAhead(dir)) return { id, tmpReady: true, logsReady }
-          fs.rm(dir, { recursive: true, force: true }, () => {})
-          continue
-        }
-        // Still there unless someone removed it by hand from the daemon's state dir.
-        if (fs.lstatSync(dir, { throwIfNoEntry: false })?.isDirectory() === true) {
-          return { id, tmpReady: true, logsReady }
-        }
+        // A spare sat in the state dir, where an unsandboxed job's processes can reach it (and someone may have
+        // removed it by hand): handed on only as it was made (a symlink planted for its log file would send the
+        // next job's output elsewhere; anything left in it would reach the next job).
+        if (isAsMade(dir, logsReady)) return { id, tmpReady: true, logsReady }
+        fs.rm(dir, { recursive: true, force: true }, () => {})
       }
       return { id: newId(), tmpReady: false, logsReady: false }
     },
@@ -139,8 +144,9 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
             fs.renameSync(from, to)
             continue
           }
-        } catch {
-          // Removed below.
+        } catch (error) {
+          // Removed below; on another filesystem, the spares made from now on hold no log files.
+          if ((error as NodeJS.ErrnoException).code === "EXDEV") logsAhead = false
         }
         fs.rmSync(from, { recursive: true, force: true })
       }
@@ -197,6 +203,11 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
           if (error !== null) {
             filling = false
             return
+          }
+          if (!logsAhead) {
+            if (closed) return stop()
+            spare.push(id)
+            return next()
           }
           makeEmptyFile(spareLog(id, "stdout"), (stdoutMade) => {
             if (!stdoutMade) return stop()

@@ -220,6 +220,66 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     }
   })
 
+  it("never hands on a recycled TMPDIR something was put in while it waited", () => {
+    const pool = makeTmpDirPool(root, newId)
+    expect(pool.recycle(jobTmp("job-ended"))).toBe(true)
+    const [spare] = fs.readdirSync(root)
+    fs.writeFileSync(path.join(root, spare!, "left-for-the-next-job"), "x")
+    expect(pool.take(), "a fresh id, its TMPDIR still to make").toEqual({
+      id: "job-test0002",
+      tmpReady: false,
+      logsReady: false
+    })
+  })
+
+  /** A writable dir on another filesystem than the TMPDIRs' (tmpfs beside a disk), where the machine has one. */
+  const otherFilesystem = ["/dev/shm", "/run", "/var/tmp"].find((dir) => {
+    try {
+      fs.accessSync(dir, fs.constants.W_OK)
+      return fs.statSync(dir).dev !== fs.statSync(os.tmpdir()).dev
+    } catch {
+      return false
+    }
+  })
+
+  it.skipIf(otherFilesystem === undefined)(
+    "makes spares without log files once the logs dir turns out to be on another filesystem",
+    async () => {
+      const pool = makeTmpDirPool(root, newId, 2)
+      const settled = async () => {
+        for (let i = 0; i < 1000; i++) {
+          const spares = fs.readdirSync(root)
+          if (spares.length >= 2 && spares.every((id) => fs.readdirSync(path.join(root, id)).length !== 1)) break
+          await new Promise((r) => setTimeout(r, 5))
+        }
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      pool.fill(() => false)
+      await settled()
+      const logs = fs.mkdtempSync(path.join(otherFilesystem!, "planter-tmppool-logs-"))
+      try {
+        const first = pool.take()
+        expect(first.logsReady).toBe(true)
+        // The rename fails (EXDEV): the spare's files are removed and the job's process creates its own.
+        pool.takeLogs(first.id, path.join(logs, "out.log"), path.join(logs, "err.log"))
+        expect(fs.readdirSync(path.join(root, first.id))).toEqual([])
+        expect(fs.readdirSync(logs)).toEqual([])
+        // The one made before that still has its files; the ones made after it have none, and are handed on.
+        const second = pool.take()
+        expect(second.logsReady).toBe(true)
+        pool.fill(() => false)
+        await settled()
+        const spares = fs.readdirSync(root).filter((id) => id !== first.id && id !== second.id)
+        expect(spares).toHaveLength(2)
+        for (const id of spares) expect(fs.readdirSync(path.join(root, id)), id).toEqual([])
+        expect(pool.take()).toMatchObject({ tmpReady: true, logsReady: false })
+      } finally {
+        fs.rmSync(logs, { recursive: true, force: true })
+        pool.close()
+      }
+    }
+  )
+
   it("stops filling when a mkdir fails, and starts make their own TMPDIR", async () => {
     const gone = path.join(root, "gone")
     const pool = makeTmpDirPool(gone, newId, 3)
