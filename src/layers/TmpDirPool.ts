@@ -51,8 +51,8 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * files `fill` made (a symlink planted there would send the next job's output to another file). It also holds
  * the job's two log files, made empty (0600) with it: the start renames them into the logs dir (`takeLogs`)
  * before the job's process opens them, which then creates no inode before its `exec` (two more ~0.3 ms of
- * kernel time a start); where the logs dir is on another filesystem, spares are made without them. After a crash, the reconciler removes such a spare, files and all, with the other
- * leftovers.
+ * kernel time a start); where the logs dir is on another filesystem, spares are made without them. After a crash,
+ * the reconciler removes such a spare, files and all, with the other leftovers.
  */
 export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number = MAX_SPARE_TMPDIRS) => {
   const listXattr = loadListXattr()
