@@ -10,13 +10,34 @@ export const MAX_SPARE_TMPDIRS = 64
 const SPARE_LOG_PREFIX = ".planter-spare-"
 const SPARE_LOGS = [`${SPARE_LOG_PREFIX}stdout`, `${SPARE_LOG_PREFIX}stderr`]
 
-/** `llistxattr(path, NULL, 0)`: the size of a file's list of extended attribute names (ACLs included), or -1. */
-const loadListXattr = (): ((file: string) => number) | undefined => {
+/** The most bytes a file's list of extended attribute names, or one value, can take on Linux (XATTR_*_MAX). */
+const XATTR_MAX_BYTES = 64 * 1024
+
+/**
+ * A file's extended attributes (ACLs and security labels included), names and values, as one string: "" for
+ * none, undefined when they cannot be read. Linux only, through koffi.
+ */
+const loadXattrSignature = (): ((file: string) => string | undefined) | undefined => {
   if (process.platform !== "linux") return undefined
   try {
     const koffi = createRequire(import.meta.url)("koffi") as typeof import("koffi")
-    const llistxattr = koffi.load("libc.so.6").func("long llistxattr(const char *path, void *list, size_t size)")
-    return (file) => llistxattr(file, null, 0) as number
+    const libc = koffi.load("libc.so.6")
+    const llistxattr = libc.func("long llistxattr(const char *path, void *list, size_t size)")
+    const lgetxattr = libc.func("long lgetxattr(const char *path, const char *name, void *value, size_t size)")
+    const names = Buffer.alloc(XATTR_MAX_BYTES)
+    const value = Buffer.alloc(XATTR_MAX_BYTES)
+    return (file) => {
+      const listed = llistxattr(file, names, names.length) as number
+      if (listed < 0) return undefined
+      if (listed === 0) return ""
+      const signature: Array<string> = []
+      for (const name of names.toString("latin1", 0, listed).split("\0").filter((n) => n !== "").sort()) {
+        const size = lgetxattr(file, name, value, value.length) as number
+        if (size < 0) return undefined
+        signature.push(`${name}=${value.toString("hex", 0, size)}`)
+      }
+      return signature.join(";")
+    }
   } catch {
     return undefined
   }
@@ -36,9 +57,9 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * The caller offers only the TMPDIRs of jobs none of whose processes can have outlived them (bubblewrap's PID
  * namespace; JobSupervisorLive's `recyclesTmpDir`): a leftover process keeps the directory as its cwd or an open
  * descriptor through the rename, and would write into the next job's. A TMPDIR is recycled only when it is
- * empty, still a directory of the daemon's uid with mode 0700, and has no extended attributes (nor ACLs, which
- * are stored as such): nothing of one job reaches the next. Its id is
- * a fresh random one, minted when it was recycled. Spares are removed when the daemon stops (`close`); after
+ * empty, still a directory of the daemon's uid with mode 0700, and has exactly the extended attributes a new one
+ * gets there (ACLs and security labels are stored as such): nothing of one job reaches the next. Its id is a
+ * fresh random one, minted when it was recycled. Spares are removed when the daemon stops (`close`); after
  * a crash the next daemon's reconciler removes them with the other leftovers (they belong to no job).
  * Everything here is a few synchronous metadata calls (~20–40 µs), cheaper than a thread pool round trip.
  *
@@ -55,7 +76,7 @@ const loadListXattr = (): ((file: string) => number) | undefined => {
  * the reconciler removes such a spare, files and all, with the other leftovers.
  */
 export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number = MAX_SPARE_TMPDIRS) => {
-  const listXattr = loadListXattr()
+  const xattrsOf = loadXattrSignature()
   const uid = process.getuid?.()
   const spare: Array<JobId> = []
   /** The spares `fill` made, which hold their log files until `takeLogs`. */
@@ -70,10 +91,36 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
       fs.close(fd, (closeError) => done(closeError === null))
     })
 
-  /** An empty file of the daemon's, mode 0600, as `fill` makes a spare's log files. */
+  /**
+   * The extended attributes a new TMPDIR and a new file in it get here without anyone setting them: none on most
+   * hosts; a security label under SELinux, an ACL under a default ACL on the state dir. Read once, from a probe
+   * directory made and removed in `tmpRoot` (with a file in it); both "" (none allowed) if that fails. A spare is as new only with
+   * exactly these: one whose attributes a job changed (an ACL letting others in) is never handed on.
+   */
+  let fresh: { readonly dir: string; readonly file: string } | undefined
+  const freshXattrs = () => {
+    if (fresh !== undefined) return fresh
+    fresh = { dir: "", file: "" }
+    // Left by a crash, the next daemon's reconciler removes it with everything in `tmp` that is no running job's.
+    const probe = path.join(tmpRoot, `.planter-xattr-probe-${process.pid}`)
+    try {
+      fs.mkdirSync(probe, { mode: 0o700 })
+      const file = path.join(probe, "file")
+      fs.closeSync(fs.openSync(file, "wx", 0o600))
+      fresh = { dir: xattrsOf?.(probe) ?? "", file: xattrsOf?.(file) ?? "" }
+    } catch {
+      // No tmpRoot yet, or a full disk: none allowed.
+    } finally {
+      fs.rmSync(probe, { recursive: true, force: true })
+    }
+    return fresh
+  }
+
+  /** An empty file of the daemon's, mode 0600, with a new file's attributes, as `fill` makes a spare's log files. */
   const isEmptySpareLog = (file: string) => {
     const stat = fs.lstatSync(file, { throwIfNoEntry: false })
-    return stat !== undefined && stat.isFile() && stat.size === 0 && (stat.mode & 0o7777) === 0o600 && stat.uid === uid
+    return stat !== undefined && stat.isFile() && stat.size === 0 && (stat.mode & 0o7777) === 0o600 &&
+      stat.uid === uid && (xattrsOf === undefined || xattrsOf(file) === freshXattrs().file)
   }
 
   /** As new: empty, or (`spareLogs`) holding nothing but a made-ahead spare's two untouched log files. */
@@ -81,7 +128,7 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
     const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
     if (
       stat === undefined || !stat.isDirectory() || (stat.mode & 0o7777) !== 0o700 || stat.uid !== uid ||
-      listXattr!(dir) !== 0
+      xattrsOf!(dir) !== freshXattrs().dir
     ) return false
     const entries = fs.readdirSync(dir)
     if (!spareLogs) return entries.length === 0
@@ -95,7 +142,7 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
    */
   const isAsMade = (dir: string, spareLogs: boolean) => {
     try {
-      if (listXattr !== undefined) return isLikeNew(dir, spareLogs)
+      if (xattrsOf !== undefined) return isLikeNew(dir, spareLogs)
       const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
       if (stat === undefined || !stat.isDirectory() || (stat.mode & 0o7777) !== 0o700 || stat.uid !== uid) return false
       const entries = fs.readdirSync(dir)
@@ -153,7 +200,7 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
     },
     /** Keeps an ended job's TMPDIR as a spare if it is as a new one would be: false when it must be removed. */
     recycle: (dir: string): boolean => {
-      if (closed || listXattr === undefined || spare.length >= max) return false
+      if (closed || xattrsOf === undefined || spare.length >= max) return false
       try {
         if (!isLikeNew(dir)) return false
         const id = newId()
@@ -170,7 +217,7 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
      * they were not moved): a refused start leaves the state dir as it found it. False when it must be removed.
      */
     giveBack: (id: JobId, logsInside = false): boolean => {
-      if (closed || listXattr === undefined || spare.length >= max) return false
+      if (closed || xattrsOf === undefined || spare.length >= max) return false
       try {
         if (!isLikeNew(path.join(tmpRoot, id), logsInside)) return false
         spare.push(id)

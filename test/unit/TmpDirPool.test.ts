@@ -11,6 +11,32 @@ const setxattr = koffi.load("libc.so.6").func(
   "int setxattr(const char *path, const char *name, const char *value, size_t size, int flags)"
 )
 
+const setxattrBytes = koffi.load("libc.so.6").func(
+  "int setxattr(const char *path, const char *name, const void *value, size_t size, int flags)"
+)
+
+/**
+ * A POSIX ACL as the kernel stores it in `system.posix_acl_*` (version 2, then tag, permissions and id per
+ * entry): the owner rwx, `user` (a uid) r-x, the group and others nothing, and the mask.
+ */
+const aclGranting = (user: number) => {
+  const entries: Array<[tag: number, perm: number, id: number]> = [
+    [0x01, 7, 0xffffffff], // ACL_USER_OBJ
+    [0x02, 5, user], // ACL_USER
+    [0x04, 0, 0xffffffff], // ACL_GROUP_OBJ
+    [0x10, 5, 0xffffffff], // ACL_MASK
+    [0x20, 0, 0xffffffff] // ACL_OTHER
+  ]
+  const blob = Buffer.alloc(4 + entries.length * 8)
+  blob.writeUInt32LE(2, 0)
+  entries.forEach(([tag, perm, id], i) => {
+    blob.writeUInt16LE(tag, 4 + i * 8)
+    blob.writeUInt16LE(perm, 6 + i * 8)
+    blob.writeUInt32LE(id, 8 + i * 8)
+  })
+  return blob
+}
+
 describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
   let root: string
   let minted: number
@@ -232,6 +258,35 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     })
   })
 
+  it("where every new TMPDIR gets an ACL (a default ACL on the state dir), hands spares on unless a job changed it", async () => {
+    const acl = aclGranting(65534)
+    expect(setxattrBytes(root, "system.posix_acl_default", acl, acl.length, 0), "a default ACL (ext4, tmpfs)").toBe(0)
+    const pool = makeTmpDirPool(root, newId, 3)
+    // An ended job's TMPDIR, made under the default ACL as every TMPDIR here is, is recycled as before.
+    expect(pool.recycle(jobTmp("job-ended"))).toBe(true)
+    expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: true, logsReady: false })
+    pool.fill(() => false)
+    const complete = () =>
+      fs.readdirSync(root).length === 4 &&
+      fs.readdirSync(root).every((id) => id === "job-test0001" || fs.readdirSync(path.join(root, id)).length === 2)
+    for (let i = 0; i < 1000 && !complete(); i++) await new Promise((r) => setTimeout(r, 5))
+    // A job gives one spare an ACL of its own (letting another user in); the others are as the system made them.
+    const spares = fs.readdirSync(root).filter((id) => id !== "job-test0001").sort()
+    const widened = aclGranting(1000)
+    expect(setxattrBytes(path.join(root, spares[2]!), "system.posix_acl_access", widened, widened.length, 0)).toBe(0)
+    const handed = [pool.take(), pool.take(), pool.take()]
+    expect(handed.map(({ id }) => id)).toEqual([spares[1], spares[0], expect.not.stringMatching(spares[2]!)])
+    expect(handed.map(({ tmpReady, logsReady }) => [tmpReady, logsReady])).toEqual([[true, true], [true, true], [
+      false,
+      false
+    ]])
+    for (let i = 0; i < 1000 && fs.existsSync(path.join(root, spares[2]!)); i++) {
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    expect(fs.existsSync(path.join(root, spares[2]!)), "the changed spare is removed").toBe(false)
+    pool.close()
+  })
+
   /** A writable dir on another filesystem than the TMPDIRs' (tmpfs beside a disk), where the machine has one. */
   const otherFilesystem = ["/dev/shm", "/run", "/var/tmp"].find((dir) => {
     try {
@@ -246,16 +301,17 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     "makes spares without log files once the logs dir turns out to be on another filesystem",
     async () => {
       const pool = makeTmpDirPool(root, newId, 2)
-      const settled = async () => {
+      /** Until `count` TMPDIRs are there, none of them half made (one of its two log files). */
+      const settled = async (count: number) => {
         for (let i = 0; i < 1000; i++) {
           const spares = fs.readdirSync(root)
-          if (spares.length >= 2 && spares.every((id) => fs.readdirSync(path.join(root, id)).length !== 1)) break
+          if (spares.length >= count && spares.every((id) => fs.readdirSync(path.join(root, id)).length !== 1)) break
           await new Promise((r) => setTimeout(r, 5))
         }
         await new Promise((r) => setTimeout(r, 20))
       }
       pool.fill(() => false)
-      await settled()
+      await settled(2)
       const logs = fs.mkdtempSync(path.join(otherFilesystem!, "planter-tmppool-logs-"))
       try {
         const first = pool.take()
@@ -268,7 +324,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
         const second = pool.take()
         expect(second.logsReady).toBe(true)
         pool.fill(() => false)
-        await settled()
+        await settled(4)
         const spares = fs.readdirSync(root).filter((id) => id !== first.id && id !== second.id)
         expect(spares).toHaveLength(2)
         for (const id of spares) expect(fs.readdirSync(path.join(root, id)), id).toEqual([])
