@@ -71,7 +71,12 @@ const POSIX_SPAWN_SETSIGDEF = 0x04
 const POSIX_SPAWN_SETSIGMASK = 0x08
 const POSIX_SPAWN_SETSID = 0x80
 const WNOHANG = 1
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC
+/**
+ * The job's output files: never through a symlink (`O_NOFOLLOW`). A made-ahead log file (TmpDirPool) is checked
+ * and then renamed into place, and a process of the daemon's uid could swap a symlink in between: truncating and
+ * writing whatever it points at.
+ */
+const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW
 
 /** Room for glibc's opaque types (posix_spawn_file_actions_t 80 bytes, posix_spawnattr_t 336, sigset_t 128 on x86-64 and arm64), with margin. */
 const OPAQUE_BYTES = 1024
@@ -165,10 +170,13 @@ const load = (): PosixSpawner | undefined => {
     return undefined
   }
 
-  /** Which step failed: the file actions run in order, so a missing output file says it was theirs. */
+  /**
+   * Which step failed: the file actions run in order, so an output file that is missing (or is no regular file,
+   * a symlink `O_NOFOLLOW` refused) says it was theirs.
+   */
   const stageOf = (request: SpawnRequest): SpawnFailure["stage"] =>
     [request.stdoutPath, request.stderrPath, ...(request.statusPath === null ? [] : [request.statusPath])]
-        .every((file) => fs.existsSync(file))
+        .every((file) => fs.lstatSync(file, { throwIfNoEntry: false })?.isFile() === true)
       ? "exec"
       : "files"
 

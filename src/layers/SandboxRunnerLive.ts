@@ -237,6 +237,9 @@ interface Leader {
   readonly exit: Effect.Effect<ProcessExit>
 }
 
+const OUTPUT_FILE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC |
+  fs.constants.O_NOFOLLOW
+
 /** The job's output files could not be created: what the OS said, in words. */
 const outputFilesError = (code: string, description: string) =>
   new OutputFilesError({ code, message: code === "ENOSPC" ? "no space left on device" : `${code}: ${description}` })
@@ -252,7 +255,8 @@ const openOutputFiles = (paths: ReadonlyArray<string>) =>
       try: () => {
         const opened: Array<number> = []
         try {
-          for (const file of paths) opened.push(fs.openSync(file, "w", 0o600))
+          // Never through a symlink, as posix_spawn's file actions (PosixSpawn's CREATE_FLAGS).
+          for (const file of paths) opened.push(fs.openSync(file, OUTPUT_FILE_FLAGS, 0o600))
           return opened
         } catch (error) {
           opened.forEach((fd) => fs.closeSync(fd))

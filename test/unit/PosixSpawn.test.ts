@@ -94,6 +94,13 @@ describe.skipIf(process.platform !== "linux")("PosixSpawn", () => {
     expect(await spawnNow(request)).toMatchObject({ code: "ENOENT", stage: "exec" })
     expect(await spawnNow({ ...request, file: "/bin/true", stderrPath: path.join(dir, "gone", "err") }))
       .toMatchObject({ code: "ENOENT", stage: "files", description: "no such file or directory" })
+    // An output file swapped for a symlink is not followed: what it points at is neither truncated nor written.
+    const target = path.join(dir, "target")
+    fs.writeFileSync(target, "keep")
+    fs.symlinkSync(target, path.join(dir, "linked"))
+    expect(await spawnNow({ ...request, file: "/bin/echo", argv: ["echo", "x"], stdoutPath: path.join(dir, "linked") }))
+      .toMatchObject({ code: "ELOOP", stage: "files" })
+    expect(fs.readFileSync(target, "utf8")).toBe("keep")
     const many = await Promise.all(
       Array.from({ length: 20 }, (_, i) => spawnNow({ ...request, file: "/bin/sh", argv: ["sh", "-c", `exit ${i}`] }))
     )
