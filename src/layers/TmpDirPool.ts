@@ -230,27 +230,26 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
     /**
      * Makes new TMPDIRs until there are `max` spares, one `mkdir` at a time on the thread pool, and stops as soon
      * as `busy` (a start in progress), the daemon stops, or a `mkdir` fails (a full disk: each start then makes
-     * its own, as without spares). A call while one is filling does nothing.
+     * its own, as without spares). A call while one is filling does nothing. `stopped`, if given, is called once
+     * this call's filling has stopped (not for a call that did nothing).
      */
-    fill: (busy: () => boolean): void => {
+    fill: (busy: () => boolean, stopped?: () => void): void => {
       if (filling) return
       filling = true
+      const halt = () => {
+        filling = false
+        stopped?.()
+      }
       const next = () => {
-        if (closed || spare.length >= max || busy()) {
-          filling = false
-          return
-        }
+        if (closed || spare.length >= max || busy()) return halt()
         const id = newId()
         const dir = path.join(tmpRoot, id)
         const stop = () => {
-          filling = false
           fs.rm(dir, { recursive: true, force: true }, () => {})
+          halt()
         }
         fs.mkdir(dir, { mode: 0o700 }, (error) => {
-          if (error !== null) {
-            filling = false
-            return
-          }
+          if (error !== null) return halt()
           if (!logsAhead) {
             if (closed) return stop()
             spare.push(id)

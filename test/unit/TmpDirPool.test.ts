@@ -48,6 +48,10 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     return dir
   }
 
+  /** Fills `pool` until it stops (full, or `busy`). */
+  const filled = (pool: ReturnType<typeof makeTmpDirPool>, busy = () => false) =>
+    new Promise<void>((resolve) => pool.fill(busy, resolve))
+
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), "planter-tmppool-"))
     minted = 0
@@ -213,11 +217,8 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
 
   it("never hands on a made-ahead TMPDIR a process changed while it waited, nor moves a log file it replaced", async () => {
     const pool = makeTmpDirPool(root, newId, 3)
-    pool.fill(() => false)
-    const complete = () =>
-      fs.readdirSync(root).length === 3 &&
-      fs.readdirSync(root).every((id) => fs.readdirSync(path.join(root, id)).length === 2)
-    for (let i = 0; i < 1000 && !complete(); i++) await new Promise((r) => setTimeout(r, 5))
+    await filled(pool)
+    expect(fs.readdirSync(root)).toHaveLength(3)
     const target = path.join(os.tmpdir(), `planter-tmppool-target-${process.pid}`)
     fs.writeFileSync(target, "keep")
     const logs = fs.mkdtempSync(path.join(os.tmpdir(), "planter-tmppool-logs-"))
@@ -265,11 +266,8 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     // An ended job's TMPDIR, made under the default ACL as every TMPDIR here is, is recycled as before.
     expect(pool.recycle(jobTmp("job-ended"))).toBe(true)
     expect(pool.take()).toEqual({ id: "job-test0001", tmpReady: true, logsReady: false })
-    pool.fill(() => false)
-    const complete = () =>
-      fs.readdirSync(root).length === 4 &&
-      fs.readdirSync(root).every((id) => id === "job-test0001" || fs.readdirSync(path.join(root, id)).length === 2)
-    for (let i = 0; i < 1000 && !complete(); i++) await new Promise((r) => setTimeout(r, 5))
+    await filled(pool)
+    expect(fs.readdirSync(root)).toHaveLength(4)
     // A job gives one spare an ACL of its own (letting another user in); the others are as the system made them.
     const spares = fs.readdirSync(root).filter((id) => id !== "job-test0001").sort()
     const widened = aclGranting(1000)
@@ -301,17 +299,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
     "makes spares without log files once the logs dir turns out to be on another filesystem",
     async () => {
       const pool = makeTmpDirPool(root, newId, 2)
-      /** Until `count` TMPDIRs are there, none of them half made (one of its two log files). */
-      const settled = async (count: number) => {
-        for (let i = 0; i < 1000; i++) {
-          const spares = fs.readdirSync(root)
-          if (spares.length >= count && spares.every((id) => fs.readdirSync(path.join(root, id)).length !== 1)) break
-          await new Promise((r) => setTimeout(r, 5))
-        }
-        await new Promise((r) => setTimeout(r, 20))
-      }
-      pool.fill(() => false)
-      await settled(2)
+      await filled(pool)
       const logs = fs.mkdtempSync(path.join(otherFilesystem!, "planter-tmppool-logs-"))
       try {
         const first = pool.take()
@@ -323,8 +311,7 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
         // The one made before that still has its files; the ones made after it have none, and are handed on.
         const second = pool.take()
         expect(second.logsReady).toBe(true)
-        pool.fill(() => false)
-        await settled(4)
+        await filled(pool)
         const spares = fs.readdirSync(root).filter((id) => id !== first.id && id !== second.id)
         expect(spares).toHaveLength(2)
         for (const id of spares) expect(fs.readdirSync(path.join(root, id)), id).toEqual([])
