@@ -27,6 +27,7 @@ import { fsReadThroughput, startEcho, timeSpawn } from "./baselines.js"
 import { type BenchDaemon, killAllDaemonsNow, makeTempDir, planterdBin, sleep, startDaemon } from "./daemon.js"
 import { awaitJobEnd, runJob } from "./jobs.js"
 import { timeNode, writePrototypeState } from "./legacy.js"
+import { benchKillTree, benchLargeOutput } from "./lifecycle.js"
 import { benchCli, benchConnectionBounds, benchJobList, benchRss, benchStarts, type Report } from "./scale.js"
 import { gbps, median, ms, round, summarize, type Summary } from "./stats.js"
 
@@ -48,7 +49,9 @@ const GROUPS = [
   "starts",
   "rss",
   "conn_bounds",
-  "cli"
+  "cli",
+  "kill_tree",
+  "large_output"
 ] as const
 const onlyArg = process.argv.indexOf("--only")
 const only = onlyArg < 0 ? undefined : new Set((process.argv[onlyArg + 1] ?? "").split(","))
@@ -941,6 +944,8 @@ const main = async () => {
     if (selected("rss")) await benchRss(report)
     if (selected("conn_bounds")) await benchConnectionBounds(report)
     if (selected("cli")) await benchCli(report)
+    if (selected("kill_tree")) await benchKillTree(report)
+    if (selected("large_output")) await benchLargeOutput(report, scratch)
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })
   }
@@ -959,7 +964,9 @@ const main = async () => {
     "daemon_rss",
     "connection_bounds",
     "cli_version",
-    "cli_job_ls"
+    "cli_job_ls",
+    "kill_tree",
+    "large_output"
   ]
   const rank = (row: Check) =>
     order.indexOf(figureOfRow.get(row) ?? figures.find((f) => row.figure.startsWith(f.name))?.id ?? "")

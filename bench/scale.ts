@@ -99,7 +99,10 @@ const bareNodeRss = async () => {
   return rss
 }
 
-const withClient = async <A>(daemon: BenchDaemon, use: (client: PlanterClientShape) => Effect.Effect<A, unknown>) => {
+export const withClient = async <A>(
+  daemon: BenchDaemon,
+  use: (client: PlanterClientShape) => Effect.Effect<A, unknown>
+) => {
   const scope = Effect.runSync(Scope.make())
   try {
     const client = await Effect.runPromise(make({ socketPath: daemon.socketPath }).pipe(Scope.extend(scope)))
