@@ -116,11 +116,15 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
     return fresh
   }
 
-  /** An empty file of the daemon's, mode 0600, with a new file's attributes, as `fill` makes a spare's log files. */
+  /**
+   * An empty file of the daemon's, mode 0600, with a new file's attributes and no other name (a hard link to
+   * another job's empty log would send the next job's output there), as `fill` makes a spare's log files.
+   */
   const isEmptySpareLog = (file: string) => {
     const stat = fs.lstatSync(file, { throwIfNoEntry: false })
-    return stat !== undefined && stat.isFile() && stat.size === 0 && (stat.mode & 0o7777) === 0o600 &&
-      stat.uid === uid && (xattrsOf === undefined || xattrsOf(file) === freshXattrs().file)
+    return stat !== undefined && stat.isFile() && stat.nlink === 1 && stat.size === 0 &&
+      (stat.mode & 0o7777) === 0o600 && stat.uid === uid &&
+      (xattrsOf === undefined || xattrsOf(file) === freshXattrs().file)
   }
 
   /** As new: empty, or (`spareLogs`) holding nothing but a made-ahead spare's two untouched log files. */

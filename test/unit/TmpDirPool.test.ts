@@ -216,31 +216,37 @@ describe.skipIf(process.platform !== "linux")("TmpDirPool", () => {
   })
 
   it("never hands on a made-ahead TMPDIR a process changed while it waited, nor moves a log file it replaced", async () => {
-    const pool = makeTmpDirPool(root, newId, 3)
+    const pool = makeTmpDirPool(root, newId, 4)
     await filled(pool)
-    expect(fs.readdirSync(root)).toHaveLength(3)
+    expect(fs.readdirSync(root)).toHaveLength(4)
     const target = path.join(os.tmpdir(), `planter-tmppool-target-${process.pid}`)
     fs.writeFileSync(target, "keep")
     const logs = fs.mkdtempSync(path.join(os.tmpdir(), "planter-tmppool-logs-"))
     try {
-      // An unsandboxed job sees the spares beside its own TMPDIR: it plants a symlink in one, a file in another.
-      const [planted, extra] = fs.readdirSync(root).sort().reverse()
+      // An unsandboxed job sees the spares beside its own TMPDIR: it plants a symlink in one, a file in another,
+      // and a hard link to another job's empty log in the third.
+      const [planted, extra, linked] = fs.readdirSync(root).sort().reverse()
+      const otherLog = path.join(logs, "other-job.stderr.log")
+      fs.writeFileSync(otherLog, "", { mode: 0o600 })
+      fs.rmSync(path.join(root, linked!, ".planter-spare-stdout"))
+      fs.linkSync(otherLog, path.join(root, linked!, ".planter-spare-stdout"))
       fs.rmSync(path.join(root, planted!, ".planter-spare-stdout"))
       fs.symlinkSync(target, path.join(root, planted!, ".planter-spare-stdout"))
       fs.writeFileSync(path.join(root, extra!, "left-for-the-next-job"), "x")
       const taken = pool.take()
-      expect(taken.id, "the one spare left as it was made").not.toMatch(new RegExp(`${planted}|${extra}`))
+      expect(taken.id, "the one spare left as it was made").not.toMatch(new RegExp(`${planted}|${extra}|${linked}`))
       expect(taken).toMatchObject({ tmpReady: true, logsReady: true })
       // Replaced between take and takeLogs: not moved (the job's process creates its own log file).
       fs.rmSync(path.join(root, taken.id, ".planter-spare-stderr"))
       fs.symlinkSync(target, path.join(root, taken.id, ".planter-spare-stderr"))
       pool.takeLogs(taken.id, path.join(logs, "out.log"), path.join(logs, "err.log"))
-      expect(fs.readdirSync(logs)).toEqual(["out.log"])
+      expect(fs.readdirSync(logs).sort()).toEqual(["other-job.stderr.log", "out.log"])
       expect(fs.readdirSync(path.join(root, taken.id))).toEqual([])
       expect(fs.readFileSync(target, "utf8")).toBe("keep")
       expect(pool.take().tmpReady, "no spare left").toBe(false)
       for (let i = 0; i < 1000 && fs.readdirSync(root).length > 1; i++) await new Promise((r) => setTimeout(r, 5))
       expect(fs.readdirSync(root), "the changed spares are removed").toEqual([taken.id])
+      expect(fs.statSync(otherLog).nlink, "the other job's log has its one name back").toBe(1)
     } finally {
       fs.rmSync(target, { force: true })
       fs.rmSync(logs, { recursive: true, force: true })
