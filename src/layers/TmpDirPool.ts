@@ -94,8 +94,9 @@ export const makeTmpDirPool = (tmpRoot: string, newId: () => JobId, max: number 
   /**
    * The extended attributes a new TMPDIR and a new file in it get here without anyone setting them: none on most
    * hosts; a security label under SELinux, an ACL under a default ACL on the state dir. Read once, from a probe
-   * directory made and removed in `tmpRoot` (with a file in it); both "" (none allowed) if that fails. A spare is as new only with
-   * exactly these: one whose attributes a job changed (an ACL letting others in) is never handed on.
+   * directory made and removed in `tmpRoot` (with a file in it); both "" (none allowed) if that fails. A spare is
+   * as new only with exactly these: one whose attributes a job changed (an ACL letting others in) is never handed
+   * on.
    */
   let fresh: { readonly dir: string; readonly file: string } | undefined
   const freshXattrs = () => {
