@@ -8,7 +8,9 @@ import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { parseProcStat } from "../src/layers/ProcessProbeLive.js"
 import { logFileName } from "../src/services/LogReader.js"
+import { isRunning, type ProcessEntry } from "../src/services/ProcessProbe.js"
 import { sleep, startDaemon } from "./daemon.js"
 import { awaitJobEnd, runJob } from "./jobs.js"
 import { type Report, withClient } from "./scale.js"
@@ -35,12 +37,10 @@ const childrenOf = (pid: number): Array<number> => {
   }
 }
 
-/** A process's start time (field 22 of its stat), or undefined once it is gone or a zombie. */
-const liveStartTime = (pid: number): string | undefined => {
+/** What /proc says of `pid` now (undefined once it is gone). */
+const entryOf = (pid: number): ProcessEntry | undefined => {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return fields[0] === "Z" ? undefined : fields[19]
+    return parseProcStat(fs.readFileSync(`/proc/${pid}/stat`, "latin1"))
   } catch {
     return undefined
   }
@@ -66,13 +66,13 @@ export const benchKillTree = async (report: Report) => {
             if (members.length < TREE_MEMBERS) yield* Effect.promise(() => sleep(2))
           }
           if (members.length < TREE_MEMBERS) return yield* Effect.die(`job ${job.id}: its tree never came up`)
-          const started = members.map((pid) => [pid, liveStartTime(pid)] as const)
+          const started = members.map((pid) => [pid, entryOf(pid)?.startTime ?? null] as const)
           const start = performance.now()
           const killed = yield* client.JobKill({ job_id: job.id, force: false })
           const elapsed = performance.now() - start
           if (killed.status !== "exited") return yield* Effect.die(`job ${job.id} answered ${killed.status}`)
           // Verified empty when answered: no member left (a pid reused since would have another start time).
-          survivors += started.filter(([pid, at]) => at !== undefined && liveStartTime(pid) === at).length
+          survivors += started.filter(([pid, at]) => at !== null && isRunning(entryOf(pid), at)).length
           if (round >= KILL_WARMUP) latencies.push(elapsed)
         }
         return { latencies: summarize(latencies), survivors }
