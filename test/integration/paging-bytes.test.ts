@@ -4,16 +4,10 @@
  * 1200 jobs of a 6 KB `sh -c` script each (and their events, which hold the argv) are over 7 MB: `job ls --all` and `events`
  * used to fail as if the daemon had crashed.
  */
-import { Effect, Layer } from "effect"
-import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
-import type { CellId, JobId } from "../../src/rpc/Ids.js"
-import { Cell } from "../../src/rpc/Models.js"
-import { StateRepository } from "../../src/services/StateRepository.js"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, startCli, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
-import { finishedJob } from "../support/seed.js"
+import { startCli, startDaemon, stopAllDaemons, waitFor } from "../support/daemon.js"
+import { finishedJob, seededStateDir } from "../support/seed.js"
 
 const TIMEOUT = 120_000
 const SEEDED = 1200
@@ -21,32 +15,12 @@ const SCRIPT = `echo ${"x".repeat(6000)}`
 
 let daemon: TestDaemon
 
-const seed = (stateDir: string) =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const repo = yield* StateRepository
-      yield* repo.insertCell(
-        new Cell({
-          id: "cell-big" as CellId,
-          name: "big",
-          env: {},
-          read_paths: [],
-          network: "allow",
-          dir: path.join(stateDir, "cells", "cell-big"),
-          created_at_ms: 1
-        })
-      )
-      for (let n = 0; n < SEEDED; n++) {
-        const id = `job-b${String(n).padStart(4, "0")}` as JobId
-        yield* repo.insertJob(finishedJob(id, "cell-big", ["sh", "-c", SCRIPT], 1_700_000_000_000 + n))
-      }
-    }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))
-  )
-
 beforeAll(async () => {
-  const stateDir = makeTempDir()
-  await seed(stateDir)
-  daemon = await startDaemon({ stateDir })
+  const jobs = Array.from(
+    { length: SEEDED },
+    (_, n) => finishedJob(`job-b${String(n).padStart(4, "0")}`, "cell-big", ["sh", "-c", SCRIPT], 1_700_000_000_000 + n)
+  )
+  daemon = await startDaemon({ stateDir: await seededStateDir({ "cell-big": "big" }, jobs) })
 }, TIMEOUT)
 
 afterAll(stopAllDaemons)

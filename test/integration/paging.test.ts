@@ -4,62 +4,30 @@
  * `--all` every job a page at a time, `--json` one document; filters and
  * cursors are checked by the daemon.
  */
-import { Effect, Layer } from "effect"
-import * as path from "node:path"
+import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import * as StateRepositorySqlite from "../../src/layers/StateRepositorySqlite.js"
 import { make } from "../../src/rpc/client.js"
-import type { CellId } from "../../src/rpc/Ids.js"
-import { Cell, Job } from "../../src/rpc/Models.js"
-import { StateRepository } from "../../src/services/StateRepository.js"
+import type { Job } from "../../src/rpc/Models.js"
 import type { TestDaemon } from "../support/daemon.js"
-import { makeTempDir, startDaemon, stopAllDaemons } from "../support/daemon.js"
-import { finishedJob } from "../support/seed.js"
+import { startDaemon, stopAllDaemons } from "../support/daemon.js"
+import { finishedJob, seededStateDir } from "../support/seed.js"
 
 const TIMEOUT = 120_000
 const SEEDED = 2100
 
 let daemon: TestDaemon
 
-/** SEEDED finished jobs (ids job-s0000…, one ms apart; odd ones in cell `odd`), written through the repository. */
-const seed = (stateDir: string) =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const repo = yield* StateRepository
-      for (const [id, name] of [["cell-even", "even"], ["cell-odd", "odd"]] as const) {
-        yield* repo.insertCell(
-          new Cell({
-            id: id as CellId,
-            name,
-            env: {},
-            read_paths: [],
-            network: "allow",
-            dir: path.join(stateDir, "cells", id),
-            created_at_ms: 1
-          })
-        )
-      }
-      for (let n = 0; n < SEEDED; n++) {
-        yield* repo.insertJob(
-          finishedJob(
-            `job-s${String(n).padStart(4, "0")}`,
-            n % 2 === 0 ? "cell-even" : "cell-odd",
-            ["true"],
-            1_700_000_000_000 + n
-          )
-        )
-      }
-    }).pipe(Effect.provide(Layer.fresh(StateRepositorySqlite.layer(path.join(stateDir, "planter.db")))))
-  )
-
 const seededId = (n: number) => `job-s${String(n).padStart(4, "0")}`
 const newest = (count: number, from = SEEDED - 1, step = 1) =>
   Array.from({ length: count }, (_, i) => seededId(from - i * step))
 
+/** SEEDED finished jobs (ids job-s0000…, one ms apart; odd ones in cell `odd`), written through the repository. */
 beforeAll(async () => {
-  const stateDir = makeTempDir()
-  await seed(stateDir)
-  daemon = await startDaemon({ stateDir })
+  const jobs = Array.from(
+    { length: SEEDED },
+    (_, n) => finishedJob(seededId(n), n % 2 === 0 ? "cell-even" : "cell-odd", ["true"], 1_700_000_000_000 + n)
+  )
+  daemon = await startDaemon({ stateDir: await seededStateDir({ "cell-even": "even", "cell-odd": "odd" }, jobs) })
 }, TIMEOUT)
 
 afterAll(stopAllDaemons)
