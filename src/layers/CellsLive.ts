@@ -8,6 +8,7 @@ import type { CreateCellRequest } from "../services/Cells.js"
 import { cellNameProblem, Cells } from "../services/Cells.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { DaemonFault, InvalidInput, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
+import { hotSpan } from "../services/HotSpan.js"
 import { JobSupervisor } from "../services/JobSupervisor.js"
 import { checkLimits } from "../services/Limits.js"
 import { encodeCursor, pageOf } from "../services/Paging.js"
@@ -64,7 +65,9 @@ export const make = Effect.gen(function*() {
     return cell
   })
 
-  const resolve = Effect.fn("Cells.resolve")(function*(idOrName: string) {
+  // Run by every request that names a cell (each JobRun): its span is made as those on a job's start are (HotSpan).
+  const resolve = (idOrName: string) => resolveUntraced(idOrName).pipe(hotSpan("Cells.resolve"))
+  const resolveUntraced = Effect.fnUntraced(function*(idOrName: string) {
     const found = idOrName.startsWith("cell-")
       ? yield* Schema.decodeUnknown(CellId)(idOrName).pipe(
         Effect.mapError(() =>

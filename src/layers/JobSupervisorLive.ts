@@ -21,6 +21,7 @@ import type { Cell, LimitDetail, TerminationReason } from "../rpc/Models.js"
 import { Job, JobCommand, JobPage, JobSandbox } from "../rpc/Models.js"
 import { DaemonConfig, statePaths } from "../services/DaemonConfig.js"
 import { DaemonFault, InvalidInput, SandboxRefused, StateConflict, UnknownEntity } from "../services/DomainErrors.js"
+import { hotSpan } from "../services/HotSpan.js"
 import type { JobStdinPipe, RunningJob } from "../services/JobRegistry.js"
 import { JobRegistry } from "../services/JobRegistry.js"
 import type { LimitReason, RunRequest } from "../services/JobSupervisor.js"
@@ -118,9 +119,6 @@ const asJobFiber = (job: { readonly id: JobId; readonly cell_id: CellId }) =>
     HashMap.make(["planter.fiber", "job"], ["planter.job.id", job.id], ["planter.cell.id", job.cell_id])
   )
 
-/** A span on a job's start, named as Effect.fn would, without the call-site stack it captures on every call. */
-const hotSpan = (name: string) => Effect.withSpan(name, { captureStackTrace: false })
-
 /**
  * A job's fiber runs with nothing in its context but the span it descends from: everything it uses was taken
  * from the context when the supervisor was built. Each span, transaction and `provideService` along a job's
@@ -204,10 +202,7 @@ export const make = Effect.gen(function*() {
       // shutdown is never held. The reason is set first: a kill arriving meanwhile finds the job exited.
       if (reason === "exited" && Exit.isSuccess(result)) yield* deferral.quiet
       yield* sweep(entry, false, graceFor(reason)).pipe(
-        Effect.withSpan("job.kill", {
-          captureStackTrace: false,
-          attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason }
-        })
+        hotSpan("job.kill", { ...jobAttributes(entry.job), "planter.termination_reason": reason })
       )
       // With the tree gone the leader's exit is at hand.
       const exit = Exit.isSuccess(result)
@@ -224,10 +219,7 @@ export const make = Effect.gen(function*() {
         Effect.tap((job) =>
           Effect.annotateCurrentSpan({ "planter.exit_code": job.exit_code ?? -1, "planter.signal": job.signal ?? "" })
         ),
-        Effect.withSpan("job.finish", {
-          captureStackTrace: false,
-          attributes: { ...jobAttributes(entry.job), "planter.termination_reason": reason }
-        })
+        hotSpan("job.finish", { ...jobAttributes(entry.job), "planter.termination_reason": reason })
       )
       yield* Effect.logDebug(
         `${ended.id} ended: ${reason}, exit code ${ended.exit_code ?? "none"}${
@@ -258,8 +250,7 @@ export const make = Effect.gen(function*() {
   ) =>
     Effect.acquireUseRelease(
       Effect.tap(acquire, ({ entry }) => registry.add(entry)),
-      ({ entry, exit }) =>
-        exit.pipe(Effect.withSpan("job.supervise", { captureStackTrace: false, attributes: jobAttributes(entry.job) })),
+      ({ entry, exit }) => exit.pipe(hotSpan("job.supervise", jobAttributes(entry.job))),
       ({ entry, exit, note }, result) => release(entry, files, exit, result, note)
     )
 
@@ -341,7 +332,7 @@ export const make = Effect.gen(function*() {
               message: `a job named ${request.name} is already running in cell ${cell.name}: choose another --name`
             })
         ),
-        Effect.withSpan("job.prepare", { captureStackTrace: false, attributes: jobAttributes(provisional) })
+        hotSpan("job.prepare", jobAttributes(provisional))
       )
       yield* crashPoint("job-recorded")
       const forget = (reason: string) =>
@@ -392,9 +383,9 @@ export const make = Effect.gen(function*() {
         Effect.tap((process) =>
           Effect.annotateCurrentSpan({ pid: process.pid, "planter.sandbox.backend": process.sandbox.backend })
         ),
-        Effect.withSpan("job.sandbox_start", {
-          captureStackTrace: false,
-          attributes: { ...jobAttributes(provisional), "planter.sandbox.mode": provisional.sandbox.mode }
+        hotSpan("job.sandbox_start", {
+          ...jobAttributes(provisional),
+          "planter.sandbox.mode": provisional.sandbox.mode
         })
       )
       yield* crashPoint("job-spawned")
@@ -411,7 +402,7 @@ export const make = Effect.gen(function*() {
       yield* repo.markJobRunning(id, { pid: started.pid, pid_start_time: startTime, sandbox: started.sandbox }).pipe(
         // Never leave a process running that no record knows about.
         Effect.tapError((error) => Effect.zipRight(sweep(entry, true), forget(error.message))),
-        Effect.withSpan("job.record", { captureStackTrace: false, attributes: jobAttributes(job) })
+        hotSpan("job.record", jobAttributes(job))
       )
       yield* crashPoint("job-running")
       if (started.sandbox.fallback_reason !== null) {
@@ -476,10 +467,7 @@ export const make = Effect.gen(function*() {
           )
         ),
         Effect.onInterrupt(() => Deferred.interrupt(ready)),
-        Effect.withSpan("job", {
-          captureStackTrace: false,
-          attributes: { "planter.job.id": id, "planter.cell.id": cell.id }
-        }),
+        hotSpan("job", { "planter.job.id": id, "planter.cell.id": cell.id }),
         asJobFiber({ id, cell_id: cell.id }),
         jobContext
       )
@@ -504,10 +492,7 @@ export const make = Effect.gen(function*() {
       supervise(Effect.succeed({ entry, exit: pollExit(job, files), ...(note ? { note } : {}) }), files).pipe(
         // A fiber of the FiberMap that dies would otherwise vanish without a word.
         Effect.catchAllDefect((defect) => Effect.logError(`supervising the adopted job ${job.id} failed`, defect)),
-        Effect.withSpan("job", {
-          captureStackTrace: false,
-          attributes: { ...jobAttributes(job), "planter.adopted": true }
-        }),
+        hotSpan("job", { ...jobAttributes(job), "planter.adopted": true }),
         asJobFiber(job),
         jobContext
       )

@@ -1,6 +1,7 @@
 import { Effect, Layer } from "effect"
 import { execFile, execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import { hotSpan } from "../services/HotSpan.js"
 import type { ProcessEntry } from "../services/ProcessProbe.js"
 import { JOB_MARKER_ENV, ProcessProbe } from "../services/ProcessProbe.js"
 
@@ -293,8 +294,8 @@ const linux = ProcessProbe.of({
   entry: (pid) => Effect.sync(() => readProcEntry(pid)),
   markedBy: (jobId) =>
     markerScan(jobId).pipe(
-      // At every unsandboxed job's end: no call-site stack (an Error per call), the kill's span places it.
-      Effect.withSpan("ProcessProbe.markedBy", { captureStackTrace: false, attributes: { jobId } })
+      // At every unsandboxed job's end, made as the other spans on a job's end are (HotSpan).
+      hotSpan("ProcessProbe.markedBy", { jobId })
     )
 })
 

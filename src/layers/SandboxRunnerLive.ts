@@ -19,6 +19,7 @@ import {
   systemPathArgs
 } from "../services/BubblewrapArgs.js"
 import { DaemonConfig } from "../services/DaemonConfig.js"
+import { hotSpan } from "../services/HotSpan.js"
 import { JOB_MARKER_ENV } from "../services/ProcessProbe.js"
 import type { ProcessExit, SandboxRequest, SandboxStatus, StartedProcess } from "../services/SandboxRunner.js"
 import { OutputFilesError, SandboxRunner, SandboxStartError, SpawnError } from "../services/SandboxRunner.js"
@@ -359,10 +360,7 @@ const spawnDetached = (
     return yield* spawnWithNode(argv[0], argv.slice(1), request, cwd, env, statusPath)
   }).pipe(
     Effect.tap((leader) => Effect.annotateCurrentSpan({ pid: leader.pid })),
-    Effect.withSpan("job.spawn", {
-      captureStackTrace: false,
-      attributes: { "planter.job.id": request.jobId, "process.executable.path": file }
-    })
+    hotSpan("job.spawn", { "planter.job.id": request.jobId, "process.executable.path": file })
   )
 
 export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode, stateDir: string) {
@@ -432,9 +430,8 @@ export const make = Effect.fn("SandboxRunner.make")(function*(mode: SandboxMode,
     )
   })
 
-  // The span Effect.fn would name, without the call-site stack it captures on every call (an Error per job).
-  const start = (request: SandboxRequest) =>
-    startUntraced(request).pipe(Effect.withSpan("SandboxRunner.start", { captureStackTrace: false }))
+  // The span Effect.fn would name, made as the other spans on a job's start are (HotSpan).
+  const start = (request: SandboxRequest) => startUntraced(request).pipe(hotSpan("SandboxRunner.start"))
 
   return SandboxRunner.of({ status, start })
 })

@@ -19,6 +19,7 @@ import {
   ResourceLimits,
   TerminationReason
 } from "../rpc/Models.js"
+import { hotSpan } from "../services/HotSpan.js"
 import { JournalFeed } from "../services/JournalFeed.js"
 import type { JobFinish, JobProcess, JournalEvent, LegacyImportBatch } from "../services/StateRepository.js"
 import { StateError, StateRepository, StoredEvent } from "../services/StateRepository.js"
@@ -158,13 +159,6 @@ const storageFailure = (message: string) => <A, R>(effect: Effect.Effect<A, SqlE
       )
     )
   )
-
-/**
- * The span of a repository call on a job's start or end (several per job, 50 jobs a burst): named as Effect.fn
- * names them, without the call-site stack Effect.fn captures on every call (an Error per call, read only if the
- * span is exported with an error), which the job's own phase spans already place.
- */
-const hotSpan = (name: string) => Effect.withSpan(name, { captureStackTrace: false })
 
 /**
  * The repository over the provided SqlClient; with `direct` (a second connection to the same file,

@@ -1,4 +1,5 @@
 import { Duration, Effect } from "effect"
+import { hotSpan } from "./HotSpan.js"
 import type { JobTree, ProcessEntry } from "./ProcessProbe.js"
 import { isRunning, ProcessProbe, treeView } from "./ProcessProbe.js"
 
@@ -97,8 +98,8 @@ const noneAlive = (tree: JobTree) =>
  * that had to be SIGKILLed.
  */
 export const killTree = (tree: JobTree, options: KillTreeOptions): Effect.Effect<Array<number>, never, ProcessProbe> =>
-  // The span Effect.fn would name, without the call-site stack it captures per call: this runs at every job's end.
-  sweepTree(tree, options).pipe(Effect.withSpan("KillTree.killTree", { captureStackTrace: false }))
+  // The span Effect.fn would name, made as the other spans on a job's end are (HotSpan).
+  sweepTree(tree, options).pipe(hotSpan("KillTree.killTree"))
 
 const sweepTree = Effect.fnUntraced(function*(tree: JobTree, options: KillTreeOptions) {
   if (options.markerJobId !== undefined) {
