@@ -11,20 +11,33 @@ import { Effect } from "effect"
 export const END_DEFERRAL_MAX_MS = 100
 
 /**
- * Lets job ends wait for a quiet moment among job starts, never longer than `maxWaitMs`. Starts mark
+ * Ends whose bound runs out within this long of the first one's go with it: their kill sweeps share one /proc
+ * pass (ProcessProbe.markedBy batches the searches of one turn), and a burst's ends do not each set a timer.
+ */
+export const END_BATCH_SLACK_MS = 10
+
+/**
+ * Lets job ends wait for a quiet moment among job starts, never longer than `maxWaitMs` each. Starts mark
  * themselves with `starting`; an end calls `quiet` first, which answers at once when no start is in progress,
  * else when none has been for a whole turn of the event loop (a pipelining client's next start is often read
- * in that same turn), or when the oldest waiting end has waited `maxWaitMs`. Every waiting end is let go at
- * once, so their kill sweeps share one /proc pass (ProcessProbe.markedBy batches the searches of one turn).
- * Holds only the ends waiting now: nothing is kept once they go. `onQuiet` (if given) is called at each such
- * quiet moment, after the waiting ends are let go, whether any waited or not: work that should not compete with
- * starts (TmpDirPool.fill) goes there.
+ * in that same turn), or when it has waited `maxWaitMs`. At a quiet moment every waiting end is let go at once,
+ * so their kill sweeps share one /proc pass; while starts go on, an end goes when its own bound runs out (with
+ * those whose bound runs out within END_BATCH_SLACK_MS), not with every end waiting then. Letting them all go at
+ * the first one's bound put most of a long burst's ends (~40 of 50, ~1 ms each) back among its last starts
+ * (docs/benchmarks.md, "The 50 starts: ends by their own bound"). Holds only the ends waiting now: nothing is
+ * kept once they go. `onQuiet` (if given) is called at each such quiet moment, after the waiting ends are let
+ * go, whether any waited or not: work that should not compete with starts (TmpDirPool.fill) goes there.
  */
 export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet?: () => void) => {
   let inProgress = 0
-  let waiting: Array<() => void> = []
+  /** Oldest first: each end is added as it starts waiting, with when its bound runs out. */
+  let waiting: Array<{ readonly resume: () => void; readonly due: number }> = []
   let deadline: ReturnType<typeof setTimeout> | undefined
   let check: ReturnType<typeof setImmediate> | undefined
+
+  const release = (ends: ReadonlyArray<{ readonly resume: () => void }>) => {
+    for (const end of ends) end.resume()
+  }
 
   const releaseAll = () => {
     if (deadline !== undefined) clearTimeout(deadline)
@@ -33,7 +46,24 @@ export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet
     check = undefined
     const released = waiting
     waiting = []
-    for (const resume of released) resume()
+    release(released)
+  }
+
+  /** Lets go the ends whose bound has run out (or soon will), and waits for the next one's. */
+  const releaseDue = () => {
+    deadline = undefined
+    const cutoff = performance.now() + END_BATCH_SLACK_MS
+    const due = waiting.findIndex((end) => end.due > cutoff)
+    const released = due < 0 ? waiting : waiting.slice(0, due)
+    waiting = due < 0 ? [] : waiting.slice(due)
+    armDeadline()
+    release(released)
+  }
+
+  const armDeadline = () => {
+    if (deadline === undefined && waiting.length > 0) {
+      deadline = setTimeout(releaseDue, Math.max(0, waiting[0]!.due - performance.now()))
+    }
   }
 
   const startEnded = () => {
@@ -62,11 +92,11 @@ export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet
       inProgress === 0
         ? Effect.void
         : Effect.async<void>((resume) => {
-          const resumeOnce = () => resume(Effect.void)
-          waiting.push(resumeOnce)
-          if (deadline === undefined) deadline = setTimeout(releaseAll, maxWaitMs)
+          const end = { resume: () => resume(Effect.void), due: performance.now() + maxWaitMs }
+          waiting.push(end)
+          armDeadline()
           return Effect.sync(() => {
-            waiting = waiting.filter((other) => other !== resumeOnce)
+            waiting = waiting.filter((other) => other !== end)
           })
         })
     )

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import { makeEndDeferral } from "../../src/layers/EndDeferral.js"
 
 describe("EndDeferral", () => {
@@ -51,6 +51,24 @@ describe("EndDeferral", () => {
       const stuck = yield* Effect.fork(deferral.starting(Effect.never))
       yield* Effect.yieldNow()
       yield* Effect.forEach([1, 2], () => deferral.quiet, { concurrency: "unbounded" })
+      expect(stuck.unsafePoll(), "the start still runs").toBeNull()
+      yield* Fiber.interrupt(stuck)
+    }))
+
+  it.live("while starts go on, lets each end go at its own bound, not with the first end's", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(200)
+      const stuck = yield* Effect.fork(deferral.starting(Effect.never))
+      yield* Effect.yieldNow()
+      const first = yield* Effect.fork(deferral.quiet)
+      yield* Effect.sleep("120 millis")
+      const later = yield* Effect.fork(deferral.quiet)
+      yield* Effect.yieldNow()
+      yield* Fiber.join(first)
+      // The first end's bound ran out ~120 ms before the later one's: the later one waits on.
+      expect(later.unsafePoll(), "the later end, 80 ms into its 200").toBeNull()
+      const waited = yield* Effect.timed(Fiber.join(later))
+      expect(Duration.toMillis(waited[0]), "the later end waited for its own bound").toBeGreaterThan(30)
       expect(stuck.unsafePoll(), "the start still runs").toBeNull()
       yield* Fiber.interrupt(stuck)
     }))
