@@ -48,7 +48,15 @@ const MiB = 1024 * 1024
 const SEEDED_JOBS = 100_000
 const LIST_ITERATIONS = 200
 const STARTS = 50
-const START_ROUNDS = 5
+/**
+ * Measured rounds of the 50 starts, after START_WARMUP_BURSTS bursts of 50 on the fresh daemon: its first bursts
+ * run while V8 is still compiling its hot path (the first, ~180 ms against ~135 once ~200 jobs have run; the
+ * second, ~160), so a median over 5 rounds from the second burst on was a median of two cold rounds and three
+ * warm ones (docs/benchmarks.md, "The 50 starts: a fresh daemon's first bursts"). The first burst is still
+ * measured and shown beside the figure.
+ */
+const START_ROUNDS = 7
+const START_WARMUP_BURSTS = 4
 const CLI_RUNS = 20
 const RSS_RUNNING_JOBS = 50
 const RSS_CHURN_JOBS = 2000
@@ -250,21 +258,24 @@ export const benchStarts = async (report: Report) => {
           Effect.forEach(Array.from({ length: STARTS }), () => runJob(client, cell.id, ["true"]), {
             concurrency: "unbounded"
           })
-        yield* burst() // warm-up
+        let started = performance.now()
+        yield* burst()
+        const firstBurst = performance.now() - started
+        for (let warm = 1; warm < START_WARMUP_BURSTS; warm++) yield* burst()
         const pipelined: Array<number> = []
         const sequential: Array<number> = []
         for (let round = 0; round < START_ROUNDS; round++) {
           yield* Effect.sleep(500)
-          let start = performance.now()
+          started = performance.now()
           const jobs = yield* burst()
-          pipelined.push(performance.now() - start)
+          pipelined.push(performance.now() - started)
           yield* Effect.forEach(jobs, (job) => awaitJobEnd(client, job.id), { concurrency: 8 })
-          start = performance.now()
+          started = performance.now()
           const one = yield* Effect.forEach(Array.from({ length: STARTS }), () => runJob(client, cell.id, ["true"]))
-          sequential.push(performance.now() - start)
+          sequential.push(performance.now() - started)
           yield* Effect.forEach(one, (job) => awaitJobEnd(client, job.id), { concurrency: 8 })
         }
-        return { pipelined, sequential }
+        return { pipelined, sequential, firstBurst }
       }))
     const p = median(results.pipelined)
     const s = median(results.sequential)
@@ -276,17 +287,24 @@ export const benchStarts = async (report: Report) => {
       measured: {
         pipelined_median_ms: round(p),
         pipelined_best_ms: round(Math.min(...results.pipelined)),
-        sequential_median_ms: round(s)
+        sequential_median_ms: round(s),
+        warm_up_bursts: START_WARMUP_BURSTS,
+        first_burst_ms: round(results.firstBurst)
       },
       baseline: null,
       checks: [{
         target: "≤ 150 ms",
         threshold: 150,
         pass,
-        measured: `${ms(p)} pipelined (${ms(s)} one at a time)`,
+        measured: `${ms(p)} pipelined (first burst after start: ${ms(results.firstBurst)}; ${ms(s)} one at a time)`,
         baseline: "pm2 792 ms, supervisord 283 ms (DESIGN.md)"
       }]
     })
+    report.note(
+      `${STARTS} starts: the median of ${START_ROUNDS} rounds after ${START_WARMUP_BURSTS} bursts of ${STARTS} on the fresh daemon; its first burst (first_burst_ms), while V8 still compiles the start path, took ${
+        ms(results.firstBurst)
+      }`
+    )
   } finally {
     await daemon.stop()
   }
