@@ -50,9 +50,10 @@ const LIST_ITERATIONS = 200
 const STARTS = 50
 /**
  * Measured rounds of the 50 starts, after START_WARMUP_BURSTS bursts of 50 on the fresh daemon: its first bursts
- * run while V8 is still compiling its hot path (the first, ~180 ms against ~135 once ~200 jobs have run; the
- * second, ~160), so a median over 5 rounds from the second burst on was a median of two cold rounds and three
- * warm ones (docs/benchmarks.md, "The 50 starts: a fresh daemon's first bursts"). The first burst is still
+ * run while V8 is still compiling its hot path (the very first 210–320 ms; the second and the fourth, the old
+ * method's first two rounds, ~160–190 ms against ~105–150 once ~250 jobs have run), so a median over 5 rounds
+ * from the second burst on was a median of two cold rounds and three warm ones (docs/benchmarks.md, "The 50
+ * starts: spans, ends by their own bound, and a fresh daemon's first bursts"). The very first burst is still
  * measured and shown beside the figure.
  */
 const START_ROUNDS = 7

@@ -11,8 +11,9 @@ import { Effect } from "effect"
 export const END_DEFERRAL_MAX_MS = 100
 
 /**
- * Ends whose bound runs out within this long of the first one's go with it: their kill sweeps share one /proc
- * pass (ProcessProbe.markedBy batches the searches of one turn), and a burst's ends do not each set a timer.
+ * When an end's bound runs out, the ends whose bounds run out within this long after that moment go with it:
+ * their kill sweeps share one /proc pass (ProcessProbe.markedBy batches the searches of one turn), and a burst's
+ * ends do not each set a timer.
  */
 export const END_BATCH_SLACK_MS = 10
 
@@ -24,9 +25,9 @@ export const END_BATCH_SLACK_MS = 10
  * so their kill sweeps share one /proc pass; while starts go on, an end goes when its own bound runs out (with
  * those whose bound runs out within END_BATCH_SLACK_MS), not with every end waiting then. Letting them all go at
  * the first one's bound put most of a long burst's ends (~40 of 50, ~1 ms each) back among its last starts
- * (docs/benchmarks.md, "The 50 starts: ends by their own bound"). Holds only the ends waiting now: nothing is
- * kept once they go. `onQuiet` (if given) is called at each such quiet moment, after the waiting ends are let
- * go, whether any waited or not: work that should not compete with starts (TmpDirPool.fill) goes there.
+ * (docs/benchmarks.md, "The 50 starts: spans, ends by their own bound, …"). Holds only the ends waiting now:
+ * nothing is kept once they go. `onQuiet` (if given) is called at each such quiet moment, after the waiting ends
+ * are let go, whether any waited or not: work that should not compete with starts (TmpDirPool.fill) goes there.
  */
 export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet?: () => void) => {
   let inProgress = 0
@@ -97,6 +98,11 @@ export const makeEndDeferral = (maxWaitMs: number = END_DEFERRAL_MAX_MS, onQuiet
           armDeadline()
           return Effect.sync(() => {
             waiting = waiting.filter((other) => other !== end)
+            // No end left to wait for: no timer left to keep the process up.
+            if (waiting.length === 0 && deadline !== undefined) {
+              clearTimeout(deadline)
+              deadline = undefined
+            }
           })
         })
     )

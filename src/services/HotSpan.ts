@@ -1,5 +1,5 @@
 import type { Fiber } from "effect"
-import { Chunk, Clock, Context, Effect, Exit, FiberRef, HashMap, Tracer } from "effect"
+import { Cause, Chunk, Clock, Context, Effect, Exit, FiberRef, HashMap, Tracer } from "effect"
 
 /**
  * `Effect.withSpan(name, { attributes, captureStackTrace: false })` for the spans on every job's start and end
@@ -8,10 +8,10 @@ import { Chunk, Clock, Context, Effect, Exit, FiberRef, HashMap, Tracer } from "
  * Effect's own makes the span, then runs `onExit` for its end and `provideService` for the child's parent:
  * `provideService` reads the context, copies it with the span added and sets it through `FiberRef.locally`, an
  * acquire/use/release of its own. That came to ~28 steps and a dozen allocations a span, half of what a job's
- * start and end ran through Effect's run loop (docs/benchmarks.md, "The 50 starts: spans"). Here one
- * uninterruptible step sets the context, runs the body interruptibly, and restores the context and ends the
- * span whatever the body's exit: the same span (name, parent, links, annotations, attributes, timing), the same
- * context for the body, the same context after it.
+ * start and end ran through Effect's run loop (docs/benchmarks.md, "The 50 starts: spans, ends by their own
+ * bound, …"). Here one uninterruptible step sets the context, runs the body interruptibly, and restores the
+ * context and ends the span whatever the body's exit: the same span (name, parent, links, annotations,
+ * attributes, timing), the same context for the body, the same context after it.
  *
  * The call-site stack Effect.fn would capture is not taken: an Error per call, read only when a failed span is
  * exported, which the job's phase spans already place. With tracing off for the fiber, or under a parent that
@@ -34,7 +34,12 @@ export const hotSpan =
         return Effect.matchCauseEffect(restore(self), {
           onFailure: (cause) => {
             settable.setFiberRef(FiberRef.currentContext, outer)
-            opened.end(Exit.failCause(cause))
+            try {
+              opened.end(Exit.failCause(cause))
+            } catch (defect) {
+              // A tracer that throws: both causes, as Effect.withSpan's onExit keeps them.
+              return Effect.failCause(Cause.sequential(cause, Cause.die(defect)))
+            }
             return Effect.failCause(cause)
           },
           onSuccess: (value) => {
@@ -69,12 +74,8 @@ const openSpan = (
 ): OpenSpan | undefined => {
   if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return undefined
   const parent = Context.getOption(context, Tracer.ParentSpan)
-  if (
-    parent._tag === "Some" && parent.value._tag === "Span" &&
-    Context.get(parent.value.context, Tracer.DisablePropagation)
-  ) {
-    return undefined
-  }
+  // A parent (made here or propagated from a client) that disables propagation: Effect walks up from it.
+  if (parent._tag === "Some" && Context.get(parent.value.context, Tracer.DisablePropagation)) return undefined
   const services = fiber.currentDefaultServices
   const tracer = Context.get(services, Tracer.Tracer)
   const clock = Context.get(services, Clock.Clock)
@@ -91,7 +92,7 @@ const openSpan = (
   )
   const annotations = fiber.getFiberRef(FiberRef.currentTracerSpanAnnotations)
   if (HashMap.size(annotations) > 0) HashMap.forEach(annotations, (value, key) => span.attribute(key, value))
-  if (attributes !== undefined) { for (const key in attributes) span.attribute(key, attributes[key]) }
+  if (attributes !== undefined) { for (const [key, value] of Object.entries(attributes)) span.attribute(key, value) }
   return {
     span,
     end: (exit) => {

@@ -73,6 +73,40 @@ describe("EndDeferral", () => {
       yield* Fiber.interrupt(stuck)
     }))
 
+  it.live("lets ends whose bounds run out within 10 ms go together, and the next one at its own bound", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(150)
+      const stuck = yield* Effect.fork(deferral.starting(Effect.never))
+      yield* Effect.yieldNow()
+      const first = yield* Effect.fork(deferral.quiet)
+      yield* Effect.sleep("2 millis")
+      const close = yield* Effect.fork(deferral.quiet)
+      yield* Effect.sleep("80 millis")
+      const later = yield* Effect.fork(deferral.quiet)
+      yield* Effect.yieldNow()
+      yield* Fiber.join(first)
+      yield* Effect.yieldNow()
+      expect(close.unsafePoll(), "the end due 2 ms after the first").not.toBeNull()
+      expect(later.unsafePoll(), "the end due 80 ms after the first").toBeNull()
+      yield* Fiber.join(later)
+      yield* Fiber.interrupt(stuck)
+    }))
+
+  it.live("an end interrupted while it waits is forgotten: the next one still goes at its own bound", () =>
+    Effect.gen(function*() {
+      const deferral = makeEndDeferral(60)
+      const stuck = yield* Effect.fork(deferral.starting(Effect.never))
+      yield* Effect.yieldNow()
+      const gone = yield* Effect.fork(deferral.quiet)
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(gone)
+      const next = yield* Effect.fork(deferral.quiet)
+      yield* Effect.yieldNow()
+      const [waited] = yield* Effect.timed(Fiber.join(next))
+      expect(Duration.toMillis(waited)).toBeGreaterThan(40)
+      yield* Fiber.interrupt(stuck)
+    }))
+
   it.live("calls onQuiet once no start has been in progress for a whole turn, and says whether one is", () =>
     Effect.gen(function*() {
       let quiet = 0

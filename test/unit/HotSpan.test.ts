@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, Tracer } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Option, Tracer } from "effect"
+
+class Marker extends Context.Tag("test/Marker")<Marker, string>() {}
 import { hotSpan } from "../../src/services/HotSpan.js"
 
 type Wrap = (name: string, attributes?: Record<string, unknown>) => <A, E>(
@@ -88,6 +90,30 @@ const scenarios: Record<string, (wrap: Wrap) => Effect.Effect<unknown, unknown>>
     }),
   "annotateCurrentSpan inside annotates this span": (wrap) =>
     Effect.annotateCurrentSpan({ pid: 42 }).pipe(wrap("annotated inside"), Effect.withSpan("outer")),
+  "a forked fiber's spans are children of this one": (wrap) =>
+    Effect.fork(Effect.withSpan(spanName, "in the fork")).pipe(
+      Effect.flatMap(Fiber.join),
+      wrap("forks"),
+      Effect.withSpan("outer")
+    ),
+  "a body that provides a service: its context is left behind, the outer span current again": (wrap) =>
+    Effect.gen(function*() {
+      const inside = yield* Effect.provideService(spanName, Marker, "set inside").pipe(wrap("provides"))
+      const after = yield* Effect.serviceOption(Marker)
+      return [inside, after._tag, yield* spanName]
+    }).pipe(Effect.withSpan("outer")),
+  "after a defect or an interruption the outer span is current again": (wrap) =>
+    Effect.gen(function*() {
+      const afterDefect = yield* Effect.die("boom").pipe(wrap("dies"), Effect.catchAllDefect(() => spanName))
+      const afterInterrupt = yield* Effect.interrupt.pipe(
+        wrap("interrupted"),
+        Effect.catchAllCause(() => spanName),
+        Effect.uninterruptible
+      )
+      return [afterDefect, afterInterrupt]
+    }).pipe(Effect.withSpan("outer")),
+  "under a parent that disables propagation: what Effect.withSpan makes": (wrap) =>
+    spanName.pipe(wrap("below"), Effect.withSpan("quiet", { context: Context.make(Tracer.DisablePropagation, true) })),
   "tracing turned off: no span, as Effect.withSpan makes none": (wrap) =>
     spanName.pipe(wrap("off"), Effect.withTracerEnabled(false), Effect.withSpan("outer"))
 }
@@ -100,7 +126,7 @@ describe("hotSpan", () => {
         const actual = yield* observe(program, hotSpan)
         expect(actual).toStrictEqual(expected)
         // Not vacuous: every scenario but the last makes the span it names.
-        if (!name.startsWith("tracing turned off")) {
+        if (!name.startsWith("tracing turned off") && !name.startsWith("under a parent that disables")) {
           expect(actual.spans.some((span) => span.ended && span.name !== "outer" && span.name !== "root")).toBe(true)
         }
       }))
@@ -113,6 +139,7 @@ describe("hotSpan", () => {
         hotSpan("timed"),
         Effect.withSpan("outer")
       )
+      expect(timed.name).toBe("timed")
       expect(timed.status._tag).toBe("Ended")
       if (timed.status._tag !== "Ended") return
       const millis = Number(timed.status.endTime - timed.status.startTime) / 1e6
