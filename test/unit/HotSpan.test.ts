@@ -3,6 +3,7 @@ import { Cause, Context, Effect, Exit, Fiber, Option, Tracer } from "effect"
 
 class Marker extends Context.Tag("test/Marker")<Marker, string>() {}
 import { hotSpan } from "../../src/services/HotSpan.js"
+import { recordingTracer } from "../support/tracing.js"
 
 type Wrap = (name: string, attributes?: Record<string, unknown>) => <A, E>(
   self: Effect.Effect<A, E>
@@ -32,17 +33,8 @@ const described = (span: Tracer.Span, byId: Map<string, string>) => ({
  */
 const observe = <A>(program: (wrap: Wrap) => Effect.Effect<A, unknown>, wrap: Wrap) =>
   Effect.gen(function*() {
-    const native = yield* Effect.tracer
-    const made: Array<Tracer.Span> = []
-    const recording = Tracer.make({
-      span: (...args) => {
-        const span = native.span(...args)
-        made.push(span)
-        return span
-      },
-      context: native.context
-    })
-    const result = yield* Effect.exit(program(wrap).pipe(Effect.withTracer(recording)))
+    const { made, tracer } = yield* recordingTracer
+    const result = yield* Effect.exit(program(wrap).pipe(Effect.withTracer(tracer)))
     const byId = new Map(made.map((span) => [span.spanId, span.name]))
     return {
       spans: made.map((span) => described(span, byId)),

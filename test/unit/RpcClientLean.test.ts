@@ -11,7 +11,7 @@ import { RpcClientError } from "@effect/rpc/RpcClientError"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcServer from "@effect/rpc/RpcServer"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
+import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -23,6 +23,7 @@ import {
   MAX_RESPONSE_FRAME_BYTES,
   ServerSerializationLive
 } from "../../src/rpc/Serialization.js"
+import { recordingTracer } from "../support/tracing.js"
 
 class Refused extends Schema.TaggedError<Refused>()("Refused", { message: Schema.String }) {}
 
@@ -158,20 +159,11 @@ describe("the lean RPC client", () => {
   it.scoped("sends the call's span ids: the server's span is a child of the client's RpcClient.<Rpc> span", () =>
     Effect.gen(function*() {
       const { client } = yield* serve
-      const native = yield* Effect.tracer
-      const made: Array<Tracer.Span> = []
-      const recording = Tracer.make({
-        span: (...args) => {
-          const span = native.span(...args)
-          made.push(span)
-          return span
-        },
-        context: native.context
-      })
+      const { made, tracer } = yield* recordingTracer
       const [outer, seen] = yield* Effect.withSpan(
         Effect.zip(Effect.currentSpan, client.Trace()),
         "outer"
-      ).pipe(Effect.withTracer(recording))
+      ).pipe(Effect.withTracer(tracer))
       const clientSpan = made.find((span) => span.name === "RpcClient.Trace")!
       expect(clientSpan).toBeDefined()
       expect(seen.traceId).toBe(outer.traceId)
