@@ -123,6 +123,29 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
       return statement
     }
 
+    /**
+     * After a failed call: a connection still inside a transaction (a COMMIT that failed, then a ROLLBACK that
+     * failed too) would refuse every later `BEGIN`, and each job's start with it, until the daemon restarts. It is
+     * rolled back, or else closed, and the next call opens it afresh (with the same checks as the first).
+     */
+    const recover = (open: BetterSqlite3.Database) => {
+      if (!open.inTransaction) return
+      try {
+        open.prepare("ROLLBACK").run()
+      } catch {
+        // Closed below.
+      }
+      if (!open.inTransaction) return
+      statements.clear()
+      transactionOf = undefined
+      db = undefined
+      try {
+        open.close()
+      } catch {
+        // Whatever it held goes with the handle; the next call opens another.
+      }
+    }
+
     const attempt = <A>(body: (connection: BetterSqlite3.Database) => A): Effect.Effect<DirectOutcome<A>, SqlError> =>
       Effect.suspend((): Effect.Effect<DirectOutcome<A>, SqlError> => {
         const open = connection()
@@ -130,6 +153,7 @@ export const make = (filename: string): Effect.Effect<SqliteDirect, never, Scope
         try {
           return Effect.succeed({ _tag: "Done", value: body(open) })
         } catch (cause) {
+          recover(open)
           if (isBusy(cause)) return Effect.succeed(UNAVAILABLE)
           return Effect.fail(new SqlError({ cause, message: "Failed to execute statement" }))
         }

@@ -3,7 +3,7 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Deferred, Effect, Fiber, Layer, Option } from "effect"
+import { Deferred, Effect, Either, Fiber, Layer, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -149,6 +149,34 @@ describe("SqliteDirect: a job's statements on a second, synchronous connection",
       expect(yield* direct.transaction(count)).toEqual({ _tag: "Done", value: 1 })
       const refused = yield* Effect.either(direct.run((prepare) => prepare("SELECT * FROM no_such_table").all()))
       expect(refused._tag === "Left" && String(refused.left.cause)).toContain("no such table")
+    }))
+
+  it.scoped("a failure that leaves the connection inside a transaction does not refuse every later call", () =>
+    Effect.gen(function*() {
+      const file = yield* tempDb
+      yield* Effect.scoped(
+        Effect.provide(Effect.flatMap(StateRepository, (repo) => repo.insertCell(cell)), repoAndSql(file))
+      )
+      const direct = yield* SqliteDirect.make(file)
+      const count = (prepare: SqliteDirect.Prepare) =>
+        (prepare("SELECT COUNT(*) AS n FROM cells").get() as { readonly n: number }).n
+      // What a failed COMMIT whose ROLLBACK failed too leaves: a transaction open on the connection, holding
+      // the write lock (a later `.immediate` call would run as a savepoint inside it, never committed).
+      const stuck = yield* Effect.either(direct.run((prepare) => {
+        prepare("BEGIN IMMEDIATE").run()
+        throw new Error("disk I/O error")
+      }))
+      expect(stuck._tag).toBe("Left")
+      expect(yield* direct.transaction(count)).toEqual({ _tag: "Done", value: 1 })
+      expect(yield* Effect.either(direct.batched(count))).toStrictEqual(
+        Either.right({ _tag: "Done", value: 1 })
+      )
+      // The write lock went with the rollback: another connection can write.
+      const other = new Database(file)
+      yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+      other.pragma("busy_timeout = 0")
+      other.prepare("BEGIN IMMEDIATE").run()
+      other.prepare("ROLLBACK").run()
     }))
 
   it.scoped("opens only the file the daemon has open: one moved away or replaced is never created or written", () =>
