@@ -10,7 +10,9 @@ for (const match of readFileSync("mise.toml", "utf8").matchAll(/^run\s*=\s*"npm 
 }
 // npm runs `preX`/`postX` itself around `X`: they are part of X's task, not tasks of their own.
 const isLifecycleHook = (name) => /^(pre|post)/.test(name) && scripts.includes(name.replace(/^(pre|post)/, ""))
-const missing = scripts.filter((name) => !runs.has(name) && !isLifecycleHook(name))
+// And those npm runs when the package is installed or packed, which nobody runs as a task.
+const installHooks = new Set(["preinstall", "install", "postinstall", "prepare", "prepack", "postpack"])
+const missing = scripts.filter((name) => !runs.has(name) && !isLifecycleHook(name) && !installHooks.has(name))
 if (missing.length > 0) {
   console.error(
     `mise.toml has no task for the npm script(s) ${missing.join(", ")}: add a [tasks.NAME] whose run is "npm run NAME"`

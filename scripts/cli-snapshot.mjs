@@ -1,14 +1,13 @@
 // Builds the `planter` bin's fast start: dist/planter (the shell wrapper,
-// src/cli/planter.sh) and, where this node can make one, the CLI's V8
-// startup snapshot: dist/planter-snapshot.cjs (src/cli/snapshot.ts bundled),
-// dist/planter.snapshot.blob (node --build-snapshot of it) and
-// dist/planter.snapshot.key (which node binary the blob belongs to, in the
-// form the wrapper compares: `stat -L -c %d:%i:%s:%Y:%Z`).
-// Run by `npm run bundle:cli` after dist/src is compiled. A node that cannot
-// build the snapshot leaves no blob (the wrapper then runs dist/planter.mjs)
-// and says so; the build does not fail for it.
+// src/cli/planter.sh), the entry of the CLI's V8 startup snapshot
+// (dist/planter-snapshot.cjs: src/cli/snapshot.ts bundled, with no path of
+// this checkout in it) and the V8 flags it is built and started with
+// (dist/planter-snapshot.flags); then, where this node can make one, the
+// snapshot itself (scripts/cli-snapshot-blob.mjs, which the package also
+// runs where it is installed). Run by `npm run bundle:cli` after dist/src is
+// compiled.
 import * as esbuild from "esbuild"
-import { execFileSync, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -16,8 +15,6 @@ import { fileURLToPath } from "node:url"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const dist = path.join(root, "dist")
 const entry = path.join(dist, "planter-snapshot.cjs")
-const blob = path.join(dist, "planter.snapshot.blob")
-const key = path.join(dist, "planter.snapshot.key")
 const wrapper = path.join(dist, "planter")
 
 /**
@@ -26,7 +23,7 @@ const wrapper = path.join(dist, "planter")
  */
 const FLAGS = process.env.PLANTER_SNAPSHOT_FLAGS ? process.env.PLANTER_SNAPSHOT_FLAGS.split(" ") : []
 
-for (const file of [blob, key]) fs.rmSync(file, { force: true })
+fs.writeFileSync(path.join(dist, "planter-snapshot.flags"), `${FLAGS.join(" ")}\n`)
 fs.writeFileSync(
   wrapper,
   fs.readFileSync(path.join(root, "src", "cli", "planter.sh"), "utf8").replace("@SNAPSHOT_FLAGS@", FLAGS.join(" "))
@@ -47,9 +44,7 @@ const requireShim = `const __planterRequire = (() => {
     const path = builtin("node:path");
     const at = process.execArgv.indexOf("--snapshot-blob");
     const blob = at < 0 ? undefined : process.execArgv[at + 1];
-    return blob === undefined
-      ? ${JSON.stringify(path.join(dist, "planter.cjs"))}
-      : path.join(path.dirname(path.resolve(blob)), "planter.cjs");
+    return path.join(blob === undefined ? __dirname : path.dirname(path.resolve(blob)), "planter.cjs");
   };
   return (id) => {
     if (v8.startupSnapshot.isBuildingSnapshot()) return builtin(id);
@@ -57,7 +52,8 @@ const requireShim = `const __planterRequire = (() => {
     return real(id);
   };
 })();
-const __planter_import_meta_url = ${JSON.stringify(`file://${path.join(dist, "planter.cjs")}`)};
+// Where the blob is built (the package's dist, wherever it is installed), kept in the snapshot.
+const __planter_import_meta_url = require("node:url").pathToFileURL(require("node:path").join(__dirname, "planter.cjs")).href;
 (function (require) {`
 
 await esbuild.build({
@@ -80,30 +76,5 @@ await esbuild.build({
   alias: { "fast-check": path.join(root, "scripts", "fast-check-stub.mjs") }
 })
 
-const built = spawnSync(process.execPath, [...FLAGS, "--snapshot-blob", blob, "--build-snapshot", entry], {
-  cwd: dist,
-  encoding: "utf8"
-})
-// node warns about built-in modules it has not vetted for snapshots (module, child_process, readline); the CLI
-// only uses them once deserialized.
-const warnings = (built.stderr ?? "").split("\n").filter((line) =>
-  line.trim() !== "" && !/^\(Use `node --trace/.test(line)
-)
-if (built.status !== 0 || !fs.existsSync(blob)) {
-  fs.rmSync(blob, { force: true })
-  process.stderr.write(
-    `cli-snapshot: no startup snapshot for node ${process.version} (${
-      built.error?.message ?? `exit ${built.status}`
-    }): ` +
-      `planter starts from dist/planter.mjs instead\n${warnings.join("\n")}\n`
-  )
-} else {
-  try {
-    const identity = execFileSync("stat", ["-L", "-c", "%d:%i:%s:%Y:%Z", process.execPath], { encoding: "utf8" }).trim()
-    fs.writeFileSync(key, `${identity}\n`)
-  } catch (error) {
-    // No GNU stat (e.g. macOS): the wrapper could not check the node binary either, so no blob.
-    fs.rmSync(blob, { force: true })
-    process.stderr.write(`cli-snapshot: no startup snapshot (${error.message}): planter starts from dist/planter.mjs\n`)
-  }
-}
+const blob = spawnSync(process.execPath, [path.join(root, "scripts", "cli-snapshot-blob.mjs")], { stdio: "inherit" })
+if (blob.status !== 0) process.exit(blob.status ?? 1)

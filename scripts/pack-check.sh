@@ -48,13 +48,15 @@ version="$(node -p 'require("./package.json").version')"
 tarball="$(npm pack --silent --pack-destination "$work")"
 tarball="$work/$tarball"
 [ -f "$tarball" ] || fail "npm pack did not write $tarball"
-# A startup snapshot only loads into the node binary that built it: the package ships none (the installed
-# `planter` wrapper runs dist/planter.mjs), and the wrapper itself must be there.
+# A startup snapshot only loads into the node binary that built it: the package ships its entry and the script
+# that builds it where it is installed (postinstall), never the build's blob; and the wrapper must be there.
 listing="$(tar tzf "$tarball")"
-if grep -q -e 'planter\.snapshot\.' -e 'planter-snapshot\.cjs' <<< "$listing"; then
+if grep -q -e 'planter\.snapshot\.' <<< "$listing"; then
   fail "the tarball contains the build's CLI startup snapshot"
 fi
-grep -qx 'package/dist/planter' <<< "$listing" || fail "the tarball has no dist/planter (the planter bin)"
+for shipped in dist/planter dist/planter-snapshot.cjs dist/planter-snapshot.flags scripts/cli-snapshot-blob.mjs; do
+  grep -qx "package/$shipped" <<< "$listing" || fail "the tarball has no $shipped"
+done
 echo "pack check: packed $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB, $(tar tzf "$tarball" | wc -l) files)"
 
 prefix="$work/prefix"
@@ -72,6 +74,12 @@ planterd="$prefix/bin/planterd"
 [ -x "$planter" ] || fail "the installed package has no bin/planter"
 [ -x "$planterd" ] || fail "the installed package has no bin/planterd"
 echo "pack check: installed into a temp prefix"
+# The install built the CLI's startup snapshot for this node, which the wrapper starts from.
+installed="$prefix/lib/node_modules/$(node -p 'require("./package.json").name')/dist"
+[ -s "$installed/planter.snapshot.blob" ] || fail "the install built no CLI startup snapshot in $installed"
+[ "$(cat "$installed/planter.snapshot.key")" = "$(stat -L -c '%d:%i:%s:%Y:%Z' "$(command -v node)")" ] ||
+  fail "the installed CLI startup snapshot is not for the node on PATH"
+echo "pack check: the install built the CLI's startup snapshot for $(node --version)"
 
 state="$work/state"
 socket="$work/planterd.sock"
