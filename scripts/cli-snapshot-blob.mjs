@@ -27,10 +27,15 @@ const say = (message) => process.stderr.write(`planter: ${message}\n`)
 const build = () => {
   for (const file of [blob, key]) fs.rmSync(file, { force: true })
   const flags = fs.existsSync(flagsFile) ? fs.readFileSync(flagsFile, "utf8").trim().split(/\s+/).filter(Boolean) : []
+  // The wrapper starts the blob only when NODE_OPTIONS is empty, and a blob loads only with the V8 flags it was
+  // built with: it is built without the installer's NODE_OPTIONS (say, --max-old-space-size in a CI image).
+  const env = { ...process.env }
+  delete env.NODE_OPTIONS
   const built = spawnSync(process.execPath, [...flags, "--snapshot-blob", blob, "--build-snapshot", entry], {
     cwd: dist,
     encoding: "utf8",
-    timeout: 120_000
+    timeout: 120_000,
+    env
   })
   // node warns about built-in modules it has not vetted for snapshots (module, child_process, readline); the CLI
   // only uses them once deserialized.
@@ -42,6 +47,20 @@ const build = () => {
     say(
       `no startup snapshot for node ${process.version} (${built.error?.message ?? `exit ${built.status}`}): ` +
         `planter starts from dist/planter.mjs instead${installing ? "" : `\n${warnings.join("\n")}`}`
+    )
+    return
+  }
+  // Started as the wrapper starts it: a blob this node cannot load is not kept (the wrapper would use it).
+  const tried = spawnSync(process.execPath, [...flags, "--snapshot-blob", blob, "--", "--help"], {
+    cwd: dist,
+    stdio: "ignore",
+    timeout: 30_000,
+    env
+  })
+  if (tried.status !== 0) {
+    fs.rmSync(blob, { force: true })
+    say(
+      `the startup snapshot built for node ${process.version} does not start (exit ${tried.status}): planter starts from dist/planter.mjs instead`
     )
     return
   }

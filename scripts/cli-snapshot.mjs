@@ -36,24 +36,30 @@ fs.chmodSync(wrapper, 0o755)
 // require from the directory the blob was started from (found in
 // process.execArgv, which is the run's own, so a moved checkout still
 // resolves), which koffi's native part needs for the log copy.
-const requireShim = `const __planterRequire = (() => {
+const requireShim = `const __planterFrom = () => {
+  const path = require("node:path");
+  const at = process.execArgv.indexOf("--snapshot-blob");
+  const blob = at < 0 ? undefined : process.execArgv[at + 1];
+  return path.join(blob === undefined ? __dirname : path.dirname(path.resolve(blob)), "planter.cjs");
+};
+const __planterRequire = (() => {
   const builtin = require;
   const v8 = builtin("node:v8");
   let real;
-  const from = () => {
-    const path = builtin("node:path");
-    const at = process.execArgv.indexOf("--snapshot-blob");
-    const blob = at < 0 ? undefined : process.execArgv[at + 1];
-    return path.join(blob === undefined ? __dirname : path.dirname(path.resolve(blob)), "planter.cjs");
-  };
   return (id) => {
     if (v8.startupSnapshot.isBuildingSnapshot()) return builtin(id);
-    real ??= builtin("node:module").createRequire(from());
+    real ??= builtin("node:module").createRequire(__planterFrom());
     return real(id);
   };
 })();
-// Where the blob is built (the package's dist, wherever it is installed), kept in the snapshot.
-const __planter_import_meta_url = require("node:url").pathToFileURL(require("node:path").join(__dirname, "planter.cjs")).href;
+// Where the blob is built (the package's dist, wherever it is installed); once started from the blob, where the
+// blob is now: a package moved after its install still finds its native modules (koffi) beside it.
+let __planter_import_meta_url = require("node:url").pathToFileURL(__planterFrom()).href;
+if (require("node:v8").startupSnapshot.isBuildingSnapshot()) {
+  require("node:v8").startupSnapshot.addDeserializeCallback(() => {
+    __planter_import_meta_url = require("node:url").pathToFileURL(__planterFrom()).href;
+  });
+}
 (function (require) {`
 
 await esbuild.build({
