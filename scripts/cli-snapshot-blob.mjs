@@ -22,7 +22,14 @@ const flagsFile = path.join(dist, "planter-snapshot.flags")
 
 const installing = process.argv.includes("--install")
 
-const say = (message) => process.stderr.write(`planter: ${message}\n`)
+/** No blob, and why: the wrapper then runs dist/planter.mjs. */
+const noSnapshot = (why, details = "") => {
+  fs.rmSync(blob, { force: true })
+  process.stderr.write(
+    `planter: no startup snapshot for node ${process.version} (${why}): ` +
+      `planter starts from dist/planter.mjs instead${details}\n`
+  )
+}
 
 const build = () => {
   for (const file of [blob, key]) fs.rmSync(file, { force: true })
@@ -43,12 +50,7 @@ const build = () => {
     line.trim() !== "" && !/^\(Use `node --trace/.test(line)
   )
   if (built.status !== 0 || !fs.existsSync(blob)) {
-    fs.rmSync(blob, { force: true })
-    say(
-      `no startup snapshot for node ${process.version} (${built.error?.message ?? `exit ${built.status}`}): ` +
-        `planter starts from dist/planter.mjs instead${installing ? "" : `\n${warnings.join("\n")}`}`
-    )
-    return
+    return noSnapshot(built.error?.message ?? `exit ${built.status}`, installing ? "" : `\n${warnings.join("\n")}`)
   }
   // Started as the wrapper starts it: a blob this node cannot load is not kept (the wrapper would use it).
   const tried = spawnSync(process.execPath, [...flags, "--snapshot-blob", blob, "--", "--help"], {
@@ -57,20 +59,13 @@ const build = () => {
     timeout: 30_000,
     env
   })
-  if (tried.status !== 0) {
-    fs.rmSync(blob, { force: true })
-    say(
-      `the startup snapshot built for node ${process.version} does not start (exit ${tried.status}): planter starts from dist/planter.mjs instead`
-    )
-    return
-  }
+  if (tried.status !== 0) return noSnapshot(`the blob built does not start: exit ${tried.status}`)
   try {
     const identity = execFileSync("stat", ["-L", "-c", "%d:%i:%s:%Y:%Z", process.execPath], { encoding: "utf8" }).trim()
     fs.writeFileSync(key, `${identity}\n`)
   } catch (error) {
     // No GNU stat (e.g. macOS): the wrapper could not check the node binary either, so no blob.
-    fs.rmSync(blob, { force: true })
-    say(`no startup snapshot (${error.message}): planter starts from dist/planter.mjs`)
+    noSnapshot(error.message)
   }
 }
 
@@ -79,6 +74,6 @@ if (fs.existsSync(entry)) {
   try {
     build()
   } catch (error) {
-    say(`no startup snapshot (${error.message}): planter starts from dist/planter.mjs`)
+    noSnapshot(error.message)
   }
 }
